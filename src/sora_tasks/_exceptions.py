@@ -1,0 +1,230 @@
+"""The exceptions raised by sora_tasks.
+
+Every error derives from one root, so ``except SoraTasksError`` catches them all::
+
+    SoraTasksError
+    ├── InvalidRequestError            bad input: nothing was stored or sent
+    │   ├── PromptError                missing, blank or too long prompt
+    │   ├── ImageError
+    │   │   ├── InvalidImageEncodingError   not valid base64 / data URL
+    │   │   ├── ImageTooLargeError          over Limits.max_image_bytes
+    │   │   ├── UnsupportedImageTypeError   not an image, or not PNG/JPEG/WebP
+    │   │   └── ImageDimensionsError        pixel size differs from the requested size
+    │   ├── UnsupportedParameterError  model/size/seconds/media type the provider does not declare
+    │   └── UnknownProviderError       no provider registered under that name
+    ├── TaskNotFoundError              no such task (or it belongs to another user)
+    ├── InvalidTransitionError         the state machine forbids the change
+    ├── ConflictError                  a write lost a race (stale version or lease)
+    ├── DuplicateExternalIdError       the provider's id is already bound to another task
+    ├── TaskNotReadyError              the task has no result to download yet
+    ├── TaskFailedError                a waited-for task ended FAILED or CANCELLED
+    ├── WaitTimeoutError               ``wait`` gave up before the task finished
+    ├── ManagerNotRunningError         a call needs ``async with TaskManager(...)``
+    ├── DownloadError                  truncated, oversized or corrupt content
+    └── ProviderError                  a provider call failed
+        ├── ProviderUnsupportedError   the provider cannot do this (cancel, list, ...)
+        ├── ProviderTransportError     the request failed on the wire
+        ├── SubmissionUncertainError   a create may or may not have reached the provider
+        └── ProviderHTTPError          the provider answered with an error status
+            ├── ProviderAuthError      401, 403
+            ├── ProviderRejectedError  400, 404, 409, 422 and other final 4xx
+            ├── ProviderRateLimitError 429
+            └── ProviderServerError    5xx
+
+Messages name the problem and, where there is one, the limit. No message ever contains a secret.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ._models import Task
+
+__all__ = [
+    "ConflictError",
+    "DownloadError",
+    "DuplicateExternalIdError",
+    "ImageDimensionsError",
+    "ImageError",
+    "ImageTooLargeError",
+    "InvalidImageEncodingError",
+    "InvalidRequestError",
+    "InvalidTransitionError",
+    "ManagerNotRunningError",
+    "PromptError",
+    "ProviderAuthError",
+    "ProviderError",
+    "ProviderHTTPError",
+    "ProviderRateLimitError",
+    "ProviderRejectedError",
+    "ProviderServerError",
+    "ProviderTransportError",
+    "ProviderUnsupportedError",
+    "SoraTasksError",
+    "SubmissionUncertainError",
+    "TaskFailedError",
+    "TaskNotFoundError",
+    "TaskNotReadyError",
+    "UnknownProviderError",
+    "UnsupportedImageTypeError",
+    "UnsupportedParameterError",
+    "WaitTimeoutError",
+]
+
+
+class SoraTasksError(Exception):
+    """Root of every error raised by sora_tasks."""
+
+
+class InvalidRequestError(SoraTasksError, ValueError):
+    """A request was rejected before anything was stored or sent.
+
+    ``field`` names the offending input; ``limit`` is the bound it broke, when there is one.
+    """
+
+    def __init__(self, message: str, *, field: str, limit: object = None) -> None:
+        super().__init__(message)
+        self.field = field
+        self.limit = limit
+
+
+class PromptError(InvalidRequestError):
+    """The prompt is missing, blank after stripping, or longer than the limit."""
+
+
+class ImageError(InvalidRequestError):
+    """The reference image cannot be used."""
+
+
+class InvalidImageEncodingError(ImageError):
+    """The reference image is not valid base64 or a well-formed data URL."""
+
+
+class ImageTooLargeError(ImageError):
+    """The decoded reference image is larger than ``Limits.max_image_bytes``."""
+
+
+class UnsupportedImageTypeError(ImageError):
+    """The bytes are not an image, or not one of PNG, JPEG and WebP."""
+
+
+class ImageDimensionsError(ImageError):
+    """The image's pixel size differs from the requested video size."""
+
+
+class UnsupportedParameterError(InvalidRequestError):
+    """A model, size, duration or media type the provider does not declare."""
+
+
+class UnknownProviderError(InvalidRequestError):
+    """No provider is registered under the requested name."""
+
+
+class TaskNotFoundError(SoraTasksError, LookupError):
+    """No task has that id, or it belongs to another user."""
+
+    def __init__(self, task_id: str) -> None:
+        super().__init__(f"task {task_id!r} not found")
+        self.task_id = task_id
+
+
+class InvalidTransitionError(SoraTasksError):
+    """The state machine forbids the requested change."""
+
+
+class ConflictError(SoraTasksError):
+    """A conditional write lost: the task changed since it was read, or the lease was taken over."""
+
+
+class DuplicateExternalIdError(SoraTasksError):
+    """The provider's job id is already bound to another task."""
+
+
+class TaskNotReadyError(SoraTasksError):
+    """The task has no downloadable result (it has not completed)."""
+
+
+class TaskFailedError(SoraTasksError):
+    """The awaited task ended in FAILED or CANCELLED; ``task`` holds it, ``task.error`` says why."""
+
+    def __init__(self, task: Task) -> None:
+        reason = f": {task.error.code}: {task.error.message}" if task.error else ""
+        super().__init__(f"task {task.id} ended {task.status.value}{reason}")
+        self.task = task
+
+
+class WaitTimeoutError(SoraTasksError, TimeoutError):
+    """``wait`` ran out of time; the task goes on in the background."""
+
+
+class ManagerNotRunningError(SoraTasksError, RuntimeError):
+    """The call needs a running manager: use ``async with TaskManager(...) as manager``."""
+
+
+class DownloadError(SoraTasksError):
+    """The content could not be fetched whole; no file was left at the target path."""
+
+
+class ProviderError(SoraTasksError):
+    """A provider call failed. ``retryable`` says whether trying again later may succeed."""
+
+    retryable: bool = False
+
+    def __init__(self, message: str, *, provider: str | None = None) -> None:
+        super().__init__(message)
+        self.provider = provider
+
+
+class ProviderUnsupportedError(ProviderError):
+    """The provider does not offer this operation."""
+
+
+class ProviderTransportError(ProviderError):
+    """The request failed on the wire (connect error, timeout, dropped connection)."""
+
+    retryable = True
+
+
+class SubmissionUncertainError(ProviderError):
+    """A create may have reached the provider: it must not be sent again blindly."""
+
+    retryable = False
+
+
+class ProviderHTTPError(ProviderError):
+    """The provider answered with an error status; ``status_code`` and ``code`` say which."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int,
+        code: str | None = None,
+        provider: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message, provider=provider)
+        self.status_code = status_code
+        self.code = code
+        self.retry_after = retry_after
+
+
+class ProviderAuthError(ProviderHTTPError):
+    """The provider refused the credentials (401, 403)."""
+
+
+class ProviderRejectedError(ProviderHTTPError):
+    """The provider rejected the request for good (a final 4xx)."""
+
+
+class ProviderRateLimitError(ProviderHTTPError):
+    """The provider asked us to slow down (429)."""
+
+    retryable = True
+
+
+class ProviderServerError(ProviderHTTPError):
+    """The provider failed (5xx)."""
+
+    retryable = True

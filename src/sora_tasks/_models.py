@@ -1,0 +1,232 @@
+"""The domain models: what a task is, what a request asks for, what pages and stats look like."""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
+
+__all__ = [
+    "GenerationRequest",
+    "ImageData",
+    "Limits",
+    "MediaType",
+    "ReferenceImage",
+    "Task",
+    "TaskError",
+    "TaskPage",
+    "TaskQuery",
+    "TaskResult",
+    "TaskStats",
+    "TaskStatus",
+    "new_task_id",
+]
+
+Metadata = dict[str, JsonValue]
+Progress = Annotated[int, Field(ge=0, le=100)]
+
+
+def new_task_id() -> str:
+    """Mint our id for a task: ``video_<uuid4>``, made before anything leaves the process."""
+    return f"video_{uuid.uuid4()}"
+
+
+class TaskStatus(enum.StrEnum):
+    """The public status of a task. Finer reasons live in ``Task.error.code``."""
+
+    QUEUED = "QUEUED"
+    PROCESSING = "PROCESSING"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+
+    @property
+    def is_terminal(self) -> bool:
+        """True for COMPLETED, FAILED and CANCELLED: nothing moves a task out of them."""
+        return self in _TERMINAL
+
+
+_TERMINAL = frozenset({TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELLED})
+
+
+class MediaType(enum.StrEnum):
+    """What the task generates."""
+
+    VIDEO = "VIDEO"
+    IMAGE = "IMAGE"
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Limits(_Frozen):
+    """Bounds on accepted input. Every validation message names the limit it enforces."""
+
+    max_prompt_chars: int = Field(10_000, ge=1)
+    max_image_bytes: int = Field(5 * 1024 * 1024, ge=1)
+    max_metadata_bytes: int = Field(16 * 1024, ge=0)
+    max_download_bytes: int = Field(4 * 1024**3, ge=1)
+
+
+class TaskError(_Frozen):
+    """Why a task failed: a stable machine-readable ``code`` and a human ``message``.
+
+    Codes the library itself sets include ``timeout``, ``expired``, ``lost``, ``moderation``,
+    ``submit_uncertain``, ``submit_rejected`` and ``provider_error``.
+    """
+
+    code: str
+    message: str
+    retryable: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ImageData:
+    """A decoded reference image whose type was sniffed from its bytes and size read from its header."""
+
+    data: bytes = field(repr=False)
+    mime_type: str
+    width: int
+    height: int
+    sha256: str
+
+    @property
+    def filename(self) -> str:
+        """A file name with the extension of the real type (providers insist on one)."""
+        extension = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp"}
+        return f"reference.{extension.get(self.mime_type, 'bin')}"
+
+
+class ReferenceImage(_Frozen):
+    """What is known of a task's reference image. The bytes themselves live in the store."""
+
+    sha256: str | None = None
+    mime_type: str | None = None
+    byte_size: int | None = None
+    width: int | None = None
+    height: int | None = None
+    url: str | None = Field(None, description="set when an http(s) URL was passed through")
+
+
+class TaskResult(_Frozen):
+    """Where the finished media is: at the provider until ``expires_at``, and on disk once fetched."""
+
+    url: str | None = None
+    expires_at: datetime | None = None
+    local_path: str | None = None
+    byte_size: int | None = None
+    sha256: str | None = None
+
+
+class Task(_Frozen):
+    """One generation job, tracked under our ``id`` and the provider's ``external_id``.
+
+    Tasks are immutable snapshots; every change goes through the store, which checks it against
+    the state machine and bumps ``version``. The scheduling fields (``next_poll_at``, leases, ...)
+    belong to the polling engine and are shown for observability.
+    """
+
+    id: str = Field(default_factory=new_task_id, pattern=r"^video_[0-9a-f-]{36}$")
+    provider: str
+    external_id: str | None = None
+    user_id: str | None = None
+    status: TaskStatus = TaskStatus.QUEUED
+    media_type: MediaType = MediaType.VIDEO
+    prompt: str
+    model: str
+    size: str
+    seconds: int
+    reference_image: ReferenceImage | None = None
+    progress: Progress = 0
+    result: TaskResult | None = None
+    error: TaskError | None = None
+    metadata: Metadata = Field(default_factory=dict)
+    priority: int = 0
+    created_at: datetime
+    updated_at: datetime
+    submitted_at: datetime | None = None
+    completed_at: datetime | None = None
+    submission_id: str | None = None
+    next_poll_at: datetime | None = None
+    deadline_at: datetime | None = None
+    poll_failures: int = Field(0, ge=0)
+    lease_owner: str | None = None
+    lease_expires_at: datetime | None = None
+    version: int = Field(1, ge=1)
+
+    @property
+    def is_terminal(self) -> bool:
+        """True once the task is COMPLETED, FAILED or CANCELLED."""
+        return self.status.is_terminal
+
+
+class GenerationRequest(BaseModel):
+    """What a caller asks for. ``TaskManager.create`` builds one from its keyword arguments.
+
+    ``model``, ``size`` and ``seconds`` left as ``None`` take the provider's defaults. The
+    reference image may be bytes, a path, a data URL, bare base64 or an http(s) URL.
+    ``allow_unsupported`` is the explicit override for values the provider does not declare.
+    """
+
+    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
+
+    prompt: str
+    model: str | None = None
+    size: str | None = None
+    seconds: int | None = Field(None, ge=1)
+    media_type: MediaType = MediaType.VIDEO
+    reference_image: bytes | Path | str | None = Field(None, repr=False)
+    user_id: str | None = None
+    provider: str | None = None
+    metadata: Metadata = Field(default_factory=dict)
+    priority: int = 0
+    deadline: timedelta | None = None
+    allow_unsupported: bool = False
+
+
+class TaskQuery(_Frozen):
+    """Filters and paging for ``TaskStore.list``. Newest first unless ``order="asc"``."""
+
+    user_id: str | None = None
+    status: TaskStatus | None = None
+    provider: str | None = None
+    media_type: MediaType | None = None
+    created_after: datetime | None = None
+    created_before: datetime | None = None
+    limit: int = Field(20, ge=1, le=500)
+    cursor: str | None = None
+    order: Literal["asc", "desc"] = "desc"
+
+
+class TaskPage(_Frozen):
+    """One page of tasks; pass ``next_cursor`` back to get the next one."""
+
+    items: list[Task]
+    next_cursor: str | None = None
+
+    @property
+    def has_more(self) -> bool:
+        """True when another page follows."""
+        return self.next_cursor is not None
+
+
+class TaskStats(_Frozen):
+    """Counts and render times, for one user or for everyone.
+
+    ``success_rate`` is completed / (completed + failed); render times run from creation to
+    completion of COMPLETED tasks, in seconds. Each is ``None`` when there is nothing to measure.
+    """
+
+    total: int
+    by_status: dict[TaskStatus, int]
+    by_provider: dict[str, int]
+    success_rate: float | None
+    render_seconds_mean: float | None
+    render_seconds_p50: float | None
+    render_seconds_p90: float | None

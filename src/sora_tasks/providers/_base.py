@@ -1,0 +1,154 @@
+"""The provider interface: what the manager needs from any video-generation service.
+
+An adapter turns one service's wire format into these types. It never touches the store and keeps
+no task state of its own: the manager owns both.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import AsyncIterator, Mapping
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from .._exceptions import ProviderUnsupportedError
+from .._models import ImageData, MediaType, TaskError, TaskStatus
+
+__all__ = [
+    "ContentStream",
+    "Provider",
+    "ProviderCapabilities",
+    "ProviderJob",
+    "SubmitRequest",
+]
+
+ContentVariant = Literal["video", "thumbnail", "spritesheet"]
+
+
+class ProviderCapabilities(BaseModel):
+    """What a provider declares it accepts and how it wants to be treated.
+
+    ``None`` for ``models``, ``sizes`` or ``seconds`` means "any value". The manager checks every
+    request against these before storing it, unless the request sets ``allow_unsupported``.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    models: frozenset[str] | None = None
+    sizes: frozenset[str] | None = None
+    seconds: frozenset[int] | None = None
+    media_types: frozenset[MediaType] = frozenset({MediaType.VIDEO})
+    default_model: str
+    default_size: str
+    default_seconds: int
+    image_upload: bool = True
+    image_url: bool = False
+    max_image_bytes: int | None = None
+    can_cancel: bool = False
+    can_delete: bool = False
+    can_list: bool = False
+    max_in_flight: int | None = Field(None, ge=1)
+    min_poll_interval: float = Field(1.0, ge=0)
+
+
+@dataclass(frozen=True, slots=True)
+class SubmitRequest:
+    """One create, as the manager hands it to a provider.
+
+    ``idempotency_key`` is the task's submission id: stable across retries of the same attempt,
+    so a provider that honours idempotency keys never starts a second job for it.
+    """
+
+    task_id: str
+    idempotency_key: str
+    prompt: str
+    model: str
+    size: str
+    seconds: int
+    media_type: MediaType = MediaType.VIDEO
+    image: ImageData | None = None
+    image_url: str | None = None
+    extra: Mapping[str, object] = field(default_factory=dict)
+
+
+class ProviderJob(BaseModel):
+    """A provider's view of one job, normalised.
+
+    ``status`` is ``None`` when the provider's word is unknown (``raw_status`` keeps it).
+    ``poll_after`` is the provider's hint, in seconds, of when to ask again.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    external_id: str
+    status: TaskStatus | None
+    raw_status: str = ""
+    progress: int | None = Field(None, ge=0, le=100)
+    error: TaskError | None = None
+    result_url: str | None = None
+    expires_at: datetime | None = None
+    created_at: datetime | None = None
+    completed_at: datetime | None = None
+    poll_after: float | None = None
+    expired: bool = False
+
+
+class ContentStream(abc.ABC):
+    """An open download of a job's content: its declared length and type, and its bytes."""
+
+    content_length: int | None = None
+    content_type: str | None = None
+
+    @abc.abstractmethod
+    def aiter_bytes(self) -> AsyncIterator[bytes]:
+        """Yield the body in chunks as they arrive."""
+
+
+class Provider(abc.ABC):
+    """A video-generation service. Subclass it to add one.
+
+    Required: :attr:`capabilities`, :meth:`submit`, :meth:`status` and :meth:`open_content`.
+    :meth:`cancel`, :meth:`delete` and :meth:`find` raise :class:`ProviderUnsupportedError` or
+    return ``None`` unless the service offers them (and ``capabilities`` says so).
+    """
+
+    @property
+    @abc.abstractmethod
+    def capabilities(self) -> ProviderCapabilities:
+        """What this provider accepts and how often it may be polled."""
+
+    @abc.abstractmethod
+    async def submit(self, request: SubmitRequest) -> ProviderJob:
+        """Start a job. Raise :class:`SubmissionUncertainError` when it may have started anyway."""
+
+    @abc.abstractmethod
+    async def status(self, external_id: str) -> ProviderJob:
+        """Read the job's current state."""
+
+    @abc.abstractmethod
+    def open_content(
+        self, external_id: str, variant: ContentVariant = "video"
+    ) -> AbstractAsyncContextManager[ContentStream]:
+        """Open a streamed download of a finished job's content."""
+
+    async def cancel(self, external_id: str) -> ProviderJob | None:
+        """Ask the provider to stop the job; returns its new state when the API says."""
+        raise ProviderUnsupportedError(f"{type(self).__name__} cannot cancel jobs")
+
+    async def delete(self, external_id: str) -> None:
+        """Delete the job and its assets at the provider."""
+        raise ProviderUnsupportedError(f"{type(self).__name__} cannot delete jobs")
+
+    async def find(self, request: SubmitRequest) -> ProviderJob | None:
+        """Look for a job this request already started (reconciling an uncertain submit).
+
+        Returns ``None`` when no such job is found or the provider cannot search.
+        """
+        return None
+
+    async def aclose(self) -> None:
+        """Release connections. The manager calls it on exit for providers it was given."""

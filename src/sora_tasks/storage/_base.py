@@ -1,0 +1,137 @@
+"""The storage interface, and the small pure helpers every store shares.
+
+A store persists tasks and their reference images. It enforces the state machine on every write
+(through :func:`sora_tasks._states.apply`), makes every write conditional when asked to, and hands
+out due tasks under leases so that several pollers never poll one task at the same time.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import math
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Protocol, Unpack, runtime_checkable
+
+from .._exceptions import InvalidRequestError
+from .._models import ImageData, Task, TaskPage, TaskQuery, TaskStats, TaskStatus
+from .._states import TaskChanges
+
+__all__ = [
+    "TaskStore",
+    "decode_cursor",
+    "encode_cursor",
+    "percentile",
+    "stats_from",
+]
+
+
+@runtime_checkable
+class TaskStore(Protocol):
+    """Where tasks live. :class:`~sora_tasks.storage.InMemoryStore` and
+    :class:`~sora_tasks.storage.SQLStore` implement it; so can you.
+
+    Errors are the library's own: :class:`TaskNotFoundError`, :class:`ConflictError`,
+    :class:`DuplicateExternalIdError`, :class:`InvalidTransitionError`, never a driver's.
+    """
+
+    async def now(self) -> datetime:
+        """The store's clock (the database's, for SQL stores). Leases are measured with it."""
+        ...
+
+    async def insert(self, task: Task, *, image: ImageData | None = None) -> Task:
+        """Store a new task, and its reference image (kept once per distinct content)."""
+        ...
+
+    async def get(self, task_id: str) -> Task:
+        """The task with our id, or :class:`TaskNotFoundError`."""
+        ...
+
+    async def get_by_external_id(self, external_id: str, *, provider: str | None = None) -> Task:
+        """The task bound to a provider's job id, or :class:`TaskNotFoundError`."""
+        ...
+
+    async def update(
+        self, task_id: str, *, expected_version: int | None = None, **changes: Unpack[TaskChanges]
+    ) -> Task:
+        """Apply ``changes`` through the state machine; return the new snapshot.
+
+        With ``expected_version`` the write happens only if the stored task still has that
+        version (it is also the lease's fencing token); otherwise :class:`ConflictError`.
+        """
+        ...
+
+    async def list(self, query: TaskQuery) -> TaskPage:
+        """One page of tasks matching ``query``, ordered by creation time then id."""
+        ...
+
+    async def stats(self, *, user_id: str | None = None) -> TaskStats:
+        """Counts and render times, for one user or for all."""
+        ...
+
+    async def get_image(self, sha256: str) -> ImageData:
+        """A stored reference image by content hash, or :class:`LookupError`."""
+        ...
+
+    async def delete_finished(self, *, before: datetime) -> int:
+        """Delete terminal tasks finished before ``before``, and images no task uses any more."""
+        ...
+
+    async def claim_due(self, *, owner: str, limit: int, lease_seconds: float) -> Sequence[Task]:
+        """Lease up to ``limit`` unfinished tasks whose ``next_poll_at`` has come.
+
+        A task is claimable when no live lease holds it. Claiming sets ``lease_owner`` and
+        ``lease_expires_at`` and bumps ``version``, which the claimant passes back as
+        ``expected_version`` on its next write: a peer that took the task over since then makes
+        that write fail with :class:`ConflictError`. Earliest ``next_poll_at`` first.
+        """
+        ...
+
+    async def close(self) -> None:
+        """Release connections."""
+        ...
+
+
+def encode_cursor(task: Task) -> str:
+    """The opaque cursor that resumes a listing right after ``task``."""
+    raw = json.dumps([task.created_at.isoformat(), task.id], separators=(",", ":"))
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, str]:
+    """Undo :func:`encode_cursor`; a cursor that was not made by it is an :class:`InvalidRequestError`."""
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        created_at, task_id = json.loads(base64.urlsafe_b64decode(padded.encode()))
+        return datetime.fromisoformat(created_at), str(task_id)
+    except (binascii.Error, ValueError, TypeError, UnicodeDecodeError) as exc:
+        raise InvalidRequestError("invalid page cursor", field="cursor") from exc
+
+
+def percentile(sorted_values: Sequence[float], fraction: float) -> float | None:
+    """Linear-interpolated percentile of already sorted values (``None`` when empty)."""
+    if not sorted_values:
+        return None
+    position = (len(sorted_values) - 1) * fraction
+    low, high = math.floor(position), math.ceil(position)
+    weight = position - low
+    return sorted_values[low] * (1 - weight) + sorted_values[high] * weight
+
+
+def stats_from(
+    by_status: dict[TaskStatus, int], by_provider: dict[str, int], render_seconds: Sequence[float]
+) -> TaskStats:
+    """Build :class:`TaskStats` from counts and the sorted render times of completed tasks."""
+    full = {status: by_status.get(status, 0) for status in TaskStatus}
+    finished = full[TaskStatus.COMPLETED] + full[TaskStatus.FAILED]
+    return TaskStats(
+        total=sum(full.values()),
+        by_status=full,
+        by_provider=dict(sorted(by_provider.items())),
+        success_rate=full[TaskStatus.COMPLETED] / finished if finished else None,
+        render_seconds_mean=sum(render_seconds) / len(render_seconds) if render_seconds else None,
+        render_seconds_p50=percentile(render_seconds, 0.5),
+        render_seconds_p90=percentile(render_seconds, 0.9),
+    )

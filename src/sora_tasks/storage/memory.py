@@ -1,0 +1,192 @@
+"""A store that keeps everything in the process: for tests, notebooks and one-off scripts."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Unpack
+
+from .._exceptions import ConflictError, DuplicateExternalIdError, TaskNotFoundError
+from .._models import ImageData, Task, TaskPage, TaskQuery, TaskStats, TaskStatus
+from .._states import TaskChanges, apply
+from ._base import decode_cursor, encode_cursor, stats_from
+
+__all__ = ["InMemoryStore"]
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class InMemoryStore:
+    """A :class:`TaskStore` in plain dictionaries. Nothing survives the process.
+
+    It follows the same contract as the SQL store (the same test suite runs on both), so code
+    tested against it behaves the same on a database. ``clock`` lets tests control time.
+    """
+
+    def __init__(self, *, clock: Callable[[], datetime] = _utcnow) -> None:
+        self._clock = clock
+        self._tasks: dict[str, Task] = {}
+        self._by_external: dict[tuple[str, str], str] = {}
+        self._active: set[str] = set()
+        self._images: dict[str, ImageData] = {}
+
+    def __repr__(self) -> str:
+        return f"InMemoryStore(tasks={len(self._tasks)})"
+
+    async def now(self) -> datetime:
+        """The injected clock's time."""
+        return self._clock()
+
+    async def insert(self, task: Task, *, image: ImageData | None = None) -> Task:
+        """Store a new task; see :meth:`TaskStore.insert`."""
+        if task.id in self._tasks:
+            raise ConflictError(f"a task with id {task.id!r} already exists")
+        if task.external_id is not None:
+            self._check_external_free(task.provider, task.external_id, task.id)
+        if image is not None:
+            self._images.setdefault(image.sha256, image)
+        self._store(task)
+        return task
+
+    async def get(self, task_id: str) -> Task:
+        """See :meth:`TaskStore.get`."""
+        try:
+            return self._tasks[task_id]
+        except KeyError:
+            raise TaskNotFoundError(task_id) from None
+
+    async def get_by_external_id(self, external_id: str, *, provider: str | None = None) -> Task:
+        """See :meth:`TaskStore.get_by_external_id`."""
+        if provider is not None:
+            task_id = self._by_external.get((provider, external_id))
+            if task_id is None:
+                raise TaskNotFoundError(external_id)
+            return self._tasks[task_id]
+        matches = [self._tasks[tid] for (_, ext), tid in self._by_external.items() if ext == external_id]
+        if not matches:
+            raise TaskNotFoundError(external_id)
+        return max(matches, key=lambda task: (task.created_at, task.id))
+
+    async def update(
+        self, task_id: str, *, expected_version: int | None = None, **changes: Unpack[TaskChanges]
+    ) -> Task:
+        """See :meth:`TaskStore.update`."""
+        current = await self.get(task_id)
+        if expected_version is not None and current.version != expected_version:
+            raise ConflictError(
+                f"task {task_id} is at version {current.version}, not {expected_version}"
+            )
+        updated = apply(current, changes, now=self._clock())
+        if updated.external_id is not None and updated.external_id != current.external_id:
+            self._check_external_free(updated.provider, updated.external_id, task_id)
+        self._store(updated)
+        return updated
+
+    async def list(self, query: TaskQuery) -> TaskPage:
+        """See :meth:`TaskStore.list`."""
+        descending = query.order == "desc"
+        after = decode_cursor(query.cursor) if query.cursor else None
+        matches = []
+        for task in self._tasks.values():
+            if not _matches(task, query):
+                continue
+            key = (task.created_at, task.id)
+            if after is not None and (key >= after if descending else key <= after):
+                continue
+            matches.append(task)
+        matches.sort(key=lambda task: (task.created_at, task.id), reverse=descending)
+        items = matches[: query.limit]
+        more = len(matches) > query.limit
+        return TaskPage(items=items, next_cursor=encode_cursor(items[-1]) if more else None)
+
+    async def stats(self, *, user_id: str | None = None) -> TaskStats:
+        """See :meth:`TaskStore.stats`."""
+        by_status: dict[TaskStatus, int] = {}
+        by_provider: dict[str, int] = {}
+        renders: list[float] = []
+        for task in self._tasks.values():
+            if user_id is not None and task.user_id != user_id:
+                continue
+            by_status[task.status] = by_status.get(task.status, 0) + 1
+            by_provider[task.provider] = by_provider.get(task.provider, 0) + 1
+            if task.status is TaskStatus.COMPLETED and task.completed_at is not None:
+                renders.append((task.completed_at - task.created_at).total_seconds())
+        return stats_from(by_status, by_provider, sorted(renders))
+
+    async def get_image(self, sha256: str) -> ImageData:
+        """See :meth:`TaskStore.get_image`."""
+        try:
+            return self._images[sha256]
+        except KeyError:
+            raise LookupError(f"no stored image with sha256 {sha256}") from None
+
+    async def delete_finished(self, *, before: datetime) -> int:
+        """See :meth:`TaskStore.delete_finished`."""
+        doomed = [
+            task
+            for task in self._tasks.values()
+            if task.is_terminal and (task.completed_at or task.updated_at) < before
+        ]
+        for task in doomed:
+            del self._tasks[task.id]
+            if task.external_id is not None:
+                self._by_external.pop((task.provider, task.external_id), None)
+        used = {
+            task.reference_image.sha256
+            for task in self._tasks.values()
+            if task.reference_image is not None and task.reference_image.sha256 is not None
+        }
+        for sha256 in set(self._images) - used:
+            del self._images[sha256]
+        return len(doomed)
+
+    async def claim_due(self, *, owner: str, limit: int, lease_seconds: float) -> Sequence[Task]:
+        """See :meth:`TaskStore.claim_due`."""
+        now = self._clock()
+        due = [
+            task
+            for task in (self._tasks[task_id] for task_id in self._active)
+            if task.next_poll_at is not None
+            and task.next_poll_at <= now
+            and (task.lease_expires_at is None or task.lease_expires_at <= now)
+        ]
+        due.sort(key=lambda task: (task.next_poll_at or now, task.id))
+        expires = now + timedelta(seconds=lease_seconds)
+        claimed = []
+        for task in due[:limit]:
+            leased = apply(task, {"lease_owner": owner, "lease_expires_at": expires}, now=now)
+            self._store(leased)
+            claimed.append(leased)
+        return claimed
+
+    async def close(self) -> None:
+        """Nothing to release."""
+
+    def _store(self, task: Task) -> None:
+        self._tasks[task.id] = task
+        if task.external_id is not None:
+            self._by_external[(task.provider, task.external_id)] = task.id
+        if task.is_terminal:
+            self._active.discard(task.id)
+        else:
+            self._active.add(task.id)
+
+    def _check_external_free(self, provider: str, external_id: str, task_id: str) -> None:
+        holder = self._by_external.get((provider, external_id))
+        if holder is not None and holder != task_id:
+            raise DuplicateExternalIdError(
+                f"{provider} job {external_id!r} is already bound to task {holder}"
+            )
+
+
+def _matches(task: Task, query: TaskQuery) -> bool:
+    return (
+        (query.user_id is None or task.user_id == query.user_id)
+        and (query.status is None or task.status is query.status)
+        and (query.provider is None or task.provider == query.provider)
+        and (query.media_type is None or task.media_type is query.media_type)
+        and (query.created_after is None or task.created_at >= query.created_after)
+        and (query.created_before is None or task.created_at < query.created_before)
+    )
