@@ -1,0 +1,30 @@
+"""One logging helper, so every record about a task carries the same context fields."""
+
+from __future__ import annotations
+
+import logging
+
+from ._models import Task
+
+__all__ = ["log_task", "logger"]
+
+logger = logging.getLogger("sora_tasks")
+
+
+def log_task(level: int, message: str, task: Task, *, action: str, **fields: object) -> None:
+    """Log ``message`` with ``task_id``, ``external_id``, ``provider``, ``action`` and ``fields``.
+
+    Only task identifiers and the caller's fields are attached: never a request, a header or a
+    provider object, so no secret can reach a log record through here.
+    """
+    if not logger.isEnabledFor(level):
+        return
+    extra = {
+        "task_id": task.id,
+        "external_id": task.external_id,
+        "provider": task.provider,
+        "action": action,
+        **fields,
+    }
+    logger.log(level, "%s [task=%s provider=%s external_id=%s]", message, task.id, task.provider,
+               task.external_id, extra=extra)

@@ -1,0 +1,393 @@
+"""TaskManager: the one place where the use cases live."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import uuid
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import AsyncExitStack
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+import anyio
+import pydantic
+
+from ._download import save_stream
+from ._events import EventHub, TaskEvent
+from ._exceptions import (
+    ConflictError,
+    DownloadError,
+    InvalidRequestError,
+    ManagerNotRunningError,
+    ProviderError,
+    TaskFailedError,
+    TaskNotFoundError,
+    TaskNotReadyError,
+    UnknownProviderError,
+    WaitTimeoutError,
+)
+from ._logging import log_task
+from ._models import (
+    GenerationRequest,
+    Limits,
+    MediaType,
+    Task,
+    TaskPage,
+    TaskQuery,
+    TaskResult,
+    TaskStats,
+    TaskStatus,
+)
+from ._policy import PollingPolicy
+from ._poller import Engine
+from ._validation import prepare
+from .providers._base import Provider
+from .storage._base import TaskStore
+from .storage.memory import InMemoryStore
+
+__all__ = ["TaskManager"]
+
+# wait() re-reads the store this often, to see changes made by workers in other processes
+_RECHECK_SECONDS = 1.0
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class TaskManager:
+    """Validates, submits, tracks, polls and downloads video-generation tasks.
+
+    Use it as an async context manager: entering starts the polling engine in the background,
+    leaving stops it, lets in-flight writes land and closes the store and the providers::
+
+        async with TaskManager(store=SQLStore(), providers={"openai": OpenAIVideosProvider()}) as manager:
+            task = await manager.create(prompt="a calico cat playing piano", user_id="u1")
+            task = await manager.wait(task.id, timeout=900)
+            await manager.download(task.id, "cat.mp4")
+
+    ``providers`` maps names to providers (a single provider is registered as ``"default"``);
+    requests name one or get ``default_provider`` (the first one). With ``poll=False`` the manager
+    only creates and reads tasks (for an API server whose polling runs in worker processes).
+    Every method that takes ``user_id`` acts only on that user's tasks: another user's task is
+    "not found".
+    """
+
+    def __init__(
+        self,
+        *,
+        providers: Mapping[str, Provider] | Provider,
+        store: TaskStore | None = None,
+        default_provider: str | None = None,
+        limits: Limits | None = None,
+        policy: PollingPolicy | None = None,
+        poll: bool = True,
+        on_event: Callable[[TaskEvent], object] | None = None,
+        clock: Callable[[], datetime] = _utcnow,
+    ) -> None:
+        self._providers = dict(providers) if isinstance(providers, Mapping) else {"default": providers}
+        if not self._providers:
+            raise ValueError("TaskManager needs at least one provider")
+        if default_provider is not None and default_provider not in self._providers:
+            raise UnknownProviderError(
+                f"default_provider {default_provider!r} is not among {sorted(self._providers)}",
+                field="default_provider",
+            )
+        self._default = default_provider or next(iter(self._providers))
+        self._store = store if store is not None else InMemoryStore(clock=clock)
+        self.limits = limits or Limits()
+        self.policy = policy or PollingPolicy()
+        self._poll = poll
+        self._clock = clock
+        self._events = EventHub()
+        if on_event is not None:
+            self._events.add_callback(on_event)
+        owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._engine = Engine(
+            store=self._store,
+            providers=self._providers,
+            policy=self.policy,
+            events=self._events,
+            clock=clock,
+            owner=owner,
+        )
+        self._exit_stack: AsyncExitStack | None = None
+
+    def __repr__(self) -> str:
+        return f"TaskManager(providers={sorted(self._providers)}, store={self._store!r})"
+
+    @property
+    def store(self) -> TaskStore:
+        """The store the tasks live in."""
+        return self._store
+
+    @property
+    def providers(self) -> Mapping[str, Provider]:
+        """The registered providers, by name."""
+        return dict(self._providers)
+
+    async def __aenter__(self) -> Self:
+        async with AsyncExitStack() as stack:
+            stack.push_async_callback(self._close_resources)
+            group = await stack.enter_async_context(anyio.create_task_group())
+            stack.callback(group.cancel_scope.cancel)
+            if self._poll:
+                group.start_soon(self._engine.run)
+            self._exit_stack = stack.pop_all()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> bool | None:
+        stack, self._exit_stack = self._exit_stack, None
+        if stack is None:
+            return None
+        return await stack.__aexit__(exc_type, exc, traceback)
+
+    async def _close_resources(self) -> None:
+        with anyio.CancelScope(shield=True):
+            for provider in self._providers.values():
+                await provider.aclose()
+            await self._store.close()
+
+    async def create(
+        self,
+        prompt: str,
+        *,
+        model: str | None = None,
+        size: str | None = None,
+        seconds: int | None = None,
+        reference_image: bytes | os.PathLike[str] | str | None = None,
+        user_id: str | None = None,
+        provider: str | None = None,
+        media_type: MediaType = MediaType.VIDEO,
+        metadata: Mapping[str, Any] | None = None,
+        priority: int = 0,
+        deadline: timedelta | None = None,
+        allow_unsupported: bool = False,
+    ) -> Task:
+        """Validate a request, store it as a task and submit it to the provider.
+
+        Bad input raises an :class:`InvalidRequestError` subclass and nothing is stored or sent.
+        A provider that rejects the job leaves a FAILED task whose ``error`` says why.
+        """
+        try:
+            request = GenerationRequest(
+                prompt=prompt,
+                model=model,
+                size=size,
+                seconds=seconds,
+                reference_image=Path(reference_image) if isinstance(reference_image, os.PathLike) else reference_image,
+                user_id=user_id,
+                provider=provider,
+                media_type=media_type,
+                metadata=dict(metadata or {}),
+                priority=priority,
+                deadline=deadline,
+                allow_unsupported=allow_unsupported,
+            )
+        except pydantic.ValidationError as exc:
+            raise _invalid(exc) from None
+        return await self.submit(request)
+
+    async def submit(self, request: GenerationRequest) -> Task:
+        """Like :meth:`create`, for a prepared :class:`GenerationRequest`."""
+        name = request.provider or self._default
+        provider = self._provider(name)
+        prepared = prepare(request, limits=self.limits, capabilities=provider.capabilities, provider=name)
+        now = self._clock()
+        deadline = request.deadline or self.policy.deadline
+        task = Task(
+            provider=name,
+            user_id=request.user_id,
+            media_type=request.media_type,
+            prompt=prepared.prompt,
+            model=prepared.model,
+            size=prepared.size,
+            seconds=prepared.seconds,
+            reference_image=prepared.reference_image,
+            metadata=request.metadata,
+            priority=request.priority,
+            created_at=now,
+            updated_at=now,
+            submission_id=f"sub_{uuid.uuid4().hex}",
+            deadline_at=now + deadline,
+            # if we die mid-submit, a peer finds the task once this lease runs out
+            next_poll_at=now,
+            lease_owner=self._engine.owner,
+            lease_expires_at=now + timedelta(seconds=self.policy.lease_seconds),
+        )
+        task = await self._store.insert(task, image=prepared.image)
+        self._events.publish(None, task)
+        task = await self._engine.submit(task, prepared.image)
+        self._engine.wake()
+        return task
+
+    async def get(self, task_id: str, *, user_id: str | None = None) -> Task:
+        """A task by our id or by the provider's id."""
+        try:
+            task = await self._store.get(task_id)
+        except TaskNotFoundError:
+            task = await self._store.get_by_external_id(task_id)
+        return _owned(task, user_id, task_id)
+
+    async def list(
+        self,
+        *,
+        user_id: str | None = None,
+        status: TaskStatus | None = None,
+        provider: str | None = None,
+        media_type: MediaType | None = None,
+        created_after: datetime | None = None,
+        created_before: datetime | None = None,
+        limit: int = 20,
+        cursor: str | None = None,
+        order: str = "desc",
+    ) -> TaskPage:
+        """A page of tasks, newest first by default; pass ``page.next_cursor`` for the next one."""
+        try:
+            query = TaskQuery(
+                user_id=user_id,
+                status=status,
+                provider=provider,
+                media_type=media_type,
+                created_after=created_after,
+                created_before=created_before,
+                limit=limit,
+                cursor=cursor,
+                order=order,  # type: ignore[arg-type]
+            )
+        except pydantic.ValidationError as exc:
+            raise _invalid(exc) from None
+        return await self._store.list(query)
+
+    async def stats(self, *, user_id: str | None = None) -> TaskStats:
+        """Counts by status and provider, success rate and render times."""
+        return await self._store.stats(user_id=user_id)
+
+    async def cancel(self, task_id: str, *, user_id: str | None = None) -> Task:
+        """Cancel a task: polling stops at once, and the provider is asked to stop where it can.
+
+        Idempotent: a task that already ended is returned unchanged.
+        """
+        while True:
+            task = await self.get(task_id, user_id=user_id)
+            if task.is_terminal:
+                return task
+            try:
+                with anyio.CancelScope(shield=True):
+                    cancelled = await self._store.update(
+                        task.id, expected_version=task.version, status=TaskStatus.CANCELLED
+                    )
+            except ConflictError:
+                continue  # the engine wrote first: look again
+            self._events.publish(task, cancelled)
+            break
+        provider = self._providers.get(cancelled.provider)
+        if provider is not None and cancelled.external_id and provider.capabilities.can_cancel:
+            try:
+                await provider.cancel(cancelled.external_id)
+            except ProviderError as exc:
+                log_task(logging.WARNING, f"provider cancel failed: {exc}", cancelled, action="cancel")
+        return cancelled
+
+    async def cleanup(self, *, older_than: timedelta) -> int:
+        """Delete tasks that ended more than ``older_than`` ago, with images no task uses any more."""
+        return await self._store.delete_finished(before=self._clock() - older_than)
+
+    async def wait(self, task_id: str, *, timeout: float | None = None, user_id: str | None = None) -> Task:
+        """Wait until the task ends; return it whatever the outcome.
+
+        Woken by the engine's writes, and re-reads the store now and then for changes made by
+        workers elsewhere; it never asks the provider itself. Raises :class:`WaitTimeoutError`
+        after ``timeout`` seconds (the task goes on).
+        """
+        if self._exit_stack is None:
+            raise ManagerNotRunningError("wait() needs a running manager: use `async with TaskManager(...)`")
+        task = await self.get(task_id, user_id=user_id)
+        try:
+            with anyio.fail_after(timeout):
+                async with self._events.subscribe() as events:
+                    while not task.is_terminal:
+                        with anyio.move_on_after(_RECHECK_SECONDS):
+                            async for event in events:
+                                if event.task.id == task.id and event.task.is_terminal:
+                                    break
+                        task = await self._store.get(task.id)
+        except TimeoutError:
+            raise WaitTimeoutError(
+                f"task {task.id} still {task.status.value} after {timeout} s; it goes on in the background"
+            ) from None
+        return task
+
+    async def events(self, task_id: str | None = None) -> AsyncIterator[TaskEvent]:
+        """Yield every change this manager observes, for one task or all."""
+        async with self._events.subscribe() as stream:
+            async for event in stream:
+                if task_id is None or event.task.id == task_id:
+                    yield event
+
+    async def download(self, task_id: str, path: str | os.PathLike[str], *, user_id: str | None = None) -> Task:
+        """Stream a completed task's video to ``path`` (temporary file, checks, atomic rename)."""
+        task = await self.get(task_id, user_id=user_id)
+        if task.status is not TaskStatus.COMPLETED or task.external_id is None:
+            raise TaskNotReadyError(f"task {task.id} is {task.status.value}; only COMPLETED tasks have content")
+        provider = self._provider(task.provider)
+        try:
+            async with provider.open_content(task.external_id) as stream:
+                saved = await save_stream(stream, path, max_bytes=self.limits.max_download_bytes)
+        except ProviderError as exc:
+            raise DownloadError(f"could not download task {task.id}: {exc}") from exc
+        result = (task.result or TaskResult()).model_copy(
+            update={"local_path": str(saved.path), "byte_size": saved.byte_size, "sha256": saved.sha256}
+        )
+        updated = await self._store.update(task.id, result=result)
+        self._events.publish(task, updated)
+        return updated
+
+    async def generate(
+        self,
+        prompt: str,
+        *,
+        output: str | os.PathLike[str] | None = None,
+        timeout: float | None = None,
+        **options: Any,
+    ) -> Task:
+        """Create, wait and download in one call; raise :class:`TaskFailedError` if it fails.
+
+        ``options`` are those of :meth:`create`. The video goes to ``output`` (default
+        ``<task id>.mp4`` in the current directory).
+        """
+        task = await self.create(prompt, **options)
+        task = await self.wait(task.id, timeout=timeout)
+        if task.status is not TaskStatus.COMPLETED:
+            raise TaskFailedError(task)
+        return await self.download(task.id, output if output is not None else f"{task.id}.mp4")
+
+    def _provider(self, name: str) -> Provider:
+        try:
+            return self._providers[name]
+        except KeyError:
+            raise UnknownProviderError(
+                f"no provider named {name!r}; registered: {', '.join(sorted(self._providers))}",
+                field="provider",
+            ) from None
+
+
+def _owned(task: Task, user_id: str | None, asked: str) -> Task:
+    if user_id is not None and task.user_id != user_id:
+        raise TaskNotFoundError(asked)
+    return task
+
+
+def _invalid(exc: pydantic.ValidationError) -> InvalidRequestError:
+    first = exc.errors()[0]
+    field = ".".join(str(part) for part in first["loc"]) or "request"
+    return InvalidRequestError(f"{field}: {first['msg']}", field=field)

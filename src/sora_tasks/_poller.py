@@ -1,0 +1,325 @@
+"""The engine: submits tasks in two phases and polls them under leases until they finish.
+
+No coroutine sleeps per task. The loop claims due tasks (``next_poll_at <= now``) from the store in
+batches, polls each once, writes the outcome and the next ``next_poll_at``, and releases the
+lease in the same conditional write. A task whose owner died is claimed again once its lease runs
+out, so nothing is lost; a create that may have been sent is never sent again unless the policy
+says so.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import datetime, timedelta
+from typing import Unpack
+
+import anyio
+
+from ._events import EventHub
+from ._exceptions import (
+    ConflictError,
+    ProviderError,
+    ProviderHTTPError,
+    ProviderRateLimitError,
+    ProviderServerError,
+    ProviderTransportError,
+    SubmissionUncertainError,
+    TaskNotFoundError,
+)
+from ._logging import log_task
+from ._models import ImageData, Task, TaskError, TaskResult, TaskStatus
+from ._policy import PollingPolicy
+from ._states import TaskChanges
+from .providers._base import Provider, ProviderJob, SubmitRequest
+from .storage._base import TaskStore
+
+__all__ = ["Engine"]
+
+_NOT_SENT = (ProviderTransportError, ProviderRateLimitError, ProviderServerError)
+
+
+class Engine:
+    """Submission and polling for one manager (or one worker process)."""
+
+    def __init__(
+        self,
+        *,
+        store: TaskStore,
+        providers: Mapping[str, Provider],
+        policy: PollingPolicy,
+        events: EventHub,
+        clock: Callable[[], datetime],
+        owner: str,
+    ) -> None:
+        self._store = store
+        self._providers = providers
+        self._policy = policy
+        self._events = events
+        self._clock = clock
+        self.owner = owner
+        self._wake = anyio.Event()
+        self._earliest: datetime | None = None
+        self._starved = False
+        self._idle_until: datetime | None = None
+        self._limiters = {
+            name: anyio.CapacityLimiter(
+                min(policy.max_concurrent_polls, provider.capabilities.max_in_flight or 1 << 30)
+            )
+            for name, provider in providers.items()
+        }
+
+    def wake(self) -> None:
+        """Make the loop look for due tasks now rather than after its idle wait."""
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Claim and process due tasks until cancelled."""
+        slots = anyio.CapacityLimiter(self._policy.batch_size)
+        async with anyio.create_task_group() as group:
+            while True:
+                free = int(slots.available_tokens)
+                self._starved = not free
+                claimed = await self._store.claim_due(
+                    owner=self.owner, limit=free, lease_seconds=self._policy.lease_seconds
+                ) if free else ()
+                for task in claimed:
+                    await slots.acquire_on_behalf_of(task.id)
+                    group.start_soon(self._process, task, slots)
+                if len(claimed) < free or not free:
+                    await self._idle()
+
+    async def _idle(self) -> None:
+        now = self._clock()
+        if self._earliest is not None and self._earliest <= now:
+            self._earliest = None
+        wait = self._policy.idle_wait
+        if self._earliest is not None:
+            wait = min(wait, (self._earliest - now).total_seconds())
+        self._idle_until = now + timedelta(seconds=wait)
+        with anyio.move_on_after(wait):
+            await self._wake.wait()
+        self._idle_until = None
+        self._wake = anyio.Event()
+
+    async def _process(self, task: Task, slots: anyio.CapacityLimiter) -> None:
+        try:
+            async with self._limiters.get(task.provider) or anyio.CapacityLimiter(1):
+                if task.external_id is not None:
+                    await self.poll(task)
+                elif task.submission_id is None:
+                    await self.submit(task)
+                else:
+                    await self.resolve_uncertain(task)
+        except (ConflictError, TaskNotFoundError):
+            log_task(logging.DEBUG, "task changed under us; dropping this round", task, action="poll")
+        except Exception:
+            log_task(logging.ERROR, "unexpected error while processing task", task, action="poll",
+                     exc_info=True)
+        finally:
+            slots.release_on_behalf_of(task.id)
+            if self._starved:
+                self.wake()
+
+    async def submit(self, task: Task, image: ImageData | None = None) -> Task:
+        """Send the create for ``task`` in two phases and record the provider's answer.
+
+        The submission id is stored before the request leaves; the external id right after.
+        """
+        provider = self._providers[task.provider]
+        if task.submission_id is None:
+            task = await self._write(task, submission_id=f"sub_{uuid.uuid4().hex}")
+        if image is None and task.reference_image and task.reference_image.sha256:
+            image = await self._store.get_image(task.reference_image.sha256)
+        request = self._request(task, image)
+        log_task(logging.INFO, "submitting", task, action="submit", attempt=task.submission_id)
+        try:
+            job = await provider.submit(request)
+        except SubmissionUncertainError as exc:
+            return await self._uncertain(task, exc)
+        except _NOT_SENT as exc:
+            return await self._not_sent(task, exc)
+        except ProviderError as exc:
+            code = exc.code if isinstance(exc, ProviderHTTPError) and exc.code else "submit_rejected"
+            return await self._finish(task, TaskStatus.FAILED, error=TaskError(code=code, message=str(exc)))
+        return await self._bind(task, job)
+
+    async def poll(self, task: Task) -> Task:
+        """Ask the provider about ``task`` once and store what it says."""
+        now = self._clock()
+        if task.deadline_at is not None and now >= task.deadline_at:
+            return await self._timeout(task)
+        provider = self._providers.get(task.provider)
+        if provider is None:
+            return await self._write(task, lease_owner=None, lease_expires_at=None,
+                                     next_poll_at=now + timedelta(seconds=self._policy.lease_seconds))
+        assert task.external_id is not None
+        try:
+            job = await provider.status(task.external_id)
+        except ProviderHTTPError as exc:
+            if exc.status_code in (404, 410):
+                error = TaskError(code="lost", message=f"the provider no longer knows job {task.external_id}")
+                return await self._finish(task, TaskStatus.FAILED, error=error)
+            return await self._poll_failed(task, exc)
+        except ProviderError as exc:
+            return await self._poll_failed(task, exc)
+        return await self._write(task, **self._changes(task, job, now))
+
+    async def resolve_uncertain(self, task: Task) -> Task:
+        """Apply the submit-uncertain policy to a task whose create may have been sent."""
+        policy = self._policy.submit_uncertain
+        if policy == "fail":
+            return await self._finish(task, TaskStatus.FAILED, error=_uncertain_error(policy))
+        provider = self._providers[task.provider]
+        image = None
+        if task.reference_image and task.reference_image.sha256:
+            image = await self._store.get_image(task.reference_image.sha256)
+        try:
+            job = await provider.find(self._request(task, image))
+        except ProviderError as exc:
+            return await self._poll_failed(task, exc)
+        if job is not None:
+            log_task(logging.INFO, "reconciled an uncertain submit", task, action="reconcile")
+            return await self._bind(task, job)
+        if policy == "resubmit":
+            log_task(logging.WARNING, "resubmitting after an uncertain submit", task, action="resubmit")
+            return await self.submit(task, image)
+        return await self._finish(task, TaskStatus.FAILED, error=_uncertain_error(policy))
+
+    def _request(self, task: Task, image: ImageData | None) -> SubmitRequest:
+        assert task.submission_id is not None
+        return SubmitRequest(
+            task_id=task.id,
+            idempotency_key=task.submission_id,
+            prompt=task.prompt,
+            model=task.model,
+            size=task.size,
+            seconds=task.seconds,
+            media_type=task.media_type,
+            image=image,
+            image_url=task.reference_image.url if task.reference_image else None,
+        )
+
+    async def _bind(self, task: Task, job: ProviderJob) -> Task:
+        now = self._clock()
+        changes = self._changes(task, job, now)
+        changes.update(external_id=job.external_id, submitted_at=now)
+        try:
+            return await self._write(task, **changes)
+        except ConflictError:
+            current = await self._store.get(task.id)
+            if not current.is_terminal:
+                raise
+            # cancelled while the create was in flight: keep the id so the job can be stopped
+            bound = await self._write(current, external_id=job.external_id, submitted_at=now)
+            provider = self._providers[task.provider]
+            if provider.capabilities.can_cancel:
+                await _best_effort(provider.cancel(job.external_id), bound, "cancel")
+            return bound
+
+    def _changes(self, task: Task, job: ProviderJob, now: datetime) -> TaskChanges:
+        changes: TaskChanges = {"lease_owner": None, "lease_expires_at": None, "poll_failures": 0}
+        progress = max(task.progress, job.progress or 0)
+        match job.status:
+            case TaskStatus.COMPLETED:
+                changes.update(
+                    status=TaskStatus.COMPLETED,
+                    result=TaskResult(url=job.result_url, expires_at=job.expires_at),
+                )
+                return changes
+            case TaskStatus.FAILED:
+                error = job.error or TaskError(code="provider_error", message="the provider reported a failure")
+                if job.expired:
+                    error = TaskError(code="expired", message=error.message)
+                changes.update(status=TaskStatus.FAILED, error=error)
+                return changes
+            case TaskStatus.CANCELLED:
+                changes.update(status=TaskStatus.CANCELLED)
+                return changes
+            case TaskStatus.PROCESSING:
+                changes.update(status=TaskStatus.PROCESSING, progress=progress)
+            case TaskStatus.QUEUED | None:
+                changes.update(progress=progress)
+        interval = self._interval(task, job)
+        changes["next_poll_at"] = now + timedelta(seconds=interval)
+        self._note_next(changes["next_poll_at"])
+        return changes
+
+    def _interval(self, task: Task, job: ProviderJob) -> float:
+        floor = self._providers[task.provider].capabilities.min_poll_interval
+        wanted = job.poll_after if job.poll_after is not None else self._policy.interval
+        return min(self._policy.max_interval, max(floor, wanted))
+
+    async def _poll_failed(self, task: Task, exc: ProviderError) -> Task:
+        failures = task.poll_failures + 1
+        if failures >= self._policy.max_poll_failures:
+            code = exc.code if isinstance(exc, ProviderHTTPError) and exc.code else "provider_error"
+            message = f"{failures} polls in a row failed; last: {exc}"
+            return await self._finish(task, TaskStatus.FAILED, error=TaskError(code=code, message=message))
+        delay = self._policy.backoff(failures)
+        if isinstance(exc, ProviderHTTPError) and exc.retry_after is not None:
+            delay = max(delay, exc.retry_after)
+        log_task(logging.WARNING, f"poll failed ({exc}); retrying in {delay:.1f}s", task, action="poll")
+        return await self._write(task, poll_failures=failures, lease_owner=None, lease_expires_at=None,
+                                 next_poll_at=self._clock() + timedelta(seconds=delay))
+
+    async def _not_sent(self, task: Task, exc: ProviderError) -> Task:
+        failures = task.poll_failures + 1
+        if failures >= self._policy.max_poll_failures:
+            error = TaskError(code="submit_failed", message=f"the create could not be sent: {exc}")
+            return await self._finish(task, TaskStatus.FAILED, error=error)
+        delay = self._policy.backoff(failures)
+        if isinstance(exc, ProviderHTTPError) and exc.retry_after is not None:
+            delay = max(delay, exc.retry_after)
+        log_task(logging.WARNING, f"create not sent ({exc}); trying again in {delay:.1f}s", task,
+                 action="submit")
+        return await self._write(task, submission_id=None, poll_failures=failures, lease_owner=None,
+                                 lease_expires_at=None, next_poll_at=self._clock() + timedelta(seconds=delay))
+
+    async def _uncertain(self, task: Task, exc: SubmissionUncertainError) -> Task:
+        log_task(logging.WARNING, f"submission uncertain: {exc}", task, action="submit")
+        if self._policy.submit_uncertain == "fail":
+            return await self._finish(task, TaskStatus.FAILED, error=_uncertain_error("fail"))
+        delay = timedelta(seconds=self._policy.reconcile_delay)
+        return await self._write(task, lease_owner=None, lease_expires_at=None,
+                                 next_poll_at=self._clock() + delay)
+
+    async def _timeout(self, task: Task) -> Task:
+        error = TaskError(code="timeout", message=f"no result before the deadline {task.deadline_at:%Y-%m-%d %H:%M:%S} UTC")
+        return await self._finish(task, TaskStatus.FAILED, error=error)
+
+    async def _finish(self, task: Task, status: TaskStatus, *, error: TaskError | None = None) -> Task:
+        log_task(logging.INFO, f"task ended {status.value}", task, action="finish",
+                 code=error.code if error else None)
+        return await self._write(task, status=status, error=error)
+
+    async def _write(self, task: Task, **changes: Unpack[TaskChanges]) -> Task:
+        # the final write of an operation must land even if our caller is being cancelled
+        with anyio.CancelScope(shield=True):
+            updated = await self._store.update(task.id, expected_version=task.version, **changes)
+        self._events.publish(task, updated)
+        return updated
+
+    def _note_next(self, when: datetime) -> None:
+        if self._earliest is None or when < self._earliest:
+            self._earliest = when
+        if self._idle_until is not None and when < self._idle_until:
+            self.wake()
+
+
+def _uncertain_error(policy: str) -> TaskError:
+    return TaskError(
+        code="submit_uncertain",
+        message=(
+            "the create may have reached the provider but its answer was lost; "
+            f"not sent again under submit_uncertain={policy!r}"
+        ),
+    )
+
+
+async def _best_effort(call: Awaitable[object], task: Task, action: str) -> None:
+    try:
+        await call
+    except ProviderError as exc:
+        log_task(logging.WARNING, f"provider {action} failed: {exc}", task, action=action)
