@@ -1,0 +1,234 @@
+"""Every SQL statement the SQL store runs, built in one place.
+
+Statements that need the time use the database's clock (:func:`db_now`), never Python's, so that
+leases mean the same thing on every machine sharing the database.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import (
+    Delete,
+    Float,
+    Insert,
+    Interval,
+    Select,
+    Update,
+    delete,
+    exists,
+    func,
+    literal,
+    or_,
+    select,
+    type_coerce,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.sql.elements import ColumnElement
+
+from .._models import TaskQuery, TaskStatus
+from ._base import decode_cursor
+from ._sql_schema import TERMINAL_STATUSES, UTCDateTime, images, is_pollable, tasks
+
+__all__ = [
+    "claim_due",
+    "count_by",
+    "db_now",
+    "delete_finished",
+    "delete_unused_images",
+    "insert_image",
+    "insert_task",
+    "list_tasks",
+    "render_percentiles",
+    "render_summary",
+    "render_value_at",
+    "select_image",
+    "select_now",
+    "select_task",
+    "select_task_by_external_id",
+    "update_task",
+]
+
+# SQLite's clock has millisecond resolution; padding to six digits gives exactly the text
+# format SQLAlchemy stores datetimes in, so the two compare correctly as strings
+_SQLITE_FORMAT = "%Y-%m-%d %H:%M:%f"
+
+
+def db_now(dialect: str, *, plus_seconds: float = 0.0) -> ColumnElement[datetime]:
+    """The database's current time (plus an offset), as a SQL expression."""
+    if dialect == "sqlite":
+        return type_coerce(
+            func.strftime(_SQLITE_FORMAT, "now", f"{plus_seconds:+.6f} seconds").concat("000"),
+            UTCDateTime(),
+        )
+    now: ColumnElement[datetime] = func.now()
+    if plus_seconds:
+        now = now + literal(timedelta(seconds=plus_seconds), Interval())
+    return type_coerce(now, UTCDateTime())
+
+
+def select_now(dialect: str) -> Select[Any]:
+    """``SELECT`` the database's current time."""
+    return select(db_now(dialect))
+
+
+def select_task(dialect: str, task_id: str) -> Select[Any]:
+    """One task row by our id, with the database time alongside (as ``db_now``)."""
+    return select(tasks, db_now(dialect).label("db_now")).where(tasks.c.id == task_id)
+
+
+def select_task_by_external_id(external_id: str, provider: str | None) -> Select[Any]:
+    """The task bound to a provider's job id; the newest one when no provider is given."""
+    stmt = select(tasks).where(tasks.c.external_id == external_id)
+    if provider is not None:
+        return stmt.where(tasks.c.provider == provider)
+    return stmt.order_by(tasks.c.created_at.desc(), tasks.c.id.desc()).limit(1)
+
+
+def insert_task(row: dict[str, Any]) -> Insert:
+    """Insert one task row."""
+    return tasks.insert().values(row)
+
+
+def insert_image(dialect: str, row: dict[str, Any]) -> Insert:
+    """Insert an image row unless one with the same hash is already stored."""
+    if dialect == "postgresql":
+        return postgresql.insert(images).values(row).on_conflict_do_nothing()
+    return sqlite.insert(images).values(row).on_conflict_do_nothing()
+
+
+def update_task(task_id: str, version: int, values: dict[str, Any]) -> Update:
+    """Write ``values`` only if the task is still at ``version`` (zero rows otherwise)."""
+    return tasks.update().where(tasks.c.id == task_id, tasks.c.version == version).values(values)
+
+
+def list_tasks(query: TaskQuery) -> Select[Any]:
+    """One page of tasks plus one row to tell whether another page follows (keyset paging)."""
+    stmt = select(tasks).where(*_filters(query))
+    created, ident = tasks.c.created_at, tasks.c.id
+    if query.cursor is not None:
+        after_created, after_id = decode_cursor(query.cursor)
+        if query.order == "desc":
+            stmt = stmt.where(
+                created <= after_created, or_(created < after_created, ident < after_id)
+            )
+        else:
+            stmt = stmt.where(
+                created >= after_created, or_(created > after_created, ident > after_id)
+            )
+    order = (created.desc(), ident.desc()) if query.order == "desc" else (created, ident)
+    return stmt.order_by(*order).limit(query.limit + 1)
+
+
+def count_by(column: str, user_id: str | None) -> Select[Any]:
+    """Task counts grouped by ``status`` or ``provider``, for one user or all."""
+    key = tasks.c[column]
+    stmt = select(key, func.count()).group_by(key)
+    return stmt if user_id is None else stmt.where(tasks.c.user_id == user_id)
+
+
+def render_summary(user_id: str | None) -> Select[Any]:
+    """Count and mean of the render times of completed tasks."""
+    return select(func.count(tasks.c.render_seconds), func.avg(tasks.c.render_seconds)).where(
+        *_rendered(user_id)
+    )
+
+
+def render_percentiles(user_id: str | None) -> Select[Any]:
+    """PostgreSQL: count, mean, median and 90th percentile of render times in one pass."""
+    seconds = tasks.c.render_seconds
+    return select(
+        func.count(seconds),
+        func.avg(seconds),
+        func.percentile_cont(0.5).within_group(seconds),
+        func.percentile_cont(0.9).within_group(seconds),
+    ).where(*_rendered(user_id))
+
+
+def render_value_at(user_id: str | None, offset: int) -> Select[Any]:
+    """The render times at sorted positions ``offset`` and ``offset + 1`` (an index walk)."""
+    seconds = tasks.c.render_seconds
+    return (
+        select(type_coerce(seconds, Float()))
+        .where(*_rendered(user_id))
+        .order_by(seconds)
+        .offset(offset)
+        .limit(2)
+    )
+
+
+def claim_due(dialect: str, *, owner: str, limit: int, lease_seconds: float) -> Update:
+    """Lease up to ``limit`` due tasks to ``owner`` and return their rows.
+
+    PostgreSQL locks the chosen rows with ``FOR UPDATE SKIP LOCKED`` so concurrent claimers
+    pick disjoint tasks; on SQLite that clause compiles to nothing and the caller's
+    ``BEGIN IMMEDIATE`` serialises claimers instead. The outer lease check keeps the write
+    conditional either way. Claiming bumps ``version``: it is the lease's fencing token.
+    """
+    now = db_now(dialect)
+    lease_free = or_(tasks.c.lease_expires_at.is_(None), tasks.c.lease_expires_at <= now)
+    due = (
+        select(tasks.c.id)
+        .where(is_pollable(), tasks.c.next_poll_at <= now, lease_free)
+        .order_by(tasks.c.next_poll_at, tasks.c.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    return (
+        tasks.update()
+        .where(tasks.c.id.in_(due), lease_free)
+        .values(
+            lease_owner=owner,
+            lease_expires_at=db_now(dialect, plus_seconds=lease_seconds),
+            version=tasks.c.version + 1,
+            updated_at=now,
+        )
+        .returning(*tasks.c)
+    )
+
+
+def delete_finished(before: datetime) -> Delete:
+    """Delete terminal tasks that finished before ``before``."""
+    finished = func.coalesce(tasks.c.completed_at, tasks.c.updated_at)
+    return tasks.delete().where(
+        tasks.c.status.in_(TERMINAL_STATUSES), type_coerce(finished, UTCDateTime()) < before
+    )
+
+
+def delete_unused_images() -> Delete:
+    """Delete reference images no task points at any more."""
+    used = exists().where(tasks.c.image_sha256 == images.c.sha256)
+    return delete(images).where(~used)
+
+
+def select_image(sha256: str) -> Select[Any]:
+    """One stored reference image by content hash."""
+    return select(images).where(images.c.sha256 == sha256)
+
+
+def _filters(query: TaskQuery) -> list[ColumnElement[bool]]:
+    conditions: list[ColumnElement[bool]] = []
+    if query.user_id is not None:
+        conditions.append(tasks.c.user_id == query.user_id)
+    if query.status is not None:
+        conditions.append(tasks.c.status == query.status.value)
+    if query.provider is not None:
+        conditions.append(tasks.c.provider == query.provider)
+    if query.media_type is not None:
+        conditions.append(tasks.c.media_type == query.media_type.value)
+    if query.created_after is not None:
+        conditions.append(tasks.c.created_at >= query.created_after)
+    if query.created_before is not None:
+        conditions.append(tasks.c.created_at < query.created_before)
+    return conditions
+
+
+def _rendered(user_id: str | None) -> list[ColumnElement[bool]]:
+    conditions = [
+        tasks.c.status == TaskStatus.COMPLETED.value,
+        tasks.c.render_seconds.is_not(None),
+    ]
+    if user_id is not None:
+        conditions.append(tasks.c.user_id == user_id)
+    return conditions

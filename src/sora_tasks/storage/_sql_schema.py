@@ -1,0 +1,160 @@
+"""The SQL schema: the tasks table, the reference-image table and the indexes the queries use.
+
+This metadata is the source the migrations are checked against (a test compares the migrated
+database with it), so a change here needs a new revision in ``migrations/versions``.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, Final
+
+from sqlalchemy import (
+    JSON,
+    Column,
+    DateTime,
+    Dialect,
+    Float,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+    and_,
+    literal_column,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.sql.elements import ColumnElement
+
+__all__ = [
+    "TERMINAL_STATUSES",
+    "UTCDateTime",
+    "VERSION_TABLE",
+    "images",
+    "is_pollable",
+    "metadata",
+    "tasks",
+]
+
+VERSION_TABLE: Final = "sora_tasks_alembic_version"
+TERMINAL_STATUSES: Final = ("COMPLETED", "FAILED", "CANCELLED")
+_ACTIVE_SQL: Final = "status IN ('QUEUED', 'PROCESSING') AND next_poll_at IS NOT NULL"
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timestamp stored in UTC and always read back timezone-aware.
+
+    PostgreSQL keeps ``timestamptz``. SQLite has no time zones, so the value is stored as naive
+    UTC text, whose fixed-width format sorts like the instant it names (the database clock in
+    ``_sql_queries`` produces the same format, so comparisons with it are exact).
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        """Normalise to UTC; naive datetimes are taken to be UTC already."""
+        if value is None:
+            return None
+        value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        """Hand back an aware UTC datetime whatever the driver returned."""
+        if value is None:
+            return None
+        if not isinstance(value, datetime):
+            value = datetime.fromisoformat(str(value))
+        moment: datetime = value
+        return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+_Json = JSON().with_variant(JSONB(), "postgresql")
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+tasks = Table(
+    "sora_tasks",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("provider", String(64), nullable=False),
+    Column("external_id", String(255)),
+    Column("user_id", String(255)),
+    Column("status", String(16), nullable=False),
+    Column("media_type", String(16), nullable=False),
+    Column("prompt", Text, nullable=False),
+    Column("model", String(128), nullable=False),
+    Column("size", String(32), nullable=False),
+    Column("seconds", Integer, nullable=False),
+    Column("reference_image", _Json),
+    # the image's hash again, as a plain column, so finding unused images is an index lookup
+    Column("image_sha256", String(64)),
+    Column("progress", Integer, nullable=False),
+    Column("result", _Json),
+    Column("error", _Json),
+    Column("metadata", _Json, nullable=False),
+    Column("priority", Integer, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Column("submitted_at", UTCDateTime),
+    Column("completed_at", UTCDateTime),
+    # completed_at - created_at of COMPLETED tasks, kept so that render-time percentiles are
+    # an index walk instead of a sort over every finished task
+    Column("render_seconds", Float),
+    Column("submission_id", String(64)),
+    Column("next_poll_at", UTCDateTime),
+    Column("deadline_at", UTCDateTime),
+    Column("poll_failures", Integer, nullable=False),
+    Column("lease_owner", String(255)),
+    Column("lease_expires_at", UTCDateTime),
+    Column("version", Integer, nullable=False),
+    UniqueConstraint("provider", "external_id"),
+    Index(None, "external_id"),
+    Index(None, "user_id", "created_at", "id"),
+    Index(None, "user_id", "status", "created_at", "id"),
+    Index(None, "status", "created_at", "id"),
+    Index(None, "status", "render_seconds"),
+    Index(None, "created_at", "id"),
+    Index(None, "image_sha256"),
+    Index(
+        "ix_sora_tasks_due",
+        "next_poll_at",
+        "id",
+        postgresql_where=text(_ACTIVE_SQL),
+        sqlite_where=text(_ACTIVE_SQL),
+    ),
+)
+
+images = Table(
+    "sora_images",
+    metadata,
+    Column("sha256", String(64), primary_key=True),
+    Column("mime_type", String(64), nullable=False),
+    Column("byte_size", Integer, nullable=False),
+    Column("width", Integer, nullable=False),
+    Column("height", Integer, nullable=False),
+    Column("data", LargeBinary, nullable=False),
+)
+
+
+def is_pollable() -> ColumnElement[bool]:
+    """The predicate of the partial due-for-poll index, with literal statuses.
+
+    Both planners use a partial index only when they can prove the query implies its predicate,
+    which they cannot do through bound parameters.
+    """
+    return and_(
+        tasks.c.status.in_([literal_column("'QUEUED'"), literal_column("'PROCESSING'")]),
+        tasks.c.next_poll_at.is_not(None),
+    )

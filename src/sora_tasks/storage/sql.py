@@ -1,0 +1,239 @@
+"""A :class:`TaskStore` on SQLAlchemy's async engine: SQLite embedded, PostgreSQL for fleets."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from datetime import datetime
+from typing import Any, Unpack
+
+import anyio
+from sqlalchemy import URL
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from .._exceptions import ConflictError, DuplicateExternalIdError, TaskNotFoundError
+from .._models import ImageData, Task, TaskPage, TaskQuery, TaskStats, TaskStatus
+from .._states import TaskChanges, apply
+from . import _sql_queries as q
+from ._base import encode_cursor, stats_from
+from ._sql_engine import BEGIN_OPTION, make_engine, masked_url, resolve_url
+from ._sql_migrate import upgrade_to_head
+from ._sql_rows import changed_columns, image_from_row, image_to_row, task_from_row, task_to_row
+
+__all__ = ["SQLStore"]
+
+
+class SQLStore:
+    """Tasks in a SQL database: an embedded SQLite file by default, PostgreSQL for many workers.
+
+    ``url`` is a SQLAlchemy URL (``sqlite+aiosqlite:///tasks.db``,
+    ``postgresql+asyncpg://user:password@host/db``); without one, a file in the user's data
+    directory is used. ``engine_kwargs`` go to :func:`sqlalchemy.ext.asyncio.create_async_engine`.
+    With ``create`` (the default) an SQLite database is created and migrated on first use;
+    PostgreSQL is migrated explicitly with :meth:`migrate`, once per deployment.
+
+    Due tasks are handed out under leases whose times come from the database clock, and the
+    ``version`` column is the fencing token every conditional write checks.
+    """
+
+    def __init__(
+        self, url: str | URL | None = None, *, create: bool = True, **engine_kwargs: Any
+    ) -> None:
+        self._url = resolve_url(url)
+        self._engine = make_engine(self._url, **engine_kwargs)
+        self._dialect = self._engine.dialect.name
+        self._migrate_on_first_use = create and self._dialect == "sqlite"
+        self._ready_lock = anyio.Lock()
+
+    def __repr__(self) -> str:
+        return f"SQLStore(url={masked_url(self._url)!r})"
+
+    async def migrate(self) -> None:
+        """Create the tables or bring them up to date (Alembic, shipped in the package)."""
+        async with self._engine.connect() as conn:
+            await conn.execution_options(**{BEGIN_OPTION: "IMMEDIATE"})
+            async with conn.begin():
+                await conn.run_sync(upgrade_to_head)
+        self._migrate_on_first_use = False
+
+    async def now(self) -> datetime:
+        """The database's clock, timezone-aware UTC."""
+        async with self._read() as conn:
+            now: datetime = (await conn.execute(q.select_now(self._dialect))).scalar_one()
+        return now
+
+    async def insert(self, task: Task, *, image: ImageData | None = None) -> Task:
+        """Store a new task; see :meth:`TaskStore.insert`."""
+        try:
+            async with self._write() as conn:
+                if image is not None:
+                    await conn.execute(q.insert_image(self._dialect, image_to_row(image)))
+                await conn.execute(q.insert_task(task_to_row(task)))
+        except IntegrityError:
+            await self._raise_insert_conflict(task)
+        return task
+
+    async def get(self, task_id: str) -> Task:
+        """See :meth:`TaskStore.get`."""
+        async with self._read() as conn:
+            row = (await conn.execute(q.select_task(self._dialect, task_id))).mappings().first()
+        if row is None:
+            raise TaskNotFoundError(task_id)
+        return task_from_row(row)
+
+    async def get_by_external_id(self, external_id: str, *, provider: str | None = None) -> Task:
+        """See :meth:`TaskStore.get_by_external_id`."""
+        async with self._read() as conn:
+            stmt = q.select_task_by_external_id(external_id, provider)
+            row = (await conn.execute(stmt)).mappings().first()
+        if row is None:
+            raise TaskNotFoundError(external_id)
+        return task_from_row(row)
+
+    async def update(
+        self, task_id: str, *, expected_version: int | None = None, **changes: Unpack[TaskChanges]
+    ) -> Task:
+        """Read, apply the state machine, write back only if nobody wrote in between.
+
+        See :meth:`TaskStore.update`.
+        """
+        async with self._write() as conn:
+            row = (await conn.execute(q.select_task(self._dialect, task_id))).mappings().first()
+            if row is None:
+                raise TaskNotFoundError(task_id)
+            current = task_from_row(row)
+            if expected_version is not None and current.version != expected_version:
+                raise ConflictError(
+                    f"task {task_id} is at version {current.version}, not {expected_version}"
+                )
+            updated = apply(current, changes, now=row["db_now"])
+            stmt = q.update_task(task_id, current.version, changed_columns(current, updated))
+            try:
+                written = await conn.execute(stmt)
+            except IntegrityError:
+                raise DuplicateExternalIdError(
+                    f"{updated.provider} job {updated.external_id!r} is already bound to "
+                    "another task"
+                ) from None
+            if written.rowcount != 1:
+                raise ConflictError(f"task {task_id} changed while it was being updated")
+        return updated
+
+    async def list(self, query: TaskQuery) -> TaskPage:
+        """See :meth:`TaskStore.list`."""
+        async with self._read() as conn:
+            rows = (await conn.execute(q.list_tasks(query))).mappings().all()
+        items = [task_from_row(row) for row in rows[: query.limit]]
+        more = len(rows) > query.limit
+        return TaskPage(items=items, next_cursor=encode_cursor(items[-1]) if more else None)
+
+    async def stats(self, *, user_id: str | None = None) -> TaskStats:
+        """Counts and render times from SQL aggregates; see :meth:`TaskStore.stats`."""
+        async with self._read() as conn:
+            statuses = (await conn.execute(q.count_by("status", user_id))).all()
+            providers = (await conn.execute(q.count_by("provider", user_id))).all()
+            renders = await self._render_stats(conn, user_id)
+        counts = stats_from(
+            {TaskStatus(status): n for status, n in statuses},
+            {provider: n for provider, n in providers},
+            (),
+        )
+        return counts.model_copy(update=renders)
+
+    async def get_image(self, sha256: str) -> ImageData:
+        """See :meth:`TaskStore.get_image`."""
+        async with self._read() as conn:
+            row = (await conn.execute(q.select_image(sha256))).mappings().first()
+        if row is None:
+            raise LookupError(f"no stored image with sha256 {sha256}")
+        return image_from_row(row)
+
+    async def delete_finished(self, *, before: datetime) -> int:
+        """See :meth:`TaskStore.delete_finished`."""
+        async with self._write() as conn:
+            deleted = await conn.execute(q.delete_finished(before))
+            await conn.execute(q.delete_unused_images())
+        return deleted.rowcount
+
+    async def claim_due(self, *, owner: str, limit: int, lease_seconds: float) -> Sequence[Task]:
+        """Lease due tasks with one conditional ``UPDATE … RETURNING``.
+
+        See :meth:`TaskStore.claim_due`.
+        """
+        if limit <= 0:
+            return []
+        stmt = q.claim_due(self._dialect, owner=owner, limit=limit, lease_seconds=lease_seconds)
+        async with self._write() as conn:
+            rows = (await conn.execute(stmt)).mappings().all()
+        claimed = [task_from_row(row) for row in rows]
+        return sorted(claimed, key=lambda task: (task.next_poll_at, task.id))
+
+    async def close(self) -> None:
+        """Close every pooled connection."""
+        await self._engine.dispose()
+
+    async def _render_stats(
+        self, conn: AsyncConnection, user_id: str | None
+    ) -> dict[str, float | None]:
+        if self._dialect == "postgresql":
+            count, mean, p50, p90 = (await conn.execute(q.render_percentiles(user_id))).one()
+            return _renders(mean, p50, p90) if count else _renders(None, None, None)
+        count, mean = (await conn.execute(q.render_summary(user_id))).one()
+        if not count:
+            return _renders(None, None, None)
+        p50, p90 = [await _sqlite_percentile(conn, user_id, count, f) for f in (0.5, 0.9)]
+        return _renders(mean, p50, p90)
+
+    async def _raise_insert_conflict(self, task: Task) -> None:
+        async with self._read() as conn:
+            if (await conn.execute(q.select_task(self._dialect, task.id))).first() is not None:
+                raise ConflictError(f"a task with id {task.id!r} already exists") from None
+        raise DuplicateExternalIdError(
+            f"{task.provider} job {task.external_id!r} is already bound to another task"
+        ) from None
+
+    async def _ready(self) -> None:
+        if not self._migrate_on_first_use:
+            return
+        async with self._ready_lock:
+            if self._migrate_on_first_use:
+                await self.migrate()
+
+    @asynccontextmanager
+    async def _read(self) -> AsyncIterator[AsyncConnection]:
+        await self._ready()
+        async with self._engine.connect() as conn, conn.begin():
+            yield conn
+
+    @asynccontextmanager
+    async def _write(self) -> AsyncIterator[AsyncConnection]:
+        # on SQLite, IMMEDIATE takes the write lock at BEGIN, so a read-then-write transaction
+        # waits its turn instead of failing to upgrade its lock halfway through
+        await self._ready()
+        async with self._engine.connect() as conn:
+            await conn.execution_options(**{BEGIN_OPTION: "IMMEDIATE"})
+            async with conn.begin():
+                yield conn
+
+
+async def _sqlite_percentile(
+    conn: AsyncConnection, user_id: str | None, count: int, fraction: float
+) -> float:
+    position = (count - 1) * fraction
+    low, high = math.floor(position), math.ceil(position)
+    values = (await conn.execute(q.render_value_at(user_id, low))).scalars().all()
+    weight = position - low
+    return float(values[0] * (1 - weight) + values[min(high - low, len(values) - 1)] * weight)
+
+
+def _renders(mean: Any, p50: Any, p90: Any) -> dict[str, float | None]:
+    def number(value: Any) -> float | None:
+        return None if value is None else float(value)
+
+    return {
+        "render_seconds_mean": number(mean),
+        "render_seconds_p50": number(p50),
+        "render_seconds_p90": number(p90),
+    }
