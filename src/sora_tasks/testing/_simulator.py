@@ -1,0 +1,270 @@
+"""A provider simulator: an ASGI app speaking the OpenAI Videos and multipart relay shapes.
+
+It is what the integration tests, the benchmarks and users' own tests run against. Jobs advance
+with a clock (no background tasks), prompts can be made to fail moderation, and faults can be
+injected per route. Serve it with any ASGI server, or ``python -m sora_tasks.testing``.
+"""
+
+from __future__ import annotations
+
+import hmac
+import re
+import time
+from collections.abc import Callable, Iterable, Mapping
+from functools import partial
+
+import anyio
+
+from . import _simulator_openai as openai_shape
+from . import _simulator_relay as relay_shape
+from ._simulator_asgi import (
+    HTTPFault,
+    Receive,
+    Reply,
+    Request,
+    Scope,
+    Send,
+    read_request,
+    send_reply,
+)
+from ._simulator_config import (
+    DEFAULT_MODELS,
+    Content,
+    CurveName,
+    ProgressCurve,
+    SimulatorConfig,
+    compile_fail_prompts,
+    resolve_curve,
+)
+from ._simulator_faults import FaultKind, Faults
+from ._simulator_state import RequestRecord, SimulatorState
+
+__all__ = ["SimulatorApp", "create_simulator_app"]
+
+Handler = Callable[..., Reply]
+
+_PUBLIC_ROUTES = frozenset({"relay_download", "files"})
+
+
+def create_simulator_app(
+    *,
+    render_seconds: float = 5.0,
+    queue_seconds: float = 1.0,
+    progress_curve: ProgressCurve | CurveName = "linear",
+    fail_prompts: Iterable[str | re.Pattern[str]] = (),
+    faults: Mapping[str, Faults] | None = None,
+    api_key: str | None = None,
+    clock: Callable[[], float] = time.monotonic,
+    content: bytes | None = None,
+    content_size: int | None = None,
+    poll_after_ms: int | None = 1000,
+    asset_ttl_seconds: float = 3600.0,
+    relay_path: str = "/relay/v1/videos",
+    files_host: str | None = None,
+    models: Iterable[str] | None = DEFAULT_MODELS,
+) -> SimulatorApp:
+    """Build a simulator.
+
+    A job is ``queued`` for ``queue_seconds``, then ``in_progress`` for ``render_seconds`` with its
+    progress following ``progress_curve`` (a name or a function of the elapsed fraction), then
+    ``completed`` — or ``failed`` with code ``moderation_blocked`` once it leaves the queue when
+    its prompt matches one of ``fail_prompts`` (plain strings match as case-insensitive
+    substrings). ``faults`` maps route names (or ``"*"``) to :class:`Faults`. With ``api_key``,
+    API routes answer 401 unless ``Authorization: Bearer <key>`` is sent (relay routes also take
+    the raw key). Finished jobs serve ``content`` (default: the MP4 shipped with the package) or,
+    with ``content_size``, a synthetic body of that many bytes generated chunk by chunk.
+    ``files_host`` makes the relay's download redirect go to another host name (same port), to
+    check that credentials are not forwarded across origins.
+    """
+    if content is not None and content_size is not None:
+        raise ValueError("pass content or content_size, not both")
+    if content is not None:
+        body = Content(content, len(content))
+    elif content_size is not None:
+        body = Content.synthetic(content_size)
+    else:
+        body = Content.sample()
+    config = SimulatorConfig(
+        queue_seconds=queue_seconds,
+        render_seconds=render_seconds,
+        progress_curve=resolve_curve(progress_curve),
+        fail_prompts=compile_fail_prompts(fail_prompts),
+        api_key=api_key,
+        models=None if models is None else frozenset(models),
+        poll_after_ms=poll_after_ms,
+        asset_ttl_seconds=asset_ttl_seconds,
+        relay_path=relay_path,
+        files_host=files_host,
+        content=body,
+        clock=clock,
+    )
+    return SimulatorApp(config, faults)
+
+
+class SimulatorApp:
+    """The simulator as a raw ASGI application.
+
+    ``state`` is open for tests: ``state.creates``, ``state.hits[route]``, ``state.records()``,
+    ``state.jobs`` and ``state.faults`` (see :class:`SimulatorState`).
+    """
+
+    def __init__(self, config: SimulatorConfig, faults: Mapping[str, Faults] | None = None) -> None:
+        self.config = config
+        self.state = SimulatorState.new(config, faults)
+        self._routes = _route_table(config.relay_path)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Serve one ASGI connection scope."""
+        if scope["type"] == "lifespan":
+            await _lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            raise RuntimeError(f"the simulator speaks HTTP only, not {scope['type']!r}")
+        try:
+            request = await read_request(scope, receive, max_body=self.config.max_body_bytes)
+        except HTTPFault as fault:
+            await send_reply(send, fault.reply)
+            return
+        route, handler = self._resolve(request)
+        reply, cut_at, fault_name = await self._answer(route, handler, request)
+        self.state.record(
+            RequestRecord(
+                route=route,
+                method=request.method,
+                path=request.path,
+                query=request.query,
+                headers={k: v for k, v in request.headers.items() if k != "authorization"},
+                has_authorization="authorization" in request.headers,
+                status=reply.status,
+                fault=fault_name,
+            )
+        )
+        await send_reply(send, reply, cut_at=cut_at)
+
+    async def _answer(
+        self, route: str, handler: Handler, request: Request
+    ) -> tuple[Reply, int | None, str | None]:
+        plan = self.state.faults
+        if route == "unknown":
+            return _call(handler, self.state, request), None, None
+        if route not in _PUBLIC_ROUTES and not self._authorized(route, request):
+            return _unauthorized(route), None, None
+        fault_name: str | None = None
+        if (slow := plan.take(route, "slow_responses")) is not None:
+            fault_name = "slow_responses"
+            await anyio.sleep(slow.delay)
+        if (limited := plan.take(route, "rate_limits")) is not None:
+            return _rate_limited(route, limited.retry_after), None, "rate_limits"
+        if plan.take(route, "server_errors") is not None:
+            return _server_error(route), None, "server_errors"
+        reply = _call(handler, self.state, request)
+        if 200 <= reply.status < 300:
+            cut: tuple[FaultKind, int] | None = None
+            if plan.take(route, "dropped_responses") is not None:
+                cut = ("dropped_responses", 0)
+            elif plan.take(route, "truncated_bodies") is not None:
+                cut = ("truncated_bodies", reply.length // 2)
+            if cut is not None:
+                return reply, cut[1], cut[0]
+        return reply, None, fault_name
+
+    def _authorized(self, route: str, request: Request) -> bool:
+        key = self.config.api_key
+        if key is None:
+            return True
+        sent = request.headers.get("authorization", "")
+        accepted = [f"Bearer {key}"]
+        if route.startswith("relay_"):
+            accepted.append(key)
+        return any(hmac.compare_digest(sent.encode(), a.encode()) for a in accepted)
+
+    def _resolve(self, request: Request) -> tuple[str, Handler]:
+        matched = False
+        for pattern, methods in self._routes:
+            found = pattern.fullmatch(request.path)
+            if found is None:
+                continue
+            matched = True
+            if request.method in methods:
+                route, handler = methods[request.method]
+                return route, partial(handler, **found.groupdict())
+        return "unknown", partial(_not_routed, status=405 if matched else 404)
+
+
+def _route_table(relay_path: str) -> list[tuple[re.Pattern[str], dict[str, tuple[str, Handler]]]]:
+    videos, relay, files = (
+        re.escape(openai_shape.OPENAI_PATH),
+        re.escape(relay_path),
+        re.escape(relay_shape.FILES_PATH),
+    )
+    one = "/(?P<{}>[^/]+)"
+    return [
+        (
+            re.compile(videos),
+            {"POST": ("create", openai_shape.create), "GET": ("list", openai_shape.list_videos)},
+        ),
+        (
+            re.compile(videos + one.format("video_id")),
+            {"GET": ("retrieve", openai_shape.retrieve), "DELETE": ("delete", openai_shape.delete)},
+        ),
+        (
+            re.compile(videos + one.format("video_id") + "/content"),
+            {"GET": ("content", openai_shape.download)},
+        ),
+        (re.compile(relay), {"POST": ("relay_create", relay_shape.create)}),
+        (re.compile(relay + one.format("task_id")), {"GET": ("relay_status", relay_shape.status)}),
+        (
+            re.compile(relay + one.format("task_id") + "/download"),
+            {"GET": ("relay_download", relay_shape.redirect)},
+        ),
+        (re.compile(files + r"/(?P<task_id>[^/]+)\.mp4"), {"GET": ("files", relay_shape.file)}),
+    ]
+
+
+def _call(handler: Handler, state: SimulatorState, request: Request) -> Reply:
+    try:
+        return handler(state, request)
+    except HTTPFault as fault:
+        return fault.reply
+
+
+def _not_routed(state: SimulatorState, request: Request, *, status: int) -> Reply:
+    word = "Not found" if status == 404 else "Method not allowed"
+    raise openai_shape.error(status, f"{word}: {request.method} {request.path}")
+
+
+def _is_relay(route: str) -> bool:
+    return route.startswith("relay_") or route == "files"
+
+
+def _unauthorized(route: str) -> Reply:
+    if _is_relay(route):
+        return relay_shape.error(401, "invalid api key").reply
+    return openai_shape.error(401, "Incorrect API key provided.", code="invalid_api_key").reply
+
+
+def _rate_limited(route: str, retry_after: float) -> Reply:
+    headers = (("retry-after", f"{retry_after:g}"),)
+    if _is_relay(route):
+        return relay_shape.error(429, "rate limited, retry later", headers).reply
+    return openai_shape.error(
+        429, "Rate limit reached.", kind="requests", code="rate_limit_exceeded", headers=headers
+    ).reply
+
+
+def _server_error(route: str) -> Reply:
+    if _is_relay(route):
+        return relay_shape.error(500, "internal error").reply
+    return openai_shape.error(
+        500, "The server had an error while processing your request.", kind="server_error"
+    ).reply
+
+
+async def _lifespan(receive: Receive, send: Send) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return

@@ -1,0 +1,169 @@
+"""The simulator's memory: its jobs, where each one stands at a given time, and what it has seen.
+
+Jobs advance with the clock alone — no background task moves them — so a test that controls the
+clock controls every job.
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+import time
+from collections import Counter, deque
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Literal
+
+from ._simulator_config import SimulatorConfig
+from ._simulator_faults import FaultPlan, Faults
+from ._simulator_multipart import Upload
+
+__all__ = ["JobView", "RequestRecord", "SimulatedJob", "SimulatorState"]
+
+Phase = Literal["queued", "in_progress", "completed", "failed"]
+Shape = Literal["openai", "relay"]
+
+_REQUEST_LOG_SIZE = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class SimulatedJob:
+    """One job as it was created. ``fields`` are the request's fields exactly as received."""
+
+    id: str
+    shape: Shape
+    prompt: str
+    model: str
+    size: str
+    seconds: str
+    fields: Mapping[str, object]
+    reference: Upload | None
+    blocked: bool
+    created_clock: float
+    created_wall: float
+
+
+@dataclass(frozen=True, slots=True)
+class JobView:
+    """Where a job stands at one instant. Times are unix seconds (floats)."""
+
+    phase: Phase
+    progress: int
+    updated_at: float
+    completed_at: float | None
+    expires_at: float | None
+
+    @property
+    def expired(self) -> bool:
+        """True once a finished job's assets are past ``expires_at`` (at ``updated_at``)."""
+        return self.expires_at is not None and self.updated_at >= self.expires_at
+
+
+@dataclass(frozen=True, slots=True)
+class RequestRecord:
+    """One request as the simulator saw it. ``headers`` never include ``authorization``."""
+
+    route: str
+    method: str
+    path: str
+    query: Mapping[str, str]
+    headers: Mapping[str, str]
+    has_authorization: bool
+    status: int
+    fault: str | None = None
+
+
+@dataclass(slots=True)
+class SimulatorState:
+    """Jobs, counters and the request log, open to tests for inspection.
+
+    ``creates`` counts jobs created (both shapes, dropped answers included); ``hits`` counts
+    requests per route; ``requests`` keeps the last 10,000 requests; ``faults`` is the live
+    fault plan (``faults.set(route, Faults(...))`` changes it between requests).
+    """
+
+    config: SimulatorConfig
+    faults: FaultPlan
+    jobs: dict[str, SimulatedJob] = field(default_factory=dict)
+    deleted: set[str] = field(default_factory=set)
+    creates: int = 0
+    hits: Counter[str] = field(default_factory=Counter)
+    requests: deque[RequestRecord] = field(default_factory=lambda: deque(maxlen=_REQUEST_LOG_SIZE))
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @classmethod
+    def new(
+        cls, config: SimulatorConfig, faults: Mapping[str, Faults] | None = None
+    ) -> SimulatorState:
+        """An empty state for ``config`` with ``faults`` in force."""
+        return cls(config, FaultPlan(faults))
+
+    def records(self, route: str | None = None) -> list[RequestRecord]:
+        """A copy of the request log, optionally only one route's requests."""
+        with self._lock:
+            return [r for r in self.requests if route is None or r.route == route]
+
+    def record(self, entry: RequestRecord) -> None:
+        """Log one request (called before its answer is sent, so a client never outruns the log)."""
+        with self._lock:
+            self.requests.append(entry)
+            self.hits[entry.route] += 1
+
+    def create_job(
+        self,
+        *,
+        shape: Shape,
+        prompt: str,
+        model: str,
+        size: str,
+        seconds: str,
+        fields: Mapping[str, object],
+        reference: Upload | None,
+    ) -> SimulatedJob:
+        """Create and remember a job that starts now."""
+        prefix = "video_" if shape == "openai" else "task_"
+        job = SimulatedJob(
+            id=prefix + secrets.token_hex(16),
+            shape=shape,
+            prompt=prompt,
+            model=model,
+            size=size,
+            seconds=seconds,
+            fields=dict(fields),
+            reference=reference,
+            blocked=any(p.search(prompt) for p in self.config.fail_prompts),
+            created_clock=self.config.clock(),
+            created_wall=time.time(),
+        )
+        with self._lock:
+            self.jobs[job.id] = job
+            self.creates += 1
+        return job
+
+    def delete(self, job_id: str) -> None:
+        """Forget a job for every route (it stays in ``jobs`` for inspection)."""
+        with self._lock:
+            self.deleted.add(job_id)
+
+    def get(self, job_id: str, shape: Shape) -> SimulatedJob | None:
+        """The job with that id and shape, unless it was deleted."""
+        job = self.jobs.get(job_id)
+        return (
+            job if job is not None and job.shape == shape and job_id not in self.deleted else None
+        )
+
+    def view(self, job: SimulatedJob) -> JobView:
+        """Where ``job`` stands now: queued, then rendering along the curve, then finished."""
+        config = self.config
+        elapsed = max(0.0, config.clock() - job.created_clock)
+        now = job.created_wall + elapsed
+        if elapsed < config.queue_seconds:
+            return JobView("queued", 0, now, None, None)
+        if job.blocked:
+            return JobView("failed", 0, now, job.created_wall + config.queue_seconds, None)
+        rendering = elapsed - config.queue_seconds
+        if rendering < config.render_seconds:
+            fraction = min(1.0, max(0.0, config.progress_curve(rendering / config.render_seconds)))
+            return JobView("in_progress", min(99, int(fraction * 100)), now, None, None)
+        completed_at = job.created_wall + config.queue_seconds + config.render_seconds
+        return JobView("completed", 100, now, completed_at, completed_at + config.asset_ttl_seconds)
