@@ -52,7 +52,9 @@ async def save_stream(
             await handle.flush()
             await anyio.to_thread.run_sync(os.fsync, handle.wrapped.fileno())
         if declared is not None and received != declared:
-            raise DownloadError(f"content was cut short: {received:,} of {declared:,} bytes arrived")
+            raise DownloadError(
+                f"content was cut short: {received:,} of {declared:,} bytes arrived"
+            )
         await anyio.to_thread.run_sync(os.replace, temporary, destination)
     except BaseException:
         with anyio.CancelScope(shield=True):

@@ -58,7 +58,9 @@ class EventHub:
             try:
                 stream.send_nowait(event)
             except anyio.WouldBlock:
-                logger.debug("event subscriber is full; dropping an event", extra={"task_id": task.id})
+                logger.debug(
+                    "event subscriber is full; dropping an event", extra={"task_id": task.id}
+                )
             except (anyio.BrokenResourceError, anyio.ClosedResourceError):
                 self._subscribers.discard(stream)
         for callback in self._callbacks:
@@ -68,7 +70,9 @@ class EventHub:
                 logger.exception("on_event callback failed", extra={"task_id": task.id})
 
     @asynccontextmanager
-    async def subscribe(self, buffer: int = 1024) -> AsyncIterator[MemoryObjectReceiveStream[TaskEvent]]:
+    async def subscribe(
+        self, buffer: int = 1024
+    ) -> AsyncIterator[MemoryObjectReceiveStream[TaskEvent]]:
         """A stream of every event published while the context is open."""
         send, receive = anyio.create_memory_object_stream[TaskEvent](buffer)
         self._subscribers.add(send)

@@ -26,5 +26,12 @@ def log_task(level: int, message: str, task: Task, *, action: str, **fields: obj
         "action": action,
         **fields,
     }
-    logger.log(level, "%s [task=%s provider=%s external_id=%s]", message, task.id, task.provider,
-               task.external_id, extra=extra)
+    logger.log(
+        level,
+        "%s [task=%s provider=%s external_id=%s]",
+        message,
+        task.id,
+        task.provider,
+        task.external_id,
+        extra=extra,
+    )

@@ -65,7 +65,8 @@ class TaskManager:
     Use it as an async context manager: entering starts the polling engine in the background,
     leaving stops it, lets in-flight writes land and closes the store and the providers::
 
-        async with TaskManager(store=SQLStore(), providers={"openai": OpenAIVideosProvider()}) as manager:
+        providers = {"openai": OpenAIVideosProvider()}
+        async with TaskManager(store=SQLStore(), providers=providers) as manager:
             task = await manager.create(prompt="a calico cat playing piano", user_id="u1")
             task = await manager.wait(task.id, timeout=900)
             await manager.download(task.id, "cat.mp4")
@@ -89,7 +90,9 @@ class TaskManager:
         on_event: Callable[[TaskEvent], object] | None = None,
         clock: Callable[[], datetime] = _utcnow,
     ) -> None:
-        self._providers = dict(providers) if isinstance(providers, Mapping) else {"default": providers}
+        self._providers = (
+            dict(providers) if isinstance(providers, Mapping) else {"default": providers}
+        )
         if not self._providers:
             raise ValueError("TaskManager needs at least one provider")
         if default_provider is not None and default_provider not in self._providers:
@@ -184,7 +187,9 @@ class TaskManager:
                 model=model,
                 size=size,
                 seconds=seconds,
-                reference_image=Path(reference_image) if isinstance(reference_image, os.PathLike) else reference_image,
+                reference_image=Path(reference_image)
+                if isinstance(reference_image, os.PathLike)
+                else reference_image,
                 user_id=user_id,
                 provider=provider,
                 media_type=media_type,
@@ -201,7 +206,9 @@ class TaskManager:
         """Like :meth:`create`, for a prepared :class:`GenerationRequest`."""
         name = request.provider or self._default
         provider = self._provider(name)
-        prepared = prepare(request, limits=self.limits, capabilities=provider.capabilities, provider=name)
+        prepared = prepare(
+            request, limits=self.limits, capabilities=provider.capabilities, provider=name
+        )
         now = self._clock()
         deadline = request.deadline or self.policy.deadline
         task = Task(
@@ -262,7 +269,7 @@ class TaskManager:
                 created_before=created_before,
                 limit=limit,
                 cursor=cursor,
-                order=order,  # type: ignore[arg-type]
+                order=order,
             )
         except pydantic.ValidationError as exc:
             raise _invalid(exc) from None
@@ -295,14 +302,18 @@ class TaskManager:
             try:
                 await provider.cancel(cancelled.external_id)
             except ProviderError as exc:
-                log_task(logging.WARNING, f"provider cancel failed: {exc}", cancelled, action="cancel")
+                log_task(
+                    logging.WARNING, f"provider cancel failed: {exc}", cancelled, action="cancel"
+                )
         return cancelled
 
     async def cleanup(self, *, older_than: timedelta) -> int:
-        """Delete tasks that ended more than ``older_than`` ago, with images no task uses any more."""
+        """Delete tasks that ended over ``older_than`` ago, and images no task uses any more."""
         return await self._store.delete_finished(before=self._clock() - older_than)
 
-    async def wait(self, task_id: str, *, timeout: float | None = None, user_id: str | None = None) -> Task:
+    async def wait(
+        self, task_id: str, *, timeout: float | None = None, user_id: str | None = None
+    ) -> Task:
         """Wait until the task ends; return it whatever the outcome.
 
         Woken by the engine's writes, and re-reads the store now and then for changes made by
@@ -310,7 +321,9 @@ class TaskManager:
         after ``timeout`` seconds (the task goes on).
         """
         if self._exit_stack is None:
-            raise ManagerNotRunningError("wait() needs a running manager: use `async with TaskManager(...)`")
+            raise ManagerNotRunningError(
+                "wait() needs a running manager: use `async with TaskManager(...)`"
+            )
         task = await self.get(task_id, user_id=user_id)
         try:
             with anyio.fail_after(timeout):
@@ -323,7 +336,8 @@ class TaskManager:
                         task = await self._store.get(task.id)
         except TimeoutError:
             raise WaitTimeoutError(
-                f"task {task.id} still {task.status.value} after {timeout} s; it goes on in the background"
+                f"task {task.id} still {task.status.value} after {timeout} s; "
+                "it goes on in the background"
             ) from None
         return task
 
@@ -334,11 +348,15 @@ class TaskManager:
                 if task_id is None or event.task.id == task_id:
                     yield event
 
-    async def download(self, task_id: str, path: str | os.PathLike[str], *, user_id: str | None = None) -> Task:
+    async def download(
+        self, task_id: str, path: str | os.PathLike[str], *, user_id: str | None = None
+    ) -> Task:
         """Stream a completed task's video to ``path`` (temporary file, checks, atomic rename)."""
         task = await self.get(task_id, user_id=user_id)
         if task.status is not TaskStatus.COMPLETED or task.external_id is None:
-            raise TaskNotReadyError(f"task {task.id} is {task.status.value}; only COMPLETED tasks have content")
+            raise TaskNotReadyError(
+                f"task {task.id} is {task.status.value}; only COMPLETED tasks have content"
+            )
         provider = self._provider(task.provider)
         try:
             async with provider.open_content(task.external_id) as stream:
@@ -346,7 +364,11 @@ class TaskManager:
         except ProviderError as exc:
             raise DownloadError(f"could not download task {task.id}: {exc}") from exc
         result = (task.result or TaskResult()).model_copy(
-            update={"local_path": str(saved.path), "byte_size": saved.byte_size, "sha256": saved.sha256}
+            update={
+                "local_path": str(saved.path),
+                "byte_size": saved.byte_size,
+                "sha256": saved.sha256,
+            }
         )
         updated = await self._store.update(task.id, result=result)
         self._events.publish(task, updated)

@@ -88,7 +88,7 @@ class TaskError(_Frozen):
 
 @dataclass(frozen=True, slots=True)
 class ImageData:
-    """A decoded reference image whose type was sniffed from its bytes and size read from its header."""
+    """A decoded reference image: type sniffed from its bytes, pixel size read from its header."""
 
     data: bytes = field(repr=False)
     mime_type: str
@@ -115,7 +115,7 @@ class ReferenceImage(_Frozen):
 
 
 class TaskResult(_Frozen):
-    """Where the finished media is: at the provider until ``expires_at``, and on disk once fetched."""
+    """Where the finished media is: at the provider until ``expires_at``, on disk once fetched."""
 
     url: str | None = None
     expires_at: datetime | None = None

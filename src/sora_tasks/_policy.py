@@ -1,4 +1,4 @@
-"""How the engine treats tasks: intervals, deadlines, failure budgets, the submit-uncertain policy."""
+"""How the engine treats tasks: intervals, deadlines, failure budgets, uncertain submits."""
 
 from __future__ import annotations
 

@@ -81,9 +81,13 @@ class Engine:
             while True:
                 free = int(slots.available_tokens)
                 self._starved = not free
-                claimed = await self._store.claim_due(
-                    owner=self.owner, limit=free, lease_seconds=self._policy.lease_seconds
-                ) if free else ()
+                claimed = (
+                    await self._store.claim_due(
+                        owner=self.owner, limit=free, lease_seconds=self._policy.lease_seconds
+                    )
+                    if free
+                    else ()
+                )
                 for task in claimed:
                     await slots.acquire_on_behalf_of(task.id)
                     group.start_soon(self._process, task, slots)
@@ -113,10 +117,17 @@ class Engine:
                 else:
                     await self.resolve_uncertain(task)
         except (ConflictError, TaskNotFoundError):
-            log_task(logging.DEBUG, "task changed under us; dropping this round", task, action="poll")
+            log_task(
+                logging.DEBUG, "task changed under us; dropping this round", task, action="poll"
+            )
         except Exception:
-            log_task(logging.ERROR, "unexpected error while processing task", task, action="poll",
-                     exc_info=True)
+            log_task(
+                logging.ERROR,
+                "unexpected error while processing task",
+                task,
+                action="poll",
+                exc_info=True,
+            )
         finally:
             slots.release_on_behalf_of(task.id)
             if self._starved:
@@ -141,8 +152,12 @@ class Engine:
         except _NOT_SENT as exc:
             return await self._not_sent(task, exc)
         except ProviderError as exc:
-            code = exc.code if isinstance(exc, ProviderHTTPError) and exc.code else "submit_rejected"
-            return await self._finish(task, TaskStatus.FAILED, error=TaskError(code=code, message=str(exc)))
+            code = (
+                exc.code if isinstance(exc, ProviderHTTPError) and exc.code else "submit_rejected"
+            )
+            return await self._finish(
+                task, TaskStatus.FAILED, error=TaskError(code=code, message=str(exc))
+            )
         return await self._bind(task, job)
 
     async def poll(self, task: Task) -> Task:
@@ -152,14 +167,20 @@ class Engine:
             return await self._timeout(task)
         provider = self._providers.get(task.provider)
         if provider is None:
-            return await self._write(task, lease_owner=None, lease_expires_at=None,
-                                     next_poll_at=now + timedelta(seconds=self._policy.lease_seconds))
+            return await self._write(
+                task,
+                lease_owner=None,
+                lease_expires_at=None,
+                next_poll_at=now + timedelta(seconds=self._policy.lease_seconds),
+            )
         assert task.external_id is not None
         try:
             job = await provider.status(task.external_id)
         except ProviderHTTPError as exc:
             if exc.status_code in (404, 410):
-                error = TaskError(code="lost", message=f"the provider no longer knows job {task.external_id}")
+                error = TaskError(
+                    code="lost", message=f"the provider no longer knows job {task.external_id}"
+                )
                 return await self._finish(task, TaskStatus.FAILED, error=error)
             return await self._poll_failed(task, exc)
         except ProviderError as exc:
@@ -183,7 +204,9 @@ class Engine:
             log_task(logging.INFO, "reconciled an uncertain submit", task, action="reconcile")
             return await self._bind(task, job)
         if policy == "resubmit":
-            log_task(logging.WARNING, "resubmitting after an uncertain submit", task, action="resubmit")
+            log_task(
+                logging.WARNING, "resubmitting after an uncertain submit", task, action="resubmit"
+            )
             return await self.submit(task, image)
         return await self._finish(task, TaskStatus.FAILED, error=_uncertain_error(policy))
 
@@ -204,7 +227,7 @@ class Engine:
     async def _bind(self, task: Task, job: ProviderJob) -> Task:
         now = self._clock()
         changes = self._changes(task, job, now)
-        changes.update(external_id=job.external_id, submitted_at=now)
+        changes.update({"external_id": job.external_id, "submitted_at": now})
         try:
             return await self._write(task, **changes)
         except ConflictError:
@@ -224,26 +247,31 @@ class Engine:
         match job.status:
             case TaskStatus.COMPLETED:
                 changes.update(
-                    status=TaskStatus.COMPLETED,
-                    result=TaskResult(url=job.result_url, expires_at=job.expires_at),
+                    {
+                        "status": TaskStatus.COMPLETED,
+                        "result": TaskResult(url=job.result_url, expires_at=job.expires_at),
+                    }
                 )
                 return changes
             case TaskStatus.FAILED:
-                error = job.error or TaskError(code="provider_error", message="the provider reported a failure")
+                error = job.error or TaskError(
+                    code="provider_error", message="the provider reported a failure"
+                )
                 if job.expired:
                     error = TaskError(code="expired", message=error.message)
-                changes.update(status=TaskStatus.FAILED, error=error)
+                changes.update({"status": TaskStatus.FAILED, "error": error})
                 return changes
             case TaskStatus.CANCELLED:
-                changes.update(status=TaskStatus.CANCELLED)
+                changes["status"] = TaskStatus.CANCELLED
                 return changes
             case TaskStatus.PROCESSING:
-                changes.update(status=TaskStatus.PROCESSING, progress=progress)
+                changes.update({"status": TaskStatus.PROCESSING, "progress": progress})
             case TaskStatus.QUEUED | None:
-                changes.update(progress=progress)
+                changes["progress"] = progress
         interval = self._interval(task, job)
-        changes["next_poll_at"] = now + timedelta(seconds=interval)
-        self._note_next(changes["next_poll_at"])
+        next_poll_at = now + timedelta(seconds=interval)
+        changes["next_poll_at"] = next_poll_at
+        self._note_next(next_poll_at)
         return changes
 
     def _interval(self, task: Task, job: ProviderJob) -> float:
@@ -256,13 +284,22 @@ class Engine:
         if failures >= self._policy.max_poll_failures:
             code = exc.code if isinstance(exc, ProviderHTTPError) and exc.code else "provider_error"
             message = f"{failures} polls in a row failed; last: {exc}"
-            return await self._finish(task, TaskStatus.FAILED, error=TaskError(code=code, message=message))
+            return await self._finish(
+                task, TaskStatus.FAILED, error=TaskError(code=code, message=message)
+            )
         delay = self._policy.backoff(failures)
         if isinstance(exc, ProviderHTTPError) and exc.retry_after is not None:
             delay = max(delay, exc.retry_after)
-        log_task(logging.WARNING, f"poll failed ({exc}); retrying in {delay:.1f}s", task, action="poll")
-        return await self._write(task, poll_failures=failures, lease_owner=None, lease_expires_at=None,
-                                 next_poll_at=self._clock() + timedelta(seconds=delay))
+        log_task(
+            logging.WARNING, f"poll failed ({exc}); retrying in {delay:.1f}s", task, action="poll"
+        )
+        return await self._write(
+            task,
+            poll_failures=failures,
+            lease_owner=None,
+            lease_expires_at=None,
+            next_poll_at=self._clock() + timedelta(seconds=delay),
+        )
 
     async def _not_sent(self, task: Task, exc: ProviderError) -> Task:
         failures = task.poll_failures + 1
@@ -272,26 +309,47 @@ class Engine:
         delay = self._policy.backoff(failures)
         if isinstance(exc, ProviderHTTPError) and exc.retry_after is not None:
             delay = max(delay, exc.retry_after)
-        log_task(logging.WARNING, f"create not sent ({exc}); trying again in {delay:.1f}s", task,
-                 action="submit")
-        return await self._write(task, submission_id=None, poll_failures=failures, lease_owner=None,
-                                 lease_expires_at=None, next_poll_at=self._clock() + timedelta(seconds=delay))
+        log_task(
+            logging.WARNING,
+            f"create not sent ({exc}); trying again in {delay:.1f}s",
+            task,
+            action="submit",
+        )
+        return await self._write(
+            task,
+            submission_id=None,
+            poll_failures=failures,
+            lease_owner=None,
+            lease_expires_at=None,
+            next_poll_at=self._clock() + timedelta(seconds=delay),
+        )
 
     async def _uncertain(self, task: Task, exc: SubmissionUncertainError) -> Task:
         log_task(logging.WARNING, f"submission uncertain: {exc}", task, action="submit")
         if self._policy.submit_uncertain == "fail":
             return await self._finish(task, TaskStatus.FAILED, error=_uncertain_error("fail"))
         delay = timedelta(seconds=self._policy.reconcile_delay)
-        return await self._write(task, lease_owner=None, lease_expires_at=None,
-                                 next_poll_at=self._clock() + delay)
+        return await self._write(
+            task, lease_owner=None, lease_expires_at=None, next_poll_at=self._clock() + delay
+        )
 
     async def _timeout(self, task: Task) -> Task:
-        error = TaskError(code="timeout", message=f"no result before the deadline {task.deadline_at:%Y-%m-%d %H:%M:%S} UTC")
+        error = TaskError(
+            code="timeout",
+            message=f"no result before the deadline {task.deadline_at:%Y-%m-%d %H:%M:%S} UTC",
+        )
         return await self._finish(task, TaskStatus.FAILED, error=error)
 
-    async def _finish(self, task: Task, status: TaskStatus, *, error: TaskError | None = None) -> Task:
-        log_task(logging.INFO, f"task ended {status.value}", task, action="finish",
-                 code=error.code if error else None)
+    async def _finish(
+        self, task: Task, status: TaskStatus, *, error: TaskError | None = None
+    ) -> Task:
+        log_task(
+            logging.INFO,
+            f"task ended {status.value}",
+            task,
+            action="finish",
+            code=error.code if error else None,
+        )
         return await self._write(task, status=status, error=error)
 
     async def _write(self, task: Task, **changes: Unpack[TaskChanges]) -> Task:

@@ -79,7 +79,7 @@ def check_transition(source: TaskStatus, target: TaskStatus) -> None:
 
 
 def apply(task: Task, changes: TaskChanges, *, now: datetime) -> Task:
-    """Return ``task`` with ``changes`` applied, ``version`` bumped and ``updated_at`` set to ``now``.
+    """Return ``task`` with ``changes`` applied, ``version`` bumped and ``updated_at`` = ``now``.
 
     Raises :class:`InvalidTransitionError` for anything the rules above forbid; the input task is
     never modified.

@@ -146,7 +146,7 @@ _SUPPORTED = ("image/png", "image/jpeg", "image/webp")
 
 
 def decode_image(source: bytes | os.PathLike[str] | str, *, max_bytes: int) -> ImageData | str:
-    """Turn any accepted form of reference image into checked bytes, or pass an http(s) URL through."""
+    """Turn any accepted form of reference image into checked bytes; pass http(s) URLs through."""
     if isinstance(source, bytes | bytearray | memoryview):
         data = bytes(source)
     elif isinstance(source, os.PathLike):
@@ -171,7 +171,9 @@ def _read_file(path: Path, max_bytes: int) -> bytes:
     try:
         size = path.stat().st_size
         if size > max_bytes:
-            raise ImageTooLargeError(_too_large(size, max_bytes), field="reference_image", limit=max_bytes)
+            raise ImageTooLargeError(
+                _too_large(size, max_bytes), field="reference_image", limit=max_bytes
+            )
         with path.open("rb") as handle:
             return handle.read(max_bytes + 1)
     except OSError as exc:
@@ -200,12 +202,16 @@ def _decode_base64(text: str, max_bytes: int, *, what: str) -> bytes:
     try:
         return base64.b64decode(compact + "=" * (-len(compact) % 4), validate=True)
     except (binascii.Error, ValueError):
-        raise InvalidImageEncodingError(f"{what} is not valid base64", field="reference_image") from None
+        raise InvalidImageEncodingError(
+            f"{what} is not valid base64", field="reference_image"
+        ) from None
 
 
 def _check_image(data: bytes, max_bytes: int) -> ImageData:
     if len(data) > max_bytes:
-        raise ImageTooLargeError(_too_large(len(data), max_bytes), field="reference_image", limit=max_bytes)
+        raise ImageTooLargeError(
+            _too_large(len(data), max_bytes), field="reference_image", limit=max_bytes
+        )
     mime = sniff_image_type(data)
     if mime is None:
         raise UnsupportedImageTypeError(
@@ -297,10 +303,10 @@ def _check_offered(
     )
     for field, value, allowed in offered:
         if allowed is not None and value not in allowed:
-            choices = ", ".join(str(choice) for choice in sorted(allowed))  # type: ignore[type-var]
+            choices = ", ".join(str(choice) for choice in sorted(allowed))
             raise UnsupportedParameterError(
                 f"{field} {value!r} is not offered by provider {provider!r} (offered: {choices}); "
                 "pass allow_unsupported=True to send it anyway",
                 field=field,
-                limit=sorted(allowed),  # type: ignore[type-var]
+                limit=sorted(allowed),
             )

@@ -52,7 +52,9 @@ async def test_insert_then_get_round_trips_every_field(store: TaskStore) -> None
         user_id="u1",
         external_id="job_1",
         media_type=MediaType.IMAGE,
-        reference_image=ReferenceImage(sha256="ab" * 32, mime_type="image/png", byte_size=10, width=2, height=3),
+        reference_image=ReferenceImage(
+            sha256="ab" * 32, mime_type="image/png", byte_size=10, width=2, height=3
+        ),
         metadata={"campaign": "spring", "tags": ["a", "b"], "n": 3, "nested": {"x": None}},
         priority=5,
         submission_id="sub_1",
@@ -101,8 +103,14 @@ async def test_external_id_is_unique_per_provider(store: TaskStore) -> None:
 
 async def test_update_applies_changes_and_bumps_version(store: TaskStore) -> None:
     task = await store.insert(make_task(await store.now()))
-    updated = await store.update(task.id, status=TaskStatus.PROCESSING, progress=40, external_id="job_2")
-    assert (updated.status, updated.progress, updated.external_id) == (TaskStatus.PROCESSING, 40, "job_2")
+    updated = await store.update(
+        task.id, status=TaskStatus.PROCESSING, progress=40, external_id="job_2"
+    )
+    assert (updated.status, updated.progress, updated.external_id) == (
+        TaskStatus.PROCESSING,
+        40,
+        "job_2",
+    )
     assert updated.version == task.version + 1
     assert updated.updated_at >= task.updated_at
     assert await store.get(task.id) == updated
@@ -148,7 +156,9 @@ async def test_completion_sets_progress_and_completed_at(store: TaskStore) -> No
     assert done.completed_at is not None
     assert done.next_poll_at is None
     assert done.result == TaskResult(url="https://x/y.mp4")
-    downloaded = await store.update(task.id, result=TaskResult(url="https://x/y.mp4", local_path="/tmp/y.mp4"))
+    downloaded = await store.update(
+        task.id, result=TaskResult(url="https://x/y.mp4", local_path="/tmp/y.mp4")
+    )
     assert downloaded.result is not None and downloaded.result.local_path == "/tmp/y.mp4"
 
 
@@ -194,11 +204,19 @@ async def test_list_filters(store: TaskStore) -> None:
     tasks = await _populate(store)
     cases: list[tuple[TaskQuery, list[Task]]] = [
         (TaskQuery(user_id="u1", limit=100), [t for t in tasks if t.user_id == "u1"]),
-        (TaskQuery(status=TaskStatus.COMPLETED, limit=100), [t for t in tasks if t.status is TaskStatus.COMPLETED]),
-        (TaskQuery(provider="other", limit=100), [t for t in tasks if t.provider == "other"]),
-        (TaskQuery(media_type=MediaType.IMAGE, limit=100), [t for t in tasks if t.media_type is MediaType.IMAGE]),
         (
-            TaskQuery(created_after=tasks[5].created_at, created_before=tasks[10].created_at, limit=100),
+            TaskQuery(status=TaskStatus.COMPLETED, limit=100),
+            [t for t in tasks if t.status is TaskStatus.COMPLETED],
+        ),
+        (TaskQuery(provider="other", limit=100), [t for t in tasks if t.provider == "other"]),
+        (
+            TaskQuery(media_type=MediaType.IMAGE, limit=100),
+            [t for t in tasks if t.media_type is MediaType.IMAGE],
+        ),
+        (
+            TaskQuery(
+                created_after=tasks[5].created_at, created_before=tasks[10].created_at, limit=100
+            ),
             tasks[5:10],
         ),
         (
@@ -219,7 +237,9 @@ async def test_list_rejects_a_forged_cursor(store: TaskStore) -> None:
 
 async def test_stats_counts_and_render_times(store: TaskStore) -> None:
     tasks = await _populate(store)
-    await store.update(tasks[6].id, status=TaskStatus.FAILED, error=TaskError(code="x", message="y"))
+    await store.update(
+        tasks[6].id, status=TaskStatus.FAILED, error=TaskError(code="x", message="y")
+    )
     overall = await store.stats()
     assert overall.total == 25
     assert overall.by_status[TaskStatus.COMPLETED] == 6
@@ -228,7 +248,10 @@ async def test_stats_counts_and_render_times(store: TaskStore) -> None:
     assert overall.by_provider == {"fake": 16, "other": 9}
     assert overall.success_rate == pytest.approx(6 / 7)
     assert overall.render_seconds_p50 is not None and overall.render_seconds_p50 > 0
-    assert overall.render_seconds_p90 is not None and overall.render_seconds_p90 >= overall.render_seconds_p50
+    assert (
+        overall.render_seconds_p90 is not None
+        and overall.render_seconds_p90 >= overall.render_seconds_p50
+    )
     mine = await store.stats(user_id="u1")
     assert mine.total == 12
     empty = await store.stats(user_id="nobody")
@@ -271,8 +294,12 @@ async def test_claim_due_takes_only_due_unleased_unfinished_tasks(store: TaskSto
     finished = await store.insert(make_task(now, next_poll_at=now - timedelta(seconds=5)))
     await store.update(finished.id, status=TaskStatus.FAILED)
     held = await store.insert(
-        make_task(now, next_poll_at=now - timedelta(seconds=5), lease_owner="w0",
-                  lease_expires_at=now + timedelta(hours=1))
+        make_task(
+            now,
+            next_poll_at=now - timedelta(seconds=5),
+            lease_owner="w0",
+            lease_expires_at=now + timedelta(hours=1),
+        )
     )
     claimed = await store.claim_due(owner="w1", limit=10, lease_seconds=30)
     assert [task.id for task in claimed] == [due.id]
@@ -305,8 +332,13 @@ async def test_expired_lease_is_taken_over_and_the_old_owner_cannot_write(store:
     assert fresh.id == task.id and fresh.lease_owner == "alive"
     with pytest.raises(ConflictError):
         await store.update(stale.id, expected_version=stale.version, status=TaskStatus.FAILED)
-    written = await store.update(fresh.id, expected_version=fresh.version, progress=30,
-                                 lease_owner=None, lease_expires_at=None)
+    written = await store.update(
+        fresh.id,
+        expected_version=fresh.version,
+        progress=30,
+        lease_owner=None,
+        lease_expires_at=None,
+    )
     assert written.status is TaskStatus.QUEUED and written.progress == 30
 
 

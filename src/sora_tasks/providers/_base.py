@@ -150,5 +150,5 @@ class Provider(abc.ABC):
         """
         return None
 
-    async def aclose(self) -> None:
+    async def aclose(self) -> None:  # noqa: B027 - optional hook, most providers hold nothing
         """Release connections. The manager calls it on exit for providers it was given."""

@@ -101,7 +101,7 @@ def encode_cursor(task: Task) -> str:
 
 
 def decode_cursor(cursor: str) -> tuple[datetime, str]:
-    """Undo :func:`encode_cursor`; a cursor that was not made by it is an :class:`InvalidRequestError`."""
+    """Undo :func:`encode_cursor`; any other string is an :class:`InvalidRequestError`."""
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         created_at, task_id = json.loads(base64.urlsafe_b64decode(padded.encode()))

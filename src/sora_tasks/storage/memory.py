@@ -64,7 +64,9 @@ class InMemoryStore:
             if task_id is None:
                 raise TaskNotFoundError(external_id)
             return self._tasks[task_id]
-        matches = [self._tasks[tid] for (_, ext), tid in self._by_external.items() if ext == external_id]
+        matches = [
+            self._tasks[tid] for (_, ext), tid in self._by_external.items() if ext == external_id
+        ]
         if not matches:
             raise TaskNotFoundError(external_id)
         return max(matches, key=lambda task: (task.created_at, task.id))

@@ -40,7 +40,8 @@ class FakeBehaviour:
     The job waits ``queued_for`` seconds, renders for ``render_for`` seconds with progress rising
     in steps of ``progress_step``, then ends as ``outcome`` (``"unknown"`` keeps answering a status
     word nobody knows). ``submit_error`` is raised by ``submit``; ``poll_errors`` are raised by the
-    first status calls, one each, before normal answers resume.
+    first status calls, one each, before normal answers resume. ``poll_after`` is the hint
+    each answer carries (quick, so demos and tests finish fast).
     """
 
     queued_for: float = 0.0
@@ -52,7 +53,7 @@ class FakeBehaviour:
     )
     submit_error: BaseException | None = None
     poll_errors: Sequence[BaseException] = ()
-    poll_after: float | None = None
+    poll_after: float | None = 0.2
 
 
 @dataclass
@@ -219,7 +220,9 @@ class FakeProvider(Provider):
                     result_url=f"fake://{job.external_id}/content",
                 )
             case "failed":
-                return ProviderJob(**base, status=TaskStatus.FAILED, raw_status="failed", error=behaviour.error)
+                return ProviderJob(
+                    **base, status=TaskStatus.FAILED, raw_status="failed", error=behaviour.error
+                )
             case "cancelled":
                 return ProviderJob(**base, status=TaskStatus.CANCELLED, raw_status="cancelled")
             case "expired":

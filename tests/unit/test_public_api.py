@@ -1,0 +1,85 @@
+"""The export lists are the contract: a change here is a change of public API."""
+
+from __future__ import annotations
+
+import sora_tasks
+import sora_tasks.providers
+import sora_tasks.storage
+import sora_tasks.testing
+
+CORE = {
+    "ConflictError",
+    "DownloadError",
+    "DuplicateExternalIdError",
+    "GenerationRequest",
+    "ImageDimensionsError",
+    "ImageError",
+    "ImageTooLargeError",
+    "InvalidImageEncodingError",
+    "InvalidRequestError",
+    "InvalidTransitionError",
+    "Limits",
+    "ManagerNotRunningError",
+    "MediaType",
+    "PollingPolicy",
+    "PromptError",
+    "ProviderAuthError",
+    "ProviderError",
+    "ProviderHTTPError",
+    "ProviderRateLimitError",
+    "ProviderRejectedError",
+    "ProviderServerError",
+    "ProviderTransportError",
+    "ProviderUnsupportedError",
+    "ReferenceImage",
+    "SoraTasksError",
+    "SubmissionUncertainError",
+    "Task",
+    "TaskError",
+    "TaskEvent",
+    "TaskFailedError",
+    "TaskManager",
+    "TaskNotFoundError",
+    "TaskNotReadyError",
+    "TaskPage",
+    "TaskResult",
+    "TaskStats",
+    "TaskStatus",
+    "UnknownProviderError",
+    "UnsupportedImageTypeError",
+    "UnsupportedParameterError",
+    "WaitTimeoutError",
+    "__version__",
+}
+
+
+def test_core_exports_are_locked() -> None:
+    assert set(sora_tasks.__all__) == CORE
+    for name in sora_tasks.__all__:
+        assert getattr(sora_tasks, name) is not None
+
+
+def test_subpackage_exports_named_in_the_design() -> None:
+    assert {"InMemoryStore", "TaskStore"} <= set(sora_tasks.storage.__all__)
+    assert {
+        "Provider",
+        "ProviderCapabilities",
+        "ProviderJob",
+        "SubmitRequest",
+        "ContentStream",
+    } <= set(sora_tasks.providers.__all__)
+    assert {"FakeProvider", "create_simulator_app"} <= set(sora_tasks.testing.__all__)
+
+
+def test_every_error_derives_from_the_root() -> None:
+    for name in sora_tasks.__all__:
+        value = getattr(sora_tasks, name)
+        if isinstance(value, type) and issubclass(value, Exception):
+            assert issubclass(value, sora_tasks.SoraTasksError), name
+
+
+def test_public_names_have_docstrings() -> None:
+    for name in sora_tasks.__all__:
+        value = getattr(sora_tasks, name)
+        if isinstance(value, type):
+            assert value.__doc__, name
