@@ -275,6 +275,21 @@ class TaskManager:
             raise _invalid(exc) from None
         return await self._store.list(query)
 
+    async def refresh(self, task_id: str, *, user_id: str | None = None) -> Task:
+        """Ask the provider about a task now, outside the schedule (after a webhook, say).
+
+        A task that ended, or has no provider id yet, is returned as it is.
+        """
+        for _ in range(3):
+            task = await self.get(task_id, user_id=user_id)
+            if task.is_terminal or task.external_id is None:
+                return task
+            try:
+                return await self._engine.poll(task)
+            except ConflictError:
+                continue  # the engine polled it at the same moment: read its result
+        return await self.get(task_id, user_id=user_id)
+
     async def stats(self, *, user_id: str | None = None) -> TaskStats:
         """Counts by status and provider, success rate and render times."""
         return await self._store.stats(user_id=user_id)

@@ -379,3 +379,20 @@ async def test_submit_accepts_a_prepared_request() -> None:
     async with manager_for(FakeProvider(behaviour=QUICK)) as manager:
         task = await manager.submit(GenerationRequest(prompt="a", seconds=8))
         assert task.seconds == 8
+
+
+async def test_refresh_polls_now_and_leaves_finished_tasks_alone() -> None:
+    provider_time = [0.0]
+    fake = FakeProvider(
+        behaviour=FakeBehaviour(render_for=10, poll_after=3600), clock=lambda: provider_time[0]
+    )
+    async with manager_for(fake, policy=FAST.model_copy(update={"interval": 3600})) as manager:
+        task = await manager.create("a")
+        assert task.status is TaskStatus.PROCESSING
+        provider_time[0] = 11.0
+        calls = fake.status_calls
+        refreshed = await manager.refresh(task.id)
+        assert refreshed.status is TaskStatus.COMPLETED
+        assert fake.status_calls == calls + 1
+        assert await manager.refresh(task.id) == refreshed
+        assert fake.status_calls == calls + 1
