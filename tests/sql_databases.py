@@ -81,11 +81,12 @@ def postgres_template() -> Iterator[tuple[URL, str]]:
 
 
 @asynccontextmanager
-async def postgres_database(template: tuple[URL, str]) -> AsyncIterator[URL]:
-    """A fresh database cloned from the template, dropped when the block ends."""
-    server, template_name = template
+async def postgres_database(template: tuple[URL, str] | None) -> AsyncIterator[URL]:
+    """A fresh database cloned from the template (or empty), dropped when the block ends."""
+    server = postgres_server_url()
     name = f"sora_test_{os.getpid()}_{next(_numbers)}"
-    await _admin(server, f'CREATE DATABASE "{name}" TEMPLATE "{template_name}"')
+    clone = f' TEMPLATE "{template[1]}"' if template is not None else ""
+    await _admin(server, f'CREATE DATABASE "{name}"{clone}')
     try:
         yield server.set(database=name)
     finally:
@@ -93,19 +94,23 @@ async def postgres_database(template: tuple[URL, str]) -> AsyncIterator[URL]:
 
 
 @asynccontextmanager
+async def database_url(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> AsyncIterator[URL]:
+    """The URL of a migrated, empty database on ``backend`` (``"sqlite"`` or ``"postgres"``)."""
+    if backend == "sqlite":
+        yield make_url(sqlite_url(tmp_path))
+        return
+    async with postgres_database(request.getfixturevalue("postgres_template")) as url:
+        yield url
+
+
+@asynccontextmanager
 async def open_sql_store(
     backend: str, tmp_path: Path, request: pytest.FixtureRequest
 ) -> AsyncIterator[SQLStore]:
     """An empty :class:`SQLStore` on ``backend`` (``"sqlite"`` or ``"postgres"``)."""
-    if backend == "sqlite":
-        store = SQLStore(sqlite_url(tmp_path))
-        try:
-            yield store
-        finally:
-            await store.close()
-        return
-    template: tuple[URL, str] = request.getfixturevalue("postgres_template")
-    async with postgres_database(template) as url:
+    async with database_url(backend, tmp_path, request) as url:
         store = SQLStore(url)
         try:
             yield store

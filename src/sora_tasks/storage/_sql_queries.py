@@ -27,7 +27,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.elements import ColumnElement
 
-from .._models import TaskQuery, TaskStatus
+from .._models import TaskQuery
 from ._base import decode_cursor
 from ._sql_schema import TERMINAL_STATUSES, UTCDateTime, images, is_pollable, tasks
 
@@ -225,10 +225,8 @@ def _filters(query: TaskQuery) -> list[ColumnElement[bool]]:
 
 
 def _rendered(user_id: str | None) -> list[ColumnElement[bool]]:
-    conditions = [
-        tasks.c.status == TaskStatus.COMPLETED.value,
-        tasks.c.render_seconds.is_not(None),
-    ]
+    # render_seconds is set for COMPLETED tasks only: no status test, so the index covers it
+    conditions = [tasks.c.render_seconds.is_not(None)]
     if user_id is not None:
         conditions.append(tasks.c.user_id == user_id)
     return conditions

@@ -62,8 +62,7 @@ def upgrade() -> None:
         ("ix_sora_tasks_external_id", ["external_id"]),
         ("ix_sora_tasks_user_id_created_at_id", ["user_id", "created_at", "id"]),
         ("ix_sora_tasks_user_id_status_created_at_id", ["user_id", "status", "created_at", "id"]),
-        ("ix_sora_tasks_status_created_at_id", ["status", "created_at", "id"]),
-        ("ix_sora_tasks_status_render_seconds", ["status", "render_seconds"]),
+        ("ix_sora_tasks_render_seconds", ["render_seconds"]),
         ("ix_sora_tasks_created_at_id", ["created_at", "id"]),
         ("ix_sora_tasks_image_sha256", ["image_sha256"]),
     ]:
