@@ -26,7 +26,7 @@ import anyio
 from sqlalchemy import URL, make_url, text
 from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 from sqlalchemy.pool import NullPool
-from sqlalchemy.sql import Executable
+from sqlalchemy.sql import ClauseElement
 
 from sora_tasks._models import TaskQuery, TaskStatus
 from sora_tasks.storage import SQLStore
@@ -116,7 +116,7 @@ async def timed(call: Callable[[], Awaitable[object]], repeat: int) -> list[floa
     return samples
 
 
-async def explain(conn: AsyncConnection, dialect: str, statement: Executable) -> str:
+async def explain(conn: AsyncConnection, dialect: str, statement: ClauseElement) -> str:
     """The query plan of ``statement`` (not executed)."""
     sql = str(statement.compile(conn.sync_connection, compile_kwargs={"literal_binds": True}))
     prefix = "EXPLAIN QUERY PLAN " if dialect == "sqlite" else "EXPLAIN "
@@ -129,7 +129,7 @@ async def disk_bytes(store: SQLStore, path: Path | None) -> int:
     async with store._engine.connect() as conn:
         if path is not None:
             await conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
-            return path.stat().st_size
+            return (await anyio.Path(path).stat()).st_size
         size = await conn.execute(text("SELECT pg_total_relation_size('sora_tasks')"))
         return int(size.scalar_one())
 

@@ -226,7 +226,7 @@ def _filters(query: TaskQuery) -> list[ColumnElement[bool]]:
 
 def _rendered(user_id: str | None) -> list[ColumnElement[bool]]:
     # render_seconds is set for COMPLETED tasks only: no status test, so the index covers it
-    conditions = [tasks.c.render_seconds.is_not(None)]
+    conditions: list[ColumnElement[bool]] = [tasks.c.render_seconds.is_not(None)]
     if user_id is not None:
         conditions.append(tasks.c.user_id == user_id)
     return conditions

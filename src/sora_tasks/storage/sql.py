@@ -137,7 +137,7 @@ class SQLStore:
             renders = await self._render_stats(conn, user_id)
         counts = stats_from(
             {TaskStatus(status): n for status, n in statuses},
-            {provider: n for provider, n in providers},
+            {str(provider): int(n) for provider, n in providers},
             (),
         )
         return counts.model_copy(update=renders)
