@@ -7,6 +7,7 @@ then point ``OpenAIVideosProvider(base_url="http://127.0.0.1:8000/v1")`` at it.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import sys
@@ -54,7 +55,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         f"  multipart relay:     {url}{args.relay_path}\n"
     )
     sys.stdout.flush()
-    server.run(sockets=[sock])
+    # uvicorn shuts down cleanly on Ctrl-C, then re-raises it: that is a normal stop here
+    with contextlib.suppress(KeyboardInterrupt):
+        server.run(sockets=[sock])
 
 
 def _faults(specs: Sequence[str], *, retry_after: float, delay: float) -> dict[str, Faults]:

@@ -39,7 +39,7 @@ from ._simulator_config import (
 from ._simulator_faults import FaultKind, Faults
 from ._simulator_state import RequestRecord, SimulatorState
 
-__all__ = ["SimulatorApp", "create_simulator_app"]
+__all__ = ["Faults", "SimulatorApp", "create_simulator_app"]
 
 Handler = Callable[..., Reply]
 
