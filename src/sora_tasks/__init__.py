@@ -49,6 +49,7 @@ from ._models import (
     TaskStatus,
 )
 from ._policy import PollingPolicy
+from ._schedule import PollSchedule
 
 __version__ = "0.1.0.dev0"
 
@@ -66,6 +67,7 @@ __all__ = [
     "Limits",
     "ManagerNotRunningError",
     "MediaType",
+    "PollSchedule",
     "PollingPolicy",
     "PromptError",
     "ProviderAuthError",

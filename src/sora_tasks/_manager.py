@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import socket
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -15,6 +16,7 @@ from typing import Any, Self
 
 import anyio
 import pydantic
+from anyio.abc import TaskGroup
 
 from ._download import save_stream
 from ._events import EventHub, TaskEvent
@@ -30,7 +32,7 @@ from ._exceptions import (
     UnknownProviderError,
     WaitTimeoutError,
 )
-from ._logging import log_task
+from ._logging import log_task, logger
 from ._models import (
     GenerationRequest,
     Limits,
@@ -45,6 +47,7 @@ from ._models import (
 from ._policy import PollingPolicy
 from ._poller import Engine
 from ._validation import prepare
+from ._webhooks import WebhookReceiver, WebhookResult
 from .providers._base import Provider
 from .storage._base import TaskStore
 from .storage.memory import InMemoryStore
@@ -89,6 +92,7 @@ class TaskManager:
         poll: bool = True,
         on_event: Callable[[TaskEvent], object] | None = None,
         clock: Callable[[], datetime] = _utcnow,
+        webhook_secrets: Mapping[str, str | pydantic.SecretStr] | None = None,
     ) -> None:
         self._providers = (
             dict(providers) if isinstance(providers, Mapping) else {"default": providers}
@@ -119,6 +123,9 @@ class TaskManager:
             owner=owner,
         )
         self._exit_stack: AsyncExitStack | None = None
+        self._webhooks = WebhookReceiver(self, webhook_secrets or {})
+        self._group: TaskGroup | None = None
+        self._engine_started = False
 
     def __repr__(self) -> str:
         return f"TaskManager(providers={sorted(self._providers)}, store={self._store!r})"
@@ -136,12 +143,18 @@ class TaskManager:
     async def __aenter__(self) -> Self:
         async with AsyncExitStack() as stack:
             stack.push_async_callback(self._close_resources)
-            group = await stack.enter_async_context(anyio.create_task_group())
-            stack.callback(group.cancel_scope.cancel)
+            self._group = await stack.enter_async_context(anyio.create_task_group())
+            # leaving stops the engine gracefully; the task group then waits for it
+            stack.callback(self._engine.stop)
             if self._poll:
-                group.start_soon(self._engine.run)
+                self._start_engine()
             self._exit_stack = stack.pop_all()
         return self
+
+    def _start_engine(self) -> None:
+        if not self._engine_started and self._group is not None:
+            self._engine_started = True
+            self._group.start_soon(self._engine.run)
 
     async def __aexit__(
         self,
@@ -159,6 +172,26 @@ class TaskManager:
             for provider in self._providers.values():
                 await provider.aclose()
             await self._store.close()
+
+    async def run_worker(self, *, handle_signals: bool = True) -> None:
+        """Poll until SIGTERM or SIGINT (or cancellation), then shut down gracefully.
+
+        The standalone worker of a fleet: it stops claiming, lets in-flight calls finish within
+        the policy's ``shutdown_grace``, and hands unfinished tasks back so a peer resumes them at
+        once. Opens the manager if it is not open yet, and closes it at the end in that case.
+        """
+        if self._exit_stack is None:
+            async with self:
+                await self.run_worker(handle_signals=handle_signals)
+            return
+        self._start_engine()
+        if not handle_signals:
+            await anyio.sleep_forever()
+        with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+            async for received in signals:
+                logger.info("received %s: stopping the worker", signal.Signals(received).name)
+                self._engine.stop()
+                return
 
     async def create(
         self,
@@ -289,6 +322,17 @@ class TaskManager:
             except ConflictError:
                 continue  # the engine polled it at the same moment: read its result
         return await self.get(task_id, user_id=user_id)
+
+    async def handle_webhook(
+        self, provider: str, headers: Mapping[str, str], body: bytes
+    ) -> WebhookResult:
+        """Verify a provider's Standard Webhooks delivery and re-read the job it names.
+
+        ``provider`` picks the secret from ``webhook_secrets``; ``body`` is the raw request body.
+        A repeated ``webhook-id`` is answered ``"duplicate"`` without a provider call. Raises
+        :class:`WebhookVerificationError`, changing nothing, when the delivery is not authentic.
+        """
+        return await self._webhooks.handle(provider, headers, body)
 
     async def stats(self, *, user_id: str | None = None) -> TaskStats:
         """Counts by status and provider, success rate and render times."""

@@ -128,8 +128,10 @@ class Task(_Frozen):
     """One generation job, tracked under our ``id`` and the provider's ``external_id``.
 
     Tasks are immutable snapshots; every change goes through the store, which checks it against
-    the state machine and bumps ``version``. The scheduling fields (``next_poll_at``, leases, ...)
-    belong to the polling engine and are shown for observability.
+    the state machine and bumps ``version``. ``started_at`` is when rendering began, as well as
+    the provider's answers tell. The scheduling fields (``polled_at``, ``progress_at``,
+    ``start_progress``, ``next_poll_at``, leases, ...) belong to the polling engine and are shown
+    for observability.
     """
 
     id: str = Field(default_factory=new_task_id, pattern=r"^video_[0-9a-f-]{36}$")
@@ -151,8 +153,12 @@ class Task(_Frozen):
     created_at: datetime
     updated_at: datetime
     submitted_at: datetime | None = None
+    started_at: datetime | None = None
     completed_at: datetime | None = None
     submission_id: str | None = None
+    polled_at: datetime | None = None
+    progress_at: datetime | None = None
+    start_progress: Progress = 0
     next_poll_at: datetime | None = None
     deadline_at: datetime | None = None
     poll_failures: int = Field(0, ge=0)

@@ -7,6 +7,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ._schedule import PollSchedule
+
 __all__ = ["PollingPolicy", "SubmitUncertainPolicy"]
 
 SubmitUncertainPolicy = Literal["fail", "reconcile", "resubmit"]
@@ -15,20 +17,26 @@ SubmitUncertainPolicy = Literal["fail", "reconcile", "resubmit"]
 class PollingPolicy(BaseModel):
     """Knobs of the polling engine. The defaults suit OpenAI-shaped providers.
 
-    - ``interval`` is the poll interval used when the provider gives no hint; ``max_interval``
-      caps every wait, and no wait is shorter than the provider's ``min_poll_interval``.
+    - ``schedule``, when set, replaces every provider's own :class:`PollSchedule` (how polls are
+      spaced); no wait is ever shorter than a provider's ``min_poll_interval`` or its hint.
+    - ``retry_interval`` is the first wait after a failed poll; it doubles with each further
+      failure up to ``max_retry_interval``.
     - ``deadline`` bounds every task (a task may set its own): past it the task ends FAILED with
       ``error.code == "timeout"``, whatever the provider says.
     - ``max_poll_failures`` consecutive failed polls end a task FAILED with the last error.
     - ``submit_uncertain`` decides what happens when a create may or may not have reached the
       provider: ``"fail"`` (the default) never risks a second charge; ``"reconcile"`` looks the job
       up at the provider; ``"resubmit"`` reconciles, then sends again with the same idempotency key.
+    - ``lease_seconds`` is how long a claimed task stays reserved to one worker: a dead worker's
+      tasks are taken over after it. ``shutdown_grace`` is how long a stopping engine lets
+      in-flight calls finish before it cancels them and hands their tasks back.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    interval: float = Field(5.0, gt=0)
-    max_interval: float = Field(60.0, gt=0)
+    schedule: PollSchedule | None = None
+    retry_interval: float = Field(5.0, gt=0)
+    max_retry_interval: float = Field(300.0, gt=0)
     deadline: timedelta = timedelta(minutes=60)
     max_poll_failures: int = Field(10, ge=1)
     submit_uncertain: SubmitUncertainPolicy = "fail"
@@ -37,7 +45,8 @@ class PollingPolicy(BaseModel):
     batch_size: int = Field(100, ge=1)
     max_concurrent_polls: int = Field(32, ge=1)
     idle_wait: float = Field(1.0, gt=0)
+    shutdown_grace: float = Field(10.0, ge=0)
 
     def backoff(self, failures: int) -> float:
-        """The wait after ``failures`` consecutive failures: doubling from ``interval``, capped."""
-        return float(min(self.max_interval, self.interval * 2 ** max(0, failures - 1)))
+        """The wait after ``failures`` consecutive failures: doubling from ``retry_interval``."""
+        return float(min(self.max_retry_interval, self.retry_interval * 2 ** max(0, failures - 1)))

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
-from datetime import datetime, timedelta
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Unpack
 
 import anyio
@@ -31,6 +31,7 @@ from ._exceptions import (
 from ._logging import log_task
 from ._models import ImageData, Task, TaskError, TaskResult, TaskStatus
 from ._policy import PollingPolicy
+from ._schedule import Track, next_delay
 from ._states import TaskChanges
 from .providers._base import Provider, ProviderJob, SubmitRequest
 from .storage._base import TaskStore
@@ -63,6 +64,7 @@ class Engine:
         self._earliest: datetime | None = None
         self._starved = False
         self._idle_until: datetime | None = None
+        self._claiming = anyio.CancelScope()
         self._limiters = {
             name: anyio.CapacityLimiter(
                 min(policy.max_concurrent_polls, provider.capabilities.max_in_flight or 1 << 30)
@@ -75,24 +77,33 @@ class Engine:
         self._wake.set()
 
     async def run(self) -> None:
-        """Claim and process due tasks until cancelled."""
+        """Claim and process due tasks until :meth:`stop` (or cancellation).
+
+        On stop it claims nothing more, lets in-flight calls finish for up to
+        ``shutdown_grace`` seconds, then cancels the rest; a cancelled call hands its task back
+        at once (lease released, due now) so that a peer resumes it without waiting.
+        """
         slots = anyio.CapacityLimiter(self._policy.batch_size)
-        async with anyio.create_task_group() as group:
-            while True:
-                free = int(slots.available_tokens)
-                self._starved = not free
-                claimed = (
-                    await self._store.claim_due(
-                        owner=self.owner, limit=free, lease_seconds=self._policy.lease_seconds
-                    )
-                    if free
-                    else ()
-                )
-                for task in claimed:
-                    await slots.acquire_on_behalf_of(task.id)
-                    group.start_soon(self._process, task, slots)
-                if len(claimed) < free or not free:
-                    await self._idle()
+        async with anyio.create_task_group() as handlers:
+            with self._claiming:
+                while True:
+                    free = int(slots.available_tokens)
+                    self._starved = not free
+                    claimed: Sequence[Task] = ()
+                    if free:
+                        claimed = await self._store.claim_due(
+                            owner=self.owner, limit=free, lease_seconds=self._policy.lease_seconds
+                        )
+                    for task in claimed:
+                        await slots.acquire_on_behalf_of(task.id)
+                        handlers.start_soon(self._process, task, slots)
+                    if len(claimed) < free or not free:
+                        await self._idle()
+            handlers.cancel_scope.deadline = anyio.current_time() + self._policy.shutdown_grace
+
+    def stop(self) -> None:
+        """Stop claiming; :meth:`run` returns once in-flight work is finished or handed back."""
+        self._claiming.cancel()
 
     async def _idle(self) -> None:
         now = self._clock()
@@ -120,6 +131,10 @@ class Engine:
             log_task(
                 logging.DEBUG, "task changed under us; dropping this round", task, action="poll"
             )
+        except anyio.get_cancelled_exc_class():
+            with anyio.CancelScope(shield=True):
+                await self._hand_back(task)
+            raise
         except Exception:
             log_task(
                 logging.ERROR,
@@ -132,6 +147,28 @@ class Engine:
             slots.release_on_behalf_of(task.id)
             if self._starved:
                 self.wake()
+
+    async def _hand_back(self, task: Task) -> None:
+        try:
+            await self._store.update(
+                task.id,
+                expected_version=task.version,
+                lease_owner=None,
+                lease_expires_at=None,
+                next_poll_at=self._clock(),
+            )
+        except (ConflictError, TaskNotFoundError):
+            pass  # already written by this round, or gone: nothing to hand back
+        except Exception:
+            log_task(
+                logging.WARNING,
+                "could not release the lease",
+                task,
+                action="release",
+                exc_info=True,
+            )
+        else:
+            log_task(logging.INFO, "handed back on shutdown", task, action="release")
 
     async def submit(self, task: Task, image: ImageData | None = None) -> Task:
         """Send the create for ``task`` in two phases and record the provider's answer.
@@ -242,8 +279,12 @@ class Engine:
             return bound
 
     def _changes(self, task: Task, job: ProviderJob, now: datetime) -> TaskChanges:
-        changes: TaskChanges = {"lease_owner": None, "lease_expires_at": None, "poll_failures": 0}
-        progress = max(task.progress, job.progress or 0)
+        changes: TaskChanges = {
+            "lease_owner": None,
+            "lease_expires_at": None,
+            "poll_failures": 0,
+            "polled_at": now,
+        }
         match job.status:
             case TaskStatus.COMPLETED:
                 changes.update(
@@ -264,20 +305,35 @@ class Engine:
             case TaskStatus.CANCELLED:
                 changes["status"] = TaskStatus.CANCELLED
                 return changes
-            case TaskStatus.PROCESSING:
-                changes.update({"status": TaskStatus.PROCESSING, "progress": progress})
-            case TaskStatus.QUEUED | None:
-                changes["progress"] = progress
-        interval = self._interval(task, job)
-        next_poll_at = now + timedelta(seconds=interval)
-        changes["next_poll_at"] = next_poll_at
+        # a provider that says "queued" again after rendering began does not move us back
+        status = TaskStatus.PROCESSING if job.status is TaskStatus.PROCESSING else task.status
+        before = _track(task)
+        track = before.advance(
+            None if job.status is None else status, job.progress or 0, now.timestamp()
+        )
+        capabilities = self._providers[task.provider].capabilities
+        delay = next_delay(
+            track,
+            now.timestamp(),
+            hint=job.poll_after,
+            min_interval=capabilities.min_poll_interval,
+            schedule=self._policy.schedule or capabilities.schedule,
+        )
+        next_poll_at = now + timedelta(seconds=delay)
+        changes.update(
+            {
+                "status": status,
+                "progress": track.progress,
+                "start_progress": track.anchor_progress,
+                "next_poll_at": next_poll_at,
+            }
+        )
+        if track.anchor_at is not None:
+            changes["started_at"] = datetime.fromtimestamp(track.anchor_at, UTC)
+        if track.moved_at is not None and track.moved_at != before.moved_at:
+            changes["progress_at"] = now
         self._note_next(next_poll_at)
         return changes
-
-    def _interval(self, task: Task, job: ProviderJob) -> float:
-        floor = self._providers[task.provider].capabilities.min_poll_interval
-        wanted = job.poll_after if job.poll_after is not None else self._policy.interval
-        return min(self._policy.max_interval, max(floor, wanted))
 
     async def _poll_failed(self, task: Task, exc: ProviderError) -> Task:
         failures = task.poll_failures + 1
@@ -364,6 +420,20 @@ class Engine:
             self._earliest = when
         if self._idle_until is not None and when < self._idle_until:
             self.wake()
+
+
+def _track(task: Task) -> Track:
+    """What the schedule knows of ``task``, rebuilt from its stored fields."""
+    submitted = task.submitted_at or task.created_at
+    return Track(
+        submitted_at=submitted.timestamp(),
+        status=task.status,
+        progress=task.progress,
+        anchor_at=task.started_at.timestamp() if task.started_at else None,
+        anchor_progress=task.start_progress,
+        moved_at=(task.progress_at or submitted).timestamp(),
+        seen_at=task.polled_at.timestamp() if task.polled_at else None,
+    )
 
 
 def _uncertain_error(policy: str) -> TaskError:

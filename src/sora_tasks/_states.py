@@ -43,6 +43,10 @@ class TaskChanges(TypedDict, total=False):
     priority: int
     submission_id: str | None
     submitted_at: datetime | None
+    started_at: datetime | None
+    polled_at: datetime | None
+    progress_at: datetime | None
+    start_progress: int
     next_poll_at: datetime | None
     deadline_at: datetime | None
     poll_failures: int
@@ -59,6 +63,7 @@ _MUTABLE_WHEN_TERMINAL: Final = frozenset(
         "metadata",
         "external_id",
         "submitted_at",
+        "polled_at",
         "next_poll_at",
         "lease_owner",
         "lease_expires_at",

@@ -29,6 +29,7 @@ from sora_tasks import (
     UnknownProviderError,
     WaitTimeoutError,
 )
+from sora_tasks._schedule import PollSchedule
 from sora_tasks.providers import ContentStream
 from sora_tasks.providers._base import ContentVariant
 from sora_tasks.storage import InMemoryStore
@@ -37,7 +38,7 @@ from tests.images import make_image
 
 pytestmark = pytest.mark.anyio
 
-FAST = PollingPolicy(interval=0.01, idle_wait=0.05, reconcile_delay=0)
+FAST = PollingPolicy(retry_interval=0.01, idle_wait=0.05, reconcile_delay=0)
 QUICK = FakeBehaviour(render_for=0.05, poll_after=0.01)
 
 
@@ -386,7 +387,9 @@ async def test_refresh_polls_now_and_leaves_finished_tasks_alone() -> None:
     fake = FakeProvider(
         behaviour=FakeBehaviour(render_for=10, poll_after=3600), clock=lambda: provider_time[0]
     )
-    async with manager_for(fake, policy=FAST.model_copy(update={"interval": 3600})) as manager:
+    async with manager_for(
+        fake, policy=FAST.model_copy(update={"schedule": PollSchedule(first_interval=3600)})
+    ) as manager:
         task = await manager.create("a")
         assert task.status is TaskStatus.PROCESSING
         provider_time[0] = 11.0

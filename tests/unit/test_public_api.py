@@ -21,6 +21,7 @@ CORE = {
     "Limits",
     "ManagerNotRunningError",
     "MediaType",
+    "PollSchedule",
     "PollingPolicy",
     "PromptError",
     "ProviderAuthError",

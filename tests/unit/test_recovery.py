@@ -55,7 +55,7 @@ async def run_until_done(store: InMemoryStore, fake: FakeProvider, task: Task, p
         providers={"fake": fake},
         store=store,
         policy=PollingPolicy(
-            interval=0.01, idle_wait=0.02, reconcile_delay=0, submit_uncertain=policy
+            retry_interval=0.01, idle_wait=0.02, reconcile_delay=0, submit_uncertain=policy
         ),
     ) as manager:
         return await manager.wait(task.id, timeout=10)
@@ -119,7 +119,9 @@ async def test_a_live_lease_is_left_alone() -> None:
     far = datetime.now(UTC) + timedelta(hours=1)
     task = await store.insert(orphan(lease_owner="alive", lease_expires_at=far))
     async with TaskManager(
-        providers={"fake": fake}, store=store, policy=PollingPolicy(interval=0.01, idle_wait=0.01)
+        providers={"fake": fake},
+        store=store,
+        policy=PollingPolicy(retry_interval=0.01, idle_wait=0.01),
     ) as manager:
         # several idle rounds of the engine, bounded by the wait timeout
         with pytest.raises(TimeoutError):

@@ -21,7 +21,8 @@ async def test_canary_key_never_leaks(caplog: pytest.LogCaptureFixture) -> None:
     failing = FakeProvider(api_key=CANARY, behaviour=FakeBehaviour(submit_error=refused))
     texts: list[str] = [repr(fake), str(fake.api_key), repr(fake.api_key)]
     async with TaskManager(
-        providers={"ok": fake, "bad": failing}, policy=PollingPolicy(interval=0.01, idle_wait=0.02)
+        providers={"ok": fake, "bad": failing},
+        policy=PollingPolicy(retry_interval=0.01, idle_wait=0.02),
     ) as manager:
         texts.append(repr(manager))
         done = await manager.wait((await manager.create("a cat")).id, timeout=10)

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from .._exceptions import ProviderUnsupportedError
 from .._models import ImageData, MediaType, TaskError, TaskStatus
+from .._schedule import PollSchedule
 
 __all__ = [
     "ContentStream",
@@ -34,6 +35,9 @@ class ProviderCapabilities(BaseModel):
 
     ``None`` for ``models``, ``sizes`` or ``seconds`` means "any value". The manager checks every
     request against these before storing it, unless the request sets ``allow_unsupported``.
+    ``schedule`` describes the provider's pace (the default suits renders of minutes);
+    ``min_poll_interval`` is a floor no poll goes under; ``max_in_flight`` caps jobs running at
+    once (further tasks wait locally, QUEUED).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -53,6 +57,7 @@ class ProviderCapabilities(BaseModel):
     can_list: bool = False
     max_in_flight: int | None = Field(None, ge=1)
     min_poll_interval: float = Field(1.0, ge=0)
+    schedule: PollSchedule = PollSchedule()
 
 
 @dataclass(frozen=True, slots=True)

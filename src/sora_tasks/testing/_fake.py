@@ -14,6 +14,7 @@ from pydantic import SecretStr
 
 from .._exceptions import ProviderRejectedError
 from .._models import MediaType, TaskError, TaskStatus
+from .._schedule import PollSchedule
 from ..providers._base import (
     ContentStream,
     ContentVariant,
@@ -41,7 +42,7 @@ class FakeBehaviour:
     in steps of ``progress_step``, then ends as ``outcome`` (``"unknown"`` keeps answering a status
     word nobody knows). ``submit_error`` is raised by ``submit``; ``poll_errors`` are raised by the
     first status calls, one each, before normal answers resume. ``poll_after`` is the hint
-    each answer carries (quick, so demos and tests finish fast).
+    each answer carries, like OpenAI's ``openai-poll-after-ms``.
     """
 
     queued_for: float = 0.0
@@ -53,7 +54,7 @@ class FakeBehaviour:
     )
     submit_error: BaseException | None = None
     poll_errors: Sequence[BaseException] = ()
-    poll_after: float | None = 0.2
+    poll_after: float | None = None
 
 
 @dataclass
@@ -102,6 +103,10 @@ class FakeProvider(Provider):
             can_delete=True,
             can_list=True,
             min_poll_interval=0.0,
+            # the fake renders in about a second: poll it at that pace
+            schedule=PollSchedule(
+                first_interval=0.2, dense_window=0.3, dense_interval=0.05, max_interval=2.0
+            ),
         )
         self._content = content if content is not None else sample_video()
         self._clock = clock
