@@ -126,6 +126,7 @@ class SimulatorApp:
             await send_reply(send, fault.reply)
             return
         route, handler = self._resolve(request)
+        self.state.arrived(route)
         reply, cut_at, fault_name = await self._answer(route, handler, request)
         self.state.record(
             RequestRecord(

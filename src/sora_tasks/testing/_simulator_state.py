@@ -78,8 +78,9 @@ class SimulatorState:
     """Jobs, counters and the request log, open to tests for inspection.
 
     ``creates`` counts jobs created (both shapes, dropped answers included); ``hits`` counts
-    requests per route; ``requests`` keeps the last 10,000 requests; ``faults`` is the live
-    fault plan (``faults.set(route, Faults(...))`` changes it between requests).
+    requests per route as they arrive; ``requests`` keeps the last 10,000 answered requests (a
+    slow one is logged when its answer goes out); ``faults`` is the live fault plan
+    (``faults.set(route, Faults(...))`` changes it between requests).
     """
 
     config: SimulatorConfig
@@ -103,11 +104,15 @@ class SimulatorState:
         with self._lock:
             return [r for r in self.requests if route is None or r.route == route]
 
+    def arrived(self, route: str) -> None:
+        """Count a request on ``route`` as soon as it is read, before any delay or answer."""
+        with self._lock:
+            self.hits[route] += 1
+
     def record(self, entry: RequestRecord) -> None:
-        """Log one request (called before its answer is sent, so a client never outruns the log)."""
+        """Log one answered request, before the answer is sent so a client never outruns the log."""
         with self._lock:
             self.requests.append(entry)
-            self.hits[entry.route] += 1
 
     def create_job(
         self,
