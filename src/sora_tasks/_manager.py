@@ -7,7 +7,7 @@ import os
 import signal
 import socket
 import uuid
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from contextlib import AsyncExitStack
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -35,6 +35,7 @@ from ._exceptions import (
 from ._logging import log_task, logger
 from ._models import (
     GenerationRequest,
+    ImageData,
     Limits,
     MediaType,
     Task,
@@ -141,6 +142,8 @@ class TaskManager:
         return dict(self._providers)
 
     async def __aenter__(self) -> Self:
+        self._engine.reset()
+        self._engine_started = False
         async with AsyncExitStack() as stack:
             stack.push_async_callback(self._close_resources)
             self._group = await stack.enter_async_context(anyio.create_task_group())
@@ -237,13 +240,35 @@ class TaskManager:
 
     async def submit(self, request: GenerationRequest) -> Task:
         """Like :meth:`create`, for a prepared :class:`GenerationRequest`."""
+        task, image = self._new_task(request)
+        return await self._admit(task, image)
+
+    async def create_many(self, requests: Iterable[GenerationRequest]) -> list[Task]:
+        """Submit a batch. Every request is validated first: one bad request stores nothing.
+
+        Tasks come back in the order of ``requests``. They obey the same admission rules as
+        :meth:`create`: a provider at its ``max_in_flight`` gets the rest later, by priority.
+        """
+        prepared = [self._new_task(request) for request in requests]
+        tasks: list[Task | None] = [None] * len(prepared)
+        limiter = anyio.CapacityLimiter(self.policy.max_concurrent_polls)
+
+        async def admit(index: int, task: Task, image: ImageData | None) -> None:
+            async with limiter:
+                tasks[index] = await self._admit(task, image)
+
+        async with anyio.create_task_group() as group:
+            for index, (task, image) in enumerate(prepared):
+                group.start_soon(admit, index, task, image)
+        return [task for task in tasks if task is not None]
+
+    def _new_task(self, request: GenerationRequest) -> tuple[Task, ImageData | None]:
         name = request.provider or self._default
         provider = self._provider(name)
         prepared = prepare(
             request, limits=self.limits, capabilities=provider.capabilities, provider=name
         )
         now = self._clock()
-        deadline = request.deadline or self.policy.deadline
         task = Task(
             provider=name,
             user_id=request.user_id,
@@ -257,16 +282,30 @@ class TaskManager:
             priority=request.priority,
             created_at=now,
             updated_at=now,
-            submission_id=f"sub_{uuid.uuid4().hex}",
-            deadline_at=now + deadline,
-            # if we die mid-submit, a peer finds the task once this lease runs out
+            deadline_at=now + (request.deadline or self.policy.deadline),
             next_poll_at=now,
-            lease_owner=self._engine.owner,
-            lease_expires_at=now + timedelta(seconds=self.policy.lease_seconds),
         )
-        task = await self._store.insert(task, image=prepared.image)
+        return task, prepared.image
+
+    async def _admit(self, task: Task, image: ImageData | None) -> Task:
+        if self._engine.max_in_flight(task.provider) is not None:
+            # a capped provider: the engine submits in priority order as jobs finish
+            task = await self._store.insert(task, image=image)
+            self._events.publish(None, task)
+            self._engine.wake()
+            return task
+        now = self._clock()
+        task = task.model_copy(
+            update={
+                "submission_id": f"sub_{uuid.uuid4().hex}",
+                # if we die mid-submit, a peer finds the task once this lease runs out
+                "lease_owner": self._engine.owner,
+                "lease_expires_at": now + timedelta(seconds=self.policy.lease_seconds),
+            }
+        )
+        task = await self._store.insert(task, image=image)
         self._events.publish(None, task)
-        task = await self._engine.submit(task, prepared.image)
+        task = await self._engine.submit(task, image)
         self._engine.wake()
         return task
 

@@ -30,6 +30,9 @@ class PollingPolicy(BaseModel):
     - ``lease_seconds`` is how long a claimed task stays reserved to one worker: a dead worker's
       tasks are taken over after it. ``shutdown_grace`` is how long a stopping engine lets
       in-flight calls finish before it cancels them and hands their tasks back.
+    - ``max_in_flight`` caps, per provider name, the jobs running at once (it overrides the
+      provider's own ``max_in_flight``); further tasks wait locally, QUEUED, highest priority
+      first, then oldest.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -43,6 +46,7 @@ class PollingPolicy(BaseModel):
     reconcile_delay: float = Field(5.0, ge=0)
     lease_seconds: float = Field(120.0, gt=0)
     batch_size: int = Field(100, ge=1)
+    max_in_flight: dict[str, int] = Field(default_factory=dict)
     max_concurrent_polls: int = Field(32, ge=1)
     idle_wait: float = Field(1.0, gt=0)
     shutdown_grace: float = Field(10.0, ge=0)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Unpack
 
@@ -28,7 +28,7 @@ from ._exceptions import (
     SubmissionUncertainError,
     TaskNotFoundError,
 )
-from ._logging import log_task
+from ._logging import log_task, logger
 from ._models import ImageData, Task, TaskError, TaskResult, TaskStatus
 from ._policy import PollingPolicy
 from ._schedule import Track, next_delay
@@ -60,21 +60,26 @@ class Engine:
         self._events = events
         self._clock = clock
         self.owner = owner
-        self._wake = anyio.Event()
+        # anyio primitives need a running event loop, and a manager may be built before one
+        # (at import time, in a FastAPI app module): they are made when the engine runs
+        self._wake: anyio.Event | None = None
         self._earliest: datetime | None = None
         self._starved = False
         self._idle_until: datetime | None = None
-        self._claiming = anyio.CancelScope()
-        self._limiters = {
-            name: anyio.CapacityLimiter(
-                min(policy.max_concurrent_polls, provider.capabilities.max_in_flight or 1 << 30)
-            )
-            for name, provider in providers.items()
-        }
+        self._claiming: anyio.CancelScope | None = None
+        self._stopped = False
+        self._limiters: dict[str, anyio.CapacityLimiter] = {}
+
+    def max_in_flight(self, provider: str) -> int | None:
+        """How many jobs ``provider`` may run at once (``None``: no cap)."""
+        if provider in self._policy.max_in_flight:
+            return self._policy.max_in_flight[provider]
+        return self._providers[provider].capabilities.max_in_flight
 
     def wake(self) -> None:
         """Make the loop look for due tasks now rather than after its idle wait."""
-        self._wake.set()
+        if self._wake is not None:
+            self._wake.set()
 
     async def run(self) -> None:
         """Claim and process due tasks until :meth:`stop` (or cancellation).
@@ -84,16 +89,25 @@ class Engine:
         at once (lease released, due now) so that a peer resumes it without waiting.
         """
         slots = anyio.CapacityLimiter(self._policy.batch_size)
+        self._limiters = {
+            name: anyio.CapacityLimiter(self._policy.max_concurrent_polls)
+            for name in self._providers
+        }
+        self._wake = anyio.Event()
+        self._claiming = anyio.CancelScope()
+        if self._stopped:
+            self._claiming.cancel()
         async with anyio.create_task_group() as handlers:
             with self._claiming:
                 while True:
                     free = int(slots.available_tokens)
                     self._starved = not free
-                    claimed: Sequence[Task] = ()
-                    if free:
-                        claimed = await self._store.claim_due(
-                            owner=self.owner, limit=free, lease_seconds=self._policy.lease_seconds
-                        )
+                    try:
+                        claimed = await self._claim(free) if free else []
+                    except Exception:
+                        # the store being away for a while must not kill the engine
+                        logger.exception("claiming due tasks failed; trying again shortly")
+                        claimed = []
                     for task in claimed:
                         await slots.acquire_on_behalf_of(task.id)
                         handlers.start_soon(self._process, task, slots)
@@ -101,9 +115,32 @@ class Engine:
                         await self._idle()
             handlers.cancel_scope.deadline = anyio.current_time() + self._policy.shutdown_grace
 
+    async def _claim(self, free: int) -> list[Task]:
+        lease = self._policy.lease_seconds
+        claimed = list(
+            await self._store.claim_due(owner=self.owner, limit=free, lease_seconds=lease)
+        )
+        for name in self._providers:
+            if len(claimed) >= free:
+                break
+            claimed += await self._store.claim_submissions(
+                provider=name,
+                owner=self.owner,
+                limit=free - len(claimed),
+                lease_seconds=lease,
+                max_in_flight=self.max_in_flight(name),
+            )
+        return claimed
+
+    def reset(self) -> None:
+        """Forget an earlier :meth:`stop`, so the engine can run again."""
+        self._stopped = False
+
     def stop(self) -> None:
         """Stop claiming; :meth:`run` returns once in-flight work is finished or handed back."""
-        self._claiming.cancel()
+        self._stopped = True
+        if self._claiming is not None:
+            self._claiming.cancel()
 
     async def _idle(self) -> None:
         now = self._clock()
@@ -114,9 +151,14 @@ class Engine:
             wait = min(wait, (self._earliest - now).total_seconds())
         self._idle_until = now + timedelta(seconds=wait)
         with anyio.move_on_after(wait):
-            await self._wake.wait()
+            await self._wake_event().wait()
         self._idle_until = None
         self._wake = anyio.Event()
+
+    def _wake_event(self) -> anyio.Event:
+        if self._wake is None:
+            self._wake = anyio.Event()
+        return self._wake
 
     async def _process(self, task: Task, slots: anyio.CapacityLimiter) -> None:
         try:

@@ -288,14 +288,21 @@ async def test_delete_finished_keeps_recent_and_unfinished_tasks(store: TaskStor
 
 async def test_claim_due_takes_only_due_unleased_unfinished_tasks(store: TaskStore) -> None:
     now = await store.now()
-    due = await store.insert(make_task(now, next_poll_at=now - timedelta(seconds=5)))
-    later = await store.insert(make_task(now, next_poll_at=now + timedelta(hours=1)))
+    due = await store.insert(
+        make_task(now, submission_id="sub_1", next_poll_at=now - timedelta(seconds=5))
+    )
+    later = await store.insert(
+        make_task(now, submission_id="sub_1", next_poll_at=now + timedelta(hours=1))
+    )
     never = await store.insert(make_task(now))
-    finished = await store.insert(make_task(now, next_poll_at=now - timedelta(seconds=5)))
+    finished = await store.insert(
+        make_task(now, submission_id="sub_1", next_poll_at=now - timedelta(seconds=5))
+    )
     await store.update(finished.id, status=TaskStatus.FAILED)
     held = await store.insert(
         make_task(
             now,
+            submission_id="sub_1",
             next_poll_at=now - timedelta(seconds=5),
             lease_owner="w0",
             lease_expires_at=now + timedelta(hours=1),
@@ -315,7 +322,9 @@ async def test_claim_due_takes_only_due_unleased_unfinished_tasks(store: TaskSto
 async def test_claim_due_respects_limit_and_order(store: TaskStore) -> None:
     now = await store.now()
     tasks = [
-        await store.insert(make_task(now, next_poll_at=now - timedelta(seconds=60 - index)))
+        await store.insert(
+            make_task(now, submission_id="sub_1", next_poll_at=now - timedelta(seconds=60 - index))
+        )
         for index in range(5)
     ]
     first = await store.claim_due(owner="w", limit=2, lease_seconds=30)
@@ -326,7 +335,9 @@ async def test_claim_due_respects_limit_and_order(store: TaskStore) -> None:
 
 async def test_expired_lease_is_taken_over_and_the_old_owner_cannot_write(store: TaskStore) -> None:
     now = await store.now()
-    task = await store.insert(make_task(now, next_poll_at=now - timedelta(seconds=1)))
+    task = await store.insert(
+        make_task(now, submission_id="sub_1", next_poll_at=now - timedelta(seconds=1))
+    )
     (stale,) = await store.claim_due(owner="frozen", limit=1, lease_seconds=0)
     (fresh,) = await store.claim_due(owner="alive", limit=1, lease_seconds=30)
     assert fresh.id == task.id and fresh.lease_owner == "alive"
@@ -345,7 +356,9 @@ async def test_expired_lease_is_taken_over_and_the_old_owner_cannot_write(store:
 async def test_concurrent_claims_never_hand_out_one_task_twice(store: TaskStore) -> None:
     now = await store.now()
     for _ in range(30):
-        await store.insert(make_task(now, next_poll_at=now - timedelta(seconds=1)))
+        await store.insert(
+            make_task(now, submission_id="sub_1", next_poll_at=now - timedelta(seconds=1))
+        )
     results: list[list[str]] = []
 
     async def claimer(name: str) -> None:
@@ -357,3 +370,62 @@ async def test_concurrent_claims_never_hand_out_one_task_twice(store: TaskStore)
             group.start_soon(claimer, f"w{index}")
     every = [task_id for batch in results for task_id in batch]
     assert len(every) == len(set(every)) == 30
+
+
+async def test_tasks_waiting_for_submission_are_claimed_only_as_submissions(
+    store: TaskStore,
+) -> None:
+    now = await store.now()
+    past = now - timedelta(seconds=1)
+    waiting = await store.insert(make_task(now, next_poll_at=past))
+    assert await store.claim_due(owner="w", limit=10, lease_seconds=30) == []
+    other = await store.claim_submissions(provider="other", owner="w", limit=10, lease_seconds=30)
+    assert other == []
+    (claimed,) = await store.claim_submissions(
+        provider="fake", owner="w", limit=10, lease_seconds=30
+    )
+    assert claimed.id == waiting.id and claimed.lease_owner == "w"
+    assert (
+        await store.claim_submissions(provider="fake", owner="w2", limit=10, lease_seconds=30) == []
+    )
+
+
+async def test_submissions_go_by_priority_then_age(store: TaskStore) -> None:
+    now = await store.now()
+    past = now - timedelta(seconds=1)
+    old_low = await store.insert(make_task(now - timedelta(minutes=3), next_poll_at=past))
+    new_high = await store.insert(
+        make_task(now - timedelta(minutes=1), next_poll_at=past, priority=5)
+    )
+    old_high = await store.insert(
+        make_task(now - timedelta(minutes=2), next_poll_at=past, priority=5)
+    )
+    claimed = await store.claim_submissions(provider="fake", owner="w", limit=10, lease_seconds=30)
+    assert [task.id for task in claimed] == [old_high.id, new_high.id, old_low.id]
+
+
+async def test_submissions_respect_max_in_flight(store: TaskStore) -> None:
+    now = await store.now()
+    past = now - timedelta(seconds=1)
+    await store.insert(
+        make_task(now, external_id="running-1", next_poll_at=now + timedelta(hours=1))
+    )
+    await store.insert(
+        make_task(now, submission_id="sub_in_flight", next_poll_at=now + timedelta(hours=1))
+    )
+    finished = await store.insert(make_task(now, external_id="done"))
+    await store.update(finished.id, status=TaskStatus.COMPLETED)
+    await store.insert(make_task(now, provider="other", external_id="elsewhere"))
+    for _ in range(4):
+        await store.insert(make_task(now, next_poll_at=past))
+    first = await store.claim_submissions(
+        provider="fake", owner="w", limit=10, lease_seconds=30, max_in_flight=3
+    )
+    assert len(first) == 1
+    await store.update(first[0].id, expected_version=first[0].version, submission_id="sub_new")
+    full = await store.claim_submissions(
+        provider="fake", owner="w", limit=10, lease_seconds=0, max_in_flight=3
+    )
+    assert full == []
+    uncapped = await store.claim_submissions(provider="fake", owner="w", limit=10, lease_seconds=30)
+    assert len(uncapped) == 3

@@ -78,6 +78,7 @@ async def test_eight_claimers_poll_each_task_alone_and_finish_all(sql_url: URL) 
                     seconds=4,
                     created_at=now,
                     updated_at=now,
+                    external_id=f"job_{index}",
                     next_poll_at=now - timedelta(seconds=1),
                 )
             )

@@ -27,6 +27,7 @@ def make_task(now: datetime, **fields: Any) -> Task:
         "seconds": 4,
         "created_at": now,
         "updated_at": now,
+        "submission_id": "sub_1",
         "next_poll_at": now - timedelta(seconds=1),
     }
     return Task.model_validate(values | fields)

@@ -399,3 +399,44 @@ async def test_refresh_polls_now_and_leaves_finished_tasks_alone() -> None:
         assert fake.status_calls == calls + 1
         assert await manager.refresh(task.id) == refreshed
         assert fake.status_calls == calls + 1
+
+
+async def test_a_capped_provider_runs_at_most_its_limit_and_admits_by_priority() -> None:
+    fake = FakeProvider(behaviour=FakeBehaviour(render_for=0.05))
+    policy = FAST.model_copy(update={"max_in_flight": {"p0": 2}})
+    async with manager_for(fake, policy=policy) as manager:
+        low = [await manager.create(f"low {i}") for i in range(4)]
+        high = await manager.create("urgent", priority=10)
+        assert all(t.status is TaskStatus.QUEUED and t.external_id is None for t in [*low, high])
+        for task in [*low, high]:
+            assert (await manager.wait(task.id, timeout=10)).status is TaskStatus.COMPLETED
+    order = [request.prompt for request in fake.submissions]
+    assert order.index("urgent") <= 2, order
+    assert fake.max_concurrent_jobs <= 2
+
+
+async def test_create_many_validates_everything_before_storing_anything() -> None:
+    fake = FakeProvider(behaviour=QUICK)
+    async with manager_for(fake) as manager:
+        with pytest.raises(InvalidRequestError):
+            await manager.create_many(
+                [GenerationRequest(prompt="fine"), GenerationRequest(prompt="", user_id="u")]
+            )
+        assert (await manager.list()).items == [] and fake.submissions == []
+        tasks = await manager.create_many(GenerationRequest(prompt=f"p{i}") for i in range(5))
+        assert [t.prompt for t in tasks] == [f"p{i}" for i in range(5)]
+        assert len(fake.submissions) == 5
+
+
+def test_a_manager_can_be_built_outside_an_event_loop() -> None:
+    # FastAPI apps build theirs at import time, before any loop runs
+    manager = TaskManager(providers={"f": FakeProvider()})
+    assert "f" in manager.providers
+
+
+async def test_a_manager_can_be_entered_again_after_leaving() -> None:
+    manager = manager_for(FakeProvider(behaviour=QUICK))
+    for _ in range(2):
+        async with manager:
+            task = await manager.create("a")
+            assert (await manager.wait(task.id, timeout=10)).status is TaskStatus.COMPLETED

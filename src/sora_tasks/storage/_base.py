@@ -80,12 +80,31 @@ class TaskStore(Protocol):
         ...
 
     async def claim_due(self, *, owner: str, limit: int, lease_seconds: float) -> Sequence[Task]:
-        """Lease up to ``limit`` unfinished tasks whose ``next_poll_at`` has come.
+        """Lease up to ``limit`` unfinished tasks whose ``next_poll_at`` has come, among those
+        bound to a provider job or with a submission under way (to poll or to reconcile).
 
         A task is claimable when no live lease holds it. Claiming sets ``lease_owner`` and
         ``lease_expires_at`` and bumps ``version``, which the claimant passes back as
         ``expected_version`` on its next write: a peer that took the task over since then makes
         that write fail with :class:`ConflictError`. Earliest ``next_poll_at`` first.
+        """
+        ...
+
+    async def claim_submissions(
+        self,
+        *,
+        provider: str,
+        owner: str,
+        limit: int,
+        lease_seconds: float,
+        max_in_flight: int | None = None,
+    ) -> Sequence[Task]:
+        """Lease tasks of ``provider`` that wait to be submitted, highest priority then oldest.
+
+        A task waits to be submitted while it has neither a provider job nor a submission under
+        way, and its ``next_poll_at`` has come. With ``max_in_flight``, no more are handed out
+        than leave the provider's unfinished jobs within it: those bound to a job, those with a
+        submission under way, and those leased (claimed for submission but not sent yet).
         """
         ...
 

@@ -33,13 +33,16 @@ from ._sql_schema import TERMINAL_STATUSES, UTCDateTime, images, is_pollable, ta
 
 __all__ = [
     "claim_due",
+    "claim_submissions",
     "count_by",
+    "count_in_flight",
     "db_now",
     "delete_finished",
     "delete_unused_images",
     "insert_image",
     "insert_task",
     "list_tasks",
+    "lock_provider_admission",
     "render_percentiles",
     "render_summary",
     "render_value_at",
@@ -168,21 +171,79 @@ def claim_due(dialect: str, *, owner: str, limit: int, lease_seconds: float) -> 
     """
     now = db_now(dialect)
     lease_free = or_(tasks.c.lease_expires_at.is_(None), tasks.c.lease_expires_at <= now)
+    started = or_(tasks.c.external_id.is_not(None), tasks.c.submission_id.is_not(None))
     due = (
         select(tasks.c.id)
-        .where(is_pollable(), tasks.c.next_poll_at <= now, lease_free)
+        .where(is_pollable(), tasks.c.next_poll_at <= now, lease_free, started)
         .order_by(tasks.c.next_poll_at, tasks.c.id)
         .limit(limit)
         .with_for_update(skip_locked=True)
     )
+    return _lease(dialect, due, lease_free, owner=owner, lease_seconds=lease_seconds)
+
+
+def claim_submissions(
+    dialect: str, *, provider: str, owner: str, limit: int, lease_seconds: float
+) -> Update:
+    """Lease up to ``limit`` of ``provider``'s tasks that wait to be submitted, and return them.
+
+    Highest priority first, then oldest. Locking and fencing work as in :func:`claim_due`.
+    """
+    now = db_now(dialect)
+    lease_free = or_(tasks.c.lease_expires_at.is_(None), tasks.c.lease_expires_at <= now)
+    waiting = (
+        select(tasks.c.id)
+        .where(
+            is_pollable(),
+            tasks.c.next_poll_at <= now,
+            lease_free,
+            tasks.c.provider == provider,
+            tasks.c.external_id.is_(None),
+            tasks.c.submission_id.is_(None),
+        )
+        .order_by(tasks.c.priority.desc(), tasks.c.created_at, tasks.c.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    return _lease(dialect, waiting, lease_free, owner=owner, lease_seconds=lease_seconds)
+
+
+def count_in_flight(dialect: str, provider: str) -> Select[Any]:
+    """How many of ``provider``'s unfinished tasks hold a job, a submission or a live lease."""
+    now = db_now(dialect)
+    return select(func.count()).where(
+        tasks.c.provider == provider,
+        tasks.c.status.in_(["QUEUED", "PROCESSING"]),
+        or_(
+            tasks.c.external_id.is_not(None),
+            tasks.c.submission_id.is_not(None),
+            tasks.c.lease_expires_at > now,
+        ),
+    )
+
+
+def lock_provider_admission(provider: str) -> Select[Any]:
+    """PostgreSQL: serialise admission counts per provider until the transaction ends."""
+    key = func.hashtext(literal("sora_tasks.admission:" + provider))
+    return select(func.pg_advisory_xact_lock(key))
+
+
+def _lease(
+    dialect: str,
+    chosen: Select[Any],
+    lease_free: ColumnElement[bool],
+    *,
+    owner: str,
+    lease_seconds: float,
+) -> Update:
     return (
         tasks.update()
-        .where(tasks.c.id.in_(due), lease_free)
+        .where(tasks.c.id.in_(chosen), lease_free)
         .values(
             lease_owner=owner,
             lease_expires_at=db_now(dialect, plus_seconds=lease_seconds),
             version=tasks.c.version + 1,
-            updated_at=now,
+            updated_at=db_now(dialect),
         )
         .returning(*tasks.c)
     )

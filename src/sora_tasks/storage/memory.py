@@ -149,15 +149,58 @@ class InMemoryStore:
         now = self._clock()
         due = [
             task
+            for task in self._claimable(now)
+            if task.external_id is not None or task.submission_id is not None
+        ]
+        due.sort(key=lambda task: (task.next_poll_at or now, task.id))
+        return self._lease(due[:limit], owner, now, lease_seconds)
+
+    async def claim_submissions(
+        self,
+        *,
+        provider: str,
+        owner: str,
+        limit: int,
+        lease_seconds: float,
+        max_in_flight: int | None = None,
+    ) -> Sequence[Task]:
+        """See :meth:`TaskStore.claim_submissions`."""
+        now = self._clock()
+        if max_in_flight is not None:
+            in_flight = sum(
+                1
+                for task in (self._tasks[task_id] for task_id in self._active)
+                if task.provider == provider
+                and (
+                    task.external_id is not None
+                    or task.submission_id is not None
+                    or (task.lease_expires_at is not None and task.lease_expires_at > now)
+                )
+            )
+            limit = min(limit, max_in_flight - in_flight)
+        waiting = [
+            task
+            for task in self._claimable(now)
+            if task.provider == provider and task.external_id is None and task.submission_id is None
+        ]
+        waiting.sort(key=lambda task: (-task.priority, task.created_at, task.id))
+        return self._lease(waiting[: max(0, limit)], owner, now, lease_seconds)
+
+    def _claimable(self, now: datetime) -> Sequence[Task]:
+        return [
+            task
             for task in (self._tasks[task_id] for task_id in self._active)
             if task.next_poll_at is not None
             and task.next_poll_at <= now
             and (task.lease_expires_at is None or task.lease_expires_at <= now)
         ]
-        due.sort(key=lambda task: (task.next_poll_at or now, task.id))
-        expires = now + timedelta(seconds=lease_seconds)
+
+    def _lease(
+        self, tasks: Sequence[Task], owner: str, now: datetime, seconds: float
+    ) -> Sequence[Task]:
+        expires = now + timedelta(seconds=seconds)
         claimed = []
-        for task in due[:limit]:
+        for task in tasks:
             leased = apply(task, {"lease_owner": owner, "lease_expires_at": expires}, now=now)
             self._store(leased)
             claimed.append(leased)

@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Any, Unpack
 
 import anyio
-from sqlalchemy import URL
+from sqlalchemy import URL, RowMapping
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -170,6 +170,44 @@ class SQLStore:
         claimed = [task_from_row(row) for row in rows]
         return sorted(claimed, key=lambda task: (task.next_poll_at, task.id))
 
+    async def claim_submissions(
+        self,
+        *,
+        provider: str,
+        owner: str,
+        limit: int,
+        lease_seconds: float,
+        max_in_flight: int | None = None,
+    ) -> Sequence[Task]:
+        """Lease tasks waiting to be submitted; see :meth:`TaskStore.claim_submissions`.
+
+        The in-flight count and the claim share one transaction, serialised per provider (an
+        advisory lock on PostgreSQL, ``BEGIN IMMEDIATE`` on SQLite), so two workers admitting at
+        once cannot both take the last free place.
+        """
+        if limit <= 0:
+            return []
+        async with self._write() as conn:
+            if self._dialect == "postgresql":
+                await conn.execute(q.lock_provider_admission(provider))
+            if max_in_flight is not None:
+                in_flight = (
+                    await conn.execute(q.count_in_flight(self._dialect, provider))
+                ).scalar_one()
+                limit = min(limit, max_in_flight - in_flight)
+            rows: Sequence[RowMapping] = ()
+            if limit > 0:
+                stmt = q.claim_submissions(
+                    self._dialect,
+                    provider=provider,
+                    owner=owner,
+                    limit=limit,
+                    lease_seconds=lease_seconds,
+                )
+                rows = (await conn.execute(stmt)).mappings().all()
+        claimed = [task_from_row(row) for row in rows]
+        return sorted(claimed, key=lambda task: (-task.priority, task.created_at, task.id))
+
     async def close(self) -> None:
         """Close every pooled connection."""
         await self._engine.dispose()
@@ -213,7 +251,8 @@ class SQLStore:
         # waits its turn instead of failing to upgrade its lock halfway through
         await self._ready()
         async with self._engine.connect() as conn:
-            await conn.execution_options(**{BEGIN_OPTION: "IMMEDIATE"})
+            if self._dialect == "sqlite":
+                await conn.execution_options(**{BEGIN_OPTION: "IMMEDIATE"})
             async with conn.begin():
                 yield conn
 

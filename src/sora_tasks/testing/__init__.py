@@ -1,19 +1,21 @@
 """Test doubles shipped for everyone's tests: a scriptable fake provider and a provider simulator.
 
 ``FakeProvider`` runs in-process with no network. ``create_simulator_app`` returns an ASGI app
-that speaks the OpenAI Videos and relay wire formats, with fault injection, to serve on a port.
+that speaks the OpenAI Videos and relay wire formats, with fault injection (``Faults``), to serve
+on a port (``serve_in_thread`` in a test, ``python -m sora_tasks.testing`` from a shell).
 """
 
-from typing import Any
-
 from ._fake import FakeBehaviour, FakeProvider, sample_video
+from ._server import serve_in_thread
+from ._simulator import SimulatorApp, create_simulator_app
+from ._simulator_faults import Faults
 
-__all__ = ["FakeBehaviour", "FakeProvider", "create_simulator_app", "sample_video"]
-
-
-def __getattr__(name: str) -> Any:
-    if name == "create_simulator_app":
-        from ._simulator import create_simulator_app
-
-        return create_simulator_app
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__all__ = [
+    "FakeBehaviour",
+    "FakeProvider",
+    "Faults",
+    "SimulatorApp",
+    "create_simulator_app",
+    "sample_video",
+    "serve_in_thread",
+]

@@ -73,8 +73,9 @@ class FakeProvider(Provider):
 
     ``behaviour`` applies to every job; ``script`` (called with each request) overrides it per job,
     for example to fail prompts that mention a word. Everything it was asked is recorded:
-    ``submissions``, ``status_calls``, ``cancelled`` and the largest number of status calls that
-    were in flight at once for one job (``max_concurrent_polls``).
+    ``submissions``, ``status_calls``, ``cancelled``, the largest number of status calls that
+    were in flight at once for one job (``max_concurrent_polls``) and the largest number of jobs
+    that were running at once (``max_concurrent_jobs``).
     """
 
     def __init__(
@@ -117,6 +118,7 @@ class FakeProvider(Provider):
         self.status_calls = 0
         self.cancelled: list[str] = []
         self.max_concurrent_polls = 0
+        self.max_concurrent_jobs = 0
         self._in_flight: dict[str, int] = {}
 
     def __repr__(self) -> str:
@@ -141,6 +143,12 @@ class FakeProvider(Provider):
             pending_errors=iter(behaviour.poll_errors),
         )
         self.jobs[job.external_id] = job
+        running = sum(
+            1
+            for other in self.jobs.values()
+            if not other.deleted and not (self._view(other).status or TaskStatus.QUEUED).is_terminal
+        )
+        self.max_concurrent_jobs = max(self.max_concurrent_jobs, running)
         return self._view(job)
 
     async def status(self, external_id: str) -> ProviderJob:
