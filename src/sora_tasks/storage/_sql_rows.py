@@ -10,6 +10,7 @@ from .._models import ImageData, Task, TaskStatus
 __all__ = ["changed_columns", "image_from_row", "image_to_row", "task_from_row", "task_to_row"]
 
 _NESTED = ("reference_image", "result", "error")
+_FIELDS = tuple(Task.model_fields)
 
 
 def task_to_row(task: Task) -> dict[str, Any]:
@@ -32,9 +33,7 @@ def task_to_row(task: Task) -> dict[str, Any]:
 
 def task_from_row(row: Mapping[Any, Any]) -> Task:
     """Rebuild a :class:`Task` from a row of the tasks table (extra keys are ignored)."""
-    return Task.model_validate(
-        {key: value for key, value in row.items() if key in Task.model_fields}
-    )
+    return Task.model_validate({name: row[name] for name in _FIELDS})
 
 
 def changed_columns(before: Task, after: Task) -> dict[str, Any]:
