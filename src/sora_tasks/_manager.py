@@ -18,11 +18,9 @@ import anyio
 import pydantic
 from anyio.abc import TaskGroup
 
-from ._download import save_stream
 from ._events import EventHub, TaskEvent
 from ._exceptions import (
     ConflictError,
-    DownloadError,
     InvalidRequestError,
     ManagerNotRunningError,
     ProviderError,
@@ -41,7 +39,6 @@ from ._models import (
     Task,
     TaskPage,
     TaskQuery,
-    TaskResult,
     TaskStats,
     TaskStatus,
 )
@@ -78,6 +75,9 @@ class TaskManager:
     ``providers`` maps names to providers (a single provider is registered as ``"default"``);
     requests name one or get ``default_provider`` (the first one). With ``poll=False`` the manager
     only creates and reads tasks (for an API server whose polling runs in worker processes).
+    With ``download_dir``, the engine fetches every video as soon as its task completes (provider
+    links expire, about an hour after completion for OpenAI-shaped APIs) to
+    ``<download_dir>/<task id>.mp4``.
     Every method that takes ``user_id`` acts only on that user's tasks: another user's task is
     "not found".
     """
@@ -92,6 +92,7 @@ class TaskManager:
         policy: PollingPolicy | None = None,
         poll: bool = True,
         on_event: Callable[[TaskEvent], object] | None = None,
+        download_dir: str | os.PathLike[str] | None = None,
         clock: Callable[[], datetime] = _utcnow,
         webhook_secrets: Mapping[str, str | pydantic.SecretStr] | None = None,
     ) -> None:
@@ -122,6 +123,8 @@ class TaskManager:
             events=self._events,
             clock=clock,
             owner=owner,
+            limits=self.limits,
+            download_dir=Path(download_dir) if download_dir is not None else None,
         )
         self._exit_stack: AsyncExitStack | None = None
         self._webhooks = WebhookReceiver(self, webhook_secrets or {})
@@ -455,22 +458,7 @@ class TaskManager:
             raise TaskNotReadyError(
                 f"task {task.id} is {task.status.value}; only COMPLETED tasks have content"
             )
-        provider = self._provider(task.provider)
-        try:
-            async with provider.open_content(task.external_id) as stream:
-                saved = await save_stream(stream, path, max_bytes=self.limits.max_download_bytes)
-        except ProviderError as exc:
-            raise DownloadError(f"could not download task {task.id}: {exc}") from exc
-        result = (task.result or TaskResult()).model_copy(
-            update={
-                "local_path": str(saved.path),
-                "byte_size": saved.byte_size,
-                "sha256": saved.sha256,
-            }
-        )
-        updated = await self._store.update(task.id, result=result)
-        self._events.publish(task, updated)
-        return updated
+        return await self._engine.fetch(task, path)
 
     async def generate(
         self,

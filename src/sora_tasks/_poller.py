@@ -10,16 +10,20 @@ says so.
 from __future__ import annotations
 
 import logging
+import os
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Unpack
 
 import anyio
 
+from ._download import save_stream
 from ._events import EventHub
 from ._exceptions import (
     ConflictError,
+    DownloadError,
     ProviderError,
     ProviderHTTPError,
     ProviderRateLimitError,
@@ -29,7 +33,7 @@ from ._exceptions import (
     TaskNotFoundError,
 )
 from ._logging import log_task, logger
-from ._models import ImageData, Task, TaskError, TaskResult, TaskStatus
+from ._models import ImageData, Limits, Task, TaskError, TaskResult, TaskStatus
 from ._policy import PollingPolicy
 from ._schedule import Track, next_delay
 from ._states import TaskChanges
@@ -38,6 +42,7 @@ from .storage._base import TaskStore
 
 __all__ = ["Engine"]
 
+_DOWNLOAD_ATTEMPTS = 3
 _NOT_SENT = (ProviderTransportError, ProviderRateLimitError, ProviderServerError)
 
 
@@ -53,6 +58,8 @@ class Engine:
         events: EventHub,
         clock: Callable[[], datetime],
         owner: str,
+        limits: Limits,
+        download_dir: Path | None = None,
     ) -> None:
         self._store = store
         self._providers = providers
@@ -60,6 +67,8 @@ class Engine:
         self._events = events
         self._clock = clock
         self.owner = owner
+        self._limits = limits
+        self._download_dir = download_dir
         # anyio primitives need a running event loop, and a manager may be built before one
         # (at import time, in a FastAPI app module): they are made when the engine runs
         self._wake: anyio.Event | None = None
@@ -264,7 +273,44 @@ class Engine:
             return await self._poll_failed(task, exc)
         except ProviderError as exc:
             return await self._poll_failed(task, exc)
-        return await self._write(task, **self._changes(task, job, now))
+        return await self._collect(await self._write(task, **self._changes(task, job, now)))
+
+    async def fetch(self, task: Task, path: str | os.PathLike[str]) -> Task:
+        """Stream a completed task's content to ``path`` and record where it went."""
+        assert task.external_id is not None
+        provider = self._providers[task.provider]
+        try:
+            async with provider.open_content(task.external_id) as stream:
+                saved = await save_stream(stream, path, max_bytes=self._limits.max_download_bytes)
+        except ProviderError as exc:
+            raise DownloadError(f"could not download task {task.id}: {exc}") from exc
+        result = (task.result or TaskResult()).model_copy(
+            update={
+                "local_path": str(saved.path),
+                "byte_size": saved.byte_size,
+                "sha256": saved.sha256,
+            }
+        )
+        updated = await self._store.update(task.id, result=result)
+        self._events.publish(task, updated)
+        return updated
+
+    async def _collect(self, task: Task) -> Task:
+        if self._download_dir is None or task.status is not TaskStatus.COMPLETED:
+            return task
+        target = self._download_dir / f"{task.id}.mp4"
+        for attempt in range(1, _DOWNLOAD_ATTEMPTS + 1):
+            try:
+                return await self.fetch(task, target)
+            except DownloadError as exc:
+                log_task(
+                    logging.WARNING,
+                    f"download attempt {attempt} failed: {exc}",
+                    task,
+                    action="download",
+                )
+                await anyio.sleep(self._policy.retry_interval * attempt)
+        return task
 
     async def resolve_uncertain(self, task: Task) -> Task:
         """Apply the submit-uncertain policy to a task whose create may have been sent."""
@@ -308,7 +354,7 @@ class Engine:
         changes = self._changes(task, job, now)
         changes.update({"external_id": job.external_id, "submitted_at": now})
         try:
-            return await self._write(task, **changes)
+            return await self._collect(await self._write(task, **changes))
         except ConflictError:
             current = await self._store.get(task.id)
             if not current.is_terminal:

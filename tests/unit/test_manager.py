@@ -7,6 +7,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import timedelta
 from pathlib import Path
 
+import anyio
 import pytest
 
 from sora_tasks import (
@@ -440,3 +441,20 @@ async def test_a_manager_can_be_entered_again_after_leaving() -> None:
         async with manager:
             task = await manager.create("a")
             assert (await manager.wait(task.id, timeout=10)).status is TaskStatus.COMPLETED
+
+
+async def test_download_dir_fetches_every_video_as_soon_as_it_completes(tmp_path: Path) -> None:
+    async with manager_for(FakeProvider(behaviour=QUICK), download_dir=tmp_path) as manager:
+        task = await manager.create("a")
+
+        async def fetched() -> bool:
+            current = await manager.get(task.id)
+            return current.result is not None and current.result.local_path is not None
+
+        with anyio.fail_after(10):
+            while not await fetched():
+                await manager.wait(task.id, timeout=10)
+                await anyio.sleep(0.01)
+        done = await manager.get(task.id)
+    assert done.result is not None and done.result.local_path == str(tmp_path / f"{task.id}.mp4")
+    assert (tmp_path / f"{task.id}.mp4").read_bytes() == sample_video()
