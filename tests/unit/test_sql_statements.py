@@ -46,9 +46,7 @@ def test_sqlite_claim_is_one_conditional_update_returning() -> None:
 
 def test_postgres_claim_skips_rows_other_claimers_hold() -> None:
     sql = compiled(POSTGRES)
-    assert re.search(r"IN \(SELECT .* LIMIT \$\d+::INTEGER FOR UPDATE SKIP LOCKED\)", sql), (
-        sql
-    )
+    assert re.search(r"IN \(SELECT .* LIMIT \$\d+::INTEGER FOR UPDATE SKIP LOCKED\)", sql), sql
     assert "RETURNING" in sql
 
 
