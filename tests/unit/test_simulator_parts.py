@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import re
+import socket
 
 import httpx2
 import pytest
 
 from sora_tasks.testing import create_simulator_app
+from sora_tasks.testing._server import bind
 from sora_tasks.testing._simulator_config import Content, resolve_curve, synthetic_block
 from sora_tasks.testing._simulator_faults import FaultPlan, Faults
 from sora_tasks.testing._simulator_multipart import parse_form
@@ -29,7 +31,7 @@ from sora_tasks.testing._simulator_multipart import parse_form
 )
 def test_bad_simulator_settings_are_refused(kwargs: dict[str, object]) -> None:
     with pytest.raises(ValueError, match=r"\w"):
-        create_simulator_app(**kwargs)
+        create_simulator_app(**kwargs)  # type: ignore[arg-type]
 
 
 def test_negative_fault_counts_are_refused() -> None:
@@ -123,3 +125,10 @@ def test_parse_form_refuses_malformed_bodies(
         return
     with pytest.raises(ValueError, match=re.escape(message)):
         parse_form(body, content_type)
+
+
+def test_bound_sockets_say_tcp_so_asyncio_turns_nagle_off() -> None:
+    # asyncio sets TCP_NODELAY only on sockets whose proto is IPPROTO_TCP; with proto 0 every
+    # small answer waited ~40 ms behind its headers for a delayed ACK
+    with bind() as sock:
+        assert sock.proto == socket.IPPROTO_TCP

@@ -26,7 +26,9 @@ _INSTALL_HINT = 'serving needs uvicorn: pip install "sora-tasks[cli]"'
 def bind(host: str = "127.0.0.1", port: int = 0) -> socket.socket:
     """A listening-ready TCP socket on ``host:port``; port 0 picks a free one."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # an explicit IPPROTO_TCP makes asyncio set TCP_NODELAY on accepted connections; without
+    # it, Nagle holds each small body behind its headers for a delayed ACK (about 40 ms)
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((host, port))
