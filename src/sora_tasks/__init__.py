@@ -34,6 +34,7 @@ from ._exceptions import (
     UnsupportedImageTypeError,
     UnsupportedParameterError,
     WaitTimeoutError,
+    WebhookVerificationError,
 )
 from ._manager import TaskManager
 from ._models import (
@@ -50,6 +51,7 @@ from ._models import (
 )
 from ._policy import PollingPolicy
 from ._schedule import PollSchedule
+from ._webhooks import MemoryDeduplicator, WebhookDeduplicator, WebhookReceiver, WebhookResult
 
 __version__ = "0.1.0.dev0"
 
@@ -65,6 +67,7 @@ __all__ = [
     "InvalidRequestError",
     "InvalidTransitionError",
     "Limits",
+    "MemoryDeduplicator",
     "ManagerNotRunningError",
     "MediaType",
     "PollSchedule",
@@ -96,5 +99,9 @@ __all__ = [
     "UnsupportedImageTypeError",
     "UnsupportedParameterError",
     "WaitTimeoutError",
+    "WebhookDeduplicator",
+    "WebhookReceiver",
+    "WebhookResult",
+    "WebhookVerificationError",
     "__version__",
 ]

@@ -21,6 +21,7 @@ Every error derives from one root, so ``except SoraTasksError`` catches them all
     ├── WaitTimeoutError               ``wait`` gave up before the task finished
     ├── ManagerNotRunningError         a call needs ``async with TaskManager(...)``
     ├── DownloadError                  truncated, oversized or corrupt content
+    ├── WebhookVerificationError       a webhook delivery is not authentic (nothing changed)
     └── ProviderError                  a provider call failed
         ├── ProviderUnsupportedError   the provider cannot do this (cancel, list, ...)
         ├── ProviderTransportError     the request failed on the wire
@@ -70,6 +71,7 @@ __all__ = [
     "UnsupportedImageTypeError",
     "UnsupportedParameterError",
     "WaitTimeoutError",
+    "WebhookVerificationError",
 ]
 
 
@@ -164,6 +166,13 @@ class ManagerNotRunningError(SoraTasksError, RuntimeError):
 
 class DownloadError(SoraTasksError):
     """The content could not be fetched whole; no file was left at the target path."""
+
+
+class WebhookVerificationError(SoraTasksError):
+    """A webhook was refused: missing or malformed headers, a bad signature or a stale timestamp.
+
+    Nothing was changed. The message says why, and never contains the secret.
+    """
 
 
 class ProviderError(SoraTasksError):

@@ -26,7 +26,7 @@ import anyio
 import standardwebhooks
 from pydantic import SecretStr
 
-from ._exceptions import SoraTasksError, TaskNotFoundError, UnknownProviderError
+from ._exceptions import TaskNotFoundError, UnknownProviderError, WebhookVerificationError
 from ._logging import log_task, logger
 from ._models import Task
 
@@ -46,13 +46,6 @@ _HEADERS = ("webhook-id", "webhook-timestamp", "webhook-signature")
 _TIMESTAMP = re.compile(r"^[0-9]{1,12}$")
 _MAX_ID_CHARS = 255
 _SECRET_PREFIX = "whsec_"  # noqa: S105 - the format marker, not a secret
-
-
-class WebhookVerificationError(SoraTasksError):
-    """A webhook was refused: missing or malformed headers, a bad signature or a stale timestamp.
-
-    Nothing was changed. The message says why, and never contains the secret.
-    """
 
 
 @dataclass(frozen=True, slots=True)

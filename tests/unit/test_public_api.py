@@ -19,6 +19,7 @@ CORE = {
     "InvalidRequestError",
     "InvalidTransitionError",
     "Limits",
+    "MemoryDeduplicator",
     "ManagerNotRunningError",
     "MediaType",
     "PollSchedule",
@@ -50,6 +51,10 @@ CORE = {
     "UnsupportedImageTypeError",
     "UnsupportedParameterError",
     "WaitTimeoutError",
+    "WebhookDeduplicator",
+    "WebhookReceiver",
+    "WebhookResult",
+    "WebhookVerificationError",
     "__version__",
 }
 

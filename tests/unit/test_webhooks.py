@@ -17,8 +17,15 @@ import pytest
 import time_machine
 from pydantic import SecretStr
 
-from sora_tasks import Task, TaskManager, TaskStatus, UnknownProviderError
-from sora_tasks._webhooks import MemoryDeduplicator, WebhookResult, WebhookVerificationError
+from sora_tasks import (
+    MemoryDeduplicator,
+    Task,
+    TaskManager,
+    TaskStatus,
+    UnknownProviderError,
+    WebhookResult,
+    WebhookVerificationError,
+)
 from sora_tasks.testing import FakeBehaviour, FakeProvider
 
 pytestmark = pytest.mark.anyio

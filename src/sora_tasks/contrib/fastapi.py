@@ -40,10 +40,10 @@ from .._exceptions import (
     SoraTasksError,
     TaskNotFoundError,
     TaskNotReadyError,
+    WebhookVerificationError,
 )
 from .._manager import TaskManager
 from .._models import Limits, MediaType, Task, TaskStatus
-from .._webhooks import WebhookVerificationError
 from ..providers._base import ContentStream
 from ._rest_models import (
     CreateTaskBody,
