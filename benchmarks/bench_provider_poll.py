@@ -1,0 +1,118 @@
+"""Client CPU per status poll: OpenAIVideosProvider.status vs raw httpx2 vs the openai package.
+
+The simulator runs in a separate process (pinned to its own CPU when there are several) so only
+the client's work is counted: ``time.process_time`` of this process divided by the number of
+requests. Each client uses its own defaults, as a user would get them. Rounds interleave the
+clients and the median round is reported.
+
+    .venv/bin/python benchmarks/bench_provider_poll.py --requests 3000 --rounds 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import statistics
+import time
+import warnings
+from collections.abc import Awaitable, Callable
+from contextlib import AsyncExitStack
+
+import anyio
+import httpx2
+import openai
+from _simulator_process import simulator_process
+
+from sora_tasks.providers import OpenAIVideosProvider
+
+KEY = "sk-bench"
+Call = Callable[[], Awaitable[object]]
+
+
+async def run_batch(call: Call, requests: int, concurrency: int) -> None:
+    remaining = requests
+
+    async def worker() -> None:
+        nonlocal remaining
+        while remaining > 0:
+            remaining -= 1
+            await call()
+
+    async with anyio.create_task_group() as group:
+        for _ in range(concurrency):
+            group.start_soon(worker)
+
+
+async def cpu_per_request(call: Call, requests: int, concurrency: int) -> float:
+    """Microseconds of client CPU per request, after a warm-up that opens the connections."""
+    await run_batch(call, max(200, 4 * concurrency), concurrency)
+    gc.collect()
+    started = time.process_time()
+    await run_batch(call, requests, concurrency)
+    return (time.process_time() - started) / requests * 1e6
+
+
+async def main(url: str, requests: int, rounds: int, levels: list[int]) -> dict[str, object]:
+    async with AsyncExitStack() as stack:
+        raw = await stack.enter_async_context(httpx2.AsyncClient())
+        created = await raw.post(
+            f"{url}/v1/videos", json={"prompt": "bench"}, headers={"authorization": f"Bearer {KEY}"}
+        )
+        video_id = created.json()["id"]
+        status_url = f"{url}/v1/videos/{video_id}"
+        headers = {"authorization": f"Bearer {KEY}"}
+        ours = OpenAIVideosProvider(api_key=KEY, base_url=f"{url}/v1")
+        stack.push_async_callback(ours.aclose)
+        sdk = openai.AsyncOpenAI(api_key=KEY, base_url=f"{url}/v1", max_retries=0)
+        stack.push_async_callback(sdk.close)
+
+        async def raw_get() -> object:
+            response = await raw.get(status_url, headers=headers)
+            response.raise_for_status()
+            return json.loads(response.content)
+
+        async def ours_status() -> object:
+            return await ours.status(video_id)
+
+        async def sdk_retrieve() -> object:
+            return await sdk.videos.retrieve(video_id)
+
+        clients: dict[str, Call] = {
+            "raw httpx2 + json": raw_get,
+            "OpenAIVideosProvider.status": ours_status,
+            "openai videos.retrieve": sdk_retrieve,
+        }
+        samples: dict[str, dict[int, list[float]]] = {n: {c: [] for c in levels} for n in clients}
+        for _ in range(rounds):
+            for concurrency in levels:
+                for name, call in clients.items():
+                    samples[name][concurrency].append(
+                        await cpu_per_request(call, requests, concurrency)
+                    )
+    return {
+        name: {c: statistics.median(values) for c, values in by_level.items()}
+        for name, by_level in samples.items()
+    }
+
+
+def report(results: dict[str, dict[int, float]], levels: list[int]) -> None:
+    raw = results["raw httpx2 + json"]
+    print("client CPU per status request, µs (median of rounds); ratio to raw httpx2")
+    print(f"{'client':32}" + "".join(f"{f'c={c}':>20}" for c in levels))
+    for name, by_level in results.items():
+        cells = "".join(f"{by_level[c]:>11.0f} ({by_level[c] / raw[c]:.2f}x)" for c in levels)
+        print(f"{name:32}{cells}")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=3000, help="requests per measurement")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16, 64])
+    args = parser.parse_args()
+    # the official SDK marks the Videos API deprecated; its warning is not what we measure
+    warnings.simplefilter("ignore", DeprecationWarning)
+    with simulator_process(["--render-seconds=100000"], cpu=0) as base_url:
+        outcome = anyio.run(main, base_url, args.requests, args.rounds, args.concurrency)
+    report(outcome, args.concurrency)  # type: ignore[arg-type]
