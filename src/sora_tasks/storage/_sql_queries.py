@@ -42,6 +42,7 @@ __all__ = [
     "insert_image",
     "insert_task",
     "list_tasks",
+    "lock_images",
     "lock_provider_admission",
     "render_percentiles",
     "render_summary",
@@ -220,6 +221,17 @@ def count_in_flight(dialect: str, provider: str) -> Select[Any]:
             tasks.c.lease_expires_at > now,
         ),
     )
+
+
+def lock_images(*, shared: bool) -> Select[Any]:
+    """PostgreSQL: keep image inserts (shared) and unused-image deletion (exclusive) apart.
+
+    Without it, a cleanup whose snapshot predates a new task could delete the image that task
+    has just reused. SQLite needs nothing: ``BEGIN IMMEDIATE`` already serialises writers.
+    """
+    key = func.hashtext(literal("sora_tasks.images"))
+    lock = func.pg_advisory_xact_lock_shared if shared else func.pg_advisory_xact_lock
+    return select(lock(key))
 
 
 def lock_provider_admission(provider: str) -> Select[Any]:

@@ -52,10 +52,8 @@ class SQLStore:
 
     async def migrate(self) -> None:
         """Create the tables or bring them up to date (Alembic, shipped in the package)."""
-        async with self._engine.connect() as conn:
-            await conn.execution_options(**{BEGIN_OPTION: "IMMEDIATE"})
-            async with conn.begin():
-                await conn.run_sync(upgrade_to_head)
+        async with self._transaction(write=True) as conn:
+            await conn.run_sync(upgrade_to_head)
         self._migrate_on_first_use = False
 
     async def now(self) -> datetime:
@@ -69,6 +67,8 @@ class SQLStore:
         try:
             async with self._write() as conn:
                 if image is not None:
+                    if self._dialect == "postgresql":
+                        await conn.execute(q.lock_images(shared=True))
                     await conn.execute(q.insert_image(self._dialect, image_to_row(image)))
                 await conn.execute(q.insert_task(task_to_row(task)))
         except IntegrityError:
@@ -154,6 +154,8 @@ class SQLStore:
         """See :meth:`TaskStore.delete_finished`."""
         async with self._write() as conn:
             deleted = await conn.execute(q.delete_finished(before))
+            if self._dialect == "postgresql":
+                await conn.execute(q.lock_images(shared=False))
             await conn.execute(q.delete_unused_images())
         return deleted.rowcount
 
@@ -242,16 +244,21 @@ class SQLStore:
     @asynccontextmanager
     async def _read(self) -> AsyncIterator[AsyncConnection]:
         await self._ready()
-        async with self._engine.connect() as conn, conn.begin():
+        async with self._transaction(write=False) as conn:
             yield conn
 
     @asynccontextmanager
     async def _write(self) -> AsyncIterator[AsyncConnection]:
-        # on SQLite, IMMEDIATE takes the write lock at BEGIN, so a read-then-write transaction
-        # waits its turn instead of failing to upgrade its lock halfway through
         await self._ready()
+        async with self._transaction(write=True) as conn:
+            yield conn
+
+    @asynccontextmanager
+    async def _transaction(self, *, write: bool) -> AsyncIterator[AsyncConnection]:
         async with self._engine.connect() as conn:
-            if self._dialect == "sqlite":
+            if write and self._dialect == "sqlite":
+                # IMMEDIATE takes the write lock at BEGIN, so a read-then-write transaction
+                # waits its turn instead of failing to upgrade its lock halfway through
                 await conn.execution_options(**{BEGIN_OPTION: "IMMEDIATE"})
             async with conn.begin():
                 yield conn
