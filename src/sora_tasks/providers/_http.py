@@ -2,9 +2,9 @@
 
 :class:`ProviderClient` owns (or borrows) one ``httpx2.AsyncClient`` per provider. It retries in
 call as :mod:`sora_tasks._retry` decides, turns every failure into the library's error tree
-(:func:`error_for_status` is the only place a status code becomes an exception) and never lets the
-key out: it is added per request, only for the provider's own origin, scrubbed from server
-messages and redacted from every log line.
+(through ``_errors.error_for_status``, the one place a status code becomes an exception) and
+never lets the key out: it is added per request, only for the provider's own origin, scrubbed
+from server messages and redacted from every log line.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import logging
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import metadata
 from typing import Any
@@ -25,12 +26,7 @@ from pydantic import SecretStr
 
 from .._exceptions import (
     DownloadError,
-    ProviderAuthError,
     ProviderError,
-    ProviderHTTPError,
-    ProviderRateLimitError,
-    ProviderRejectedError,
-    ProviderServerError,
     ProviderTransportError,
     SubmissionUncertainError,
 )
@@ -44,9 +40,10 @@ from .._retry import (
     sleep_before_retry,
 )
 from ._base import ContentStream
-from ._errors import error_details, scrub
+from ._content import ResponseContent
+from ._errors import display_url, error_for_status, scrub
 
-__all__ = ["DEFAULT_TIMEOUT", "ProviderClient", "error_for_status", "redact_headers"]
+__all__ = ["DEFAULT_TIMEOUT", "ProviderClient", "display_url", "origin", "redact_headers"]
 
 logger = logging.getLogger("sora_tasks.providers")
 
@@ -70,49 +67,6 @@ def redact_headers(headers: Iterable[tuple[str, str]], sensitive: Iterable[str])
     """A loggable copy of ``headers`` with every sensitive value replaced."""
     names = {name.lower() for name in sensitive}
     return {key: "[redacted]" if key.lower() in names else value for key, value in headers}
-
-
-def error_for_status(
-    response: httpx2.Response,
-    body: bytes,
-    *,
-    provider: str,
-    retry_after: float | None,
-    secrets: Iterable[str] = (),
-) -> ProviderHTTPError:
-    """Map an error response to its exception: 401/403, 429, 5xx, anything else final.
-
-    The server's ``error.code``/``error.message`` are kept when the body is JSON; any secret the
-    server echoed back is scrubbed from the message.
-    """
-    status = response.status_code
-    code, detail = error_details(body)
-    message = f"{response.request.method} {display_url(response.request.url)} answered {status}"
-    if response.reason_phrase:
-        message += f" {response.reason_phrase}"
-    if detail:
-        message += f": {detail}"
-    cls: type[ProviderHTTPError]
-    if status in (401, 403):
-        cls = ProviderAuthError
-    elif status == 429:
-        cls = ProviderRateLimitError
-    elif status >= 500:
-        cls = ProviderServerError
-    else:
-        cls = ProviderRejectedError
-    return cls(
-        scrub(message, secrets),
-        status_code=status,
-        code=code,
-        provider=provider,
-        retry_after=retry_after,
-    )
-
-
-def display_url(url: httpx2.URL) -> str:
-    """The URL without its query, which may hold signed tokens."""
-    return str(url.copy_with(query=None, fragment=None))
 
 
 def origin(url: httpx2.URL) -> tuple[str, str, int | None]:
@@ -155,20 +109,20 @@ class ProviderClient:
             raise ValueError("max_retries and max_redirects must not be negative")
         self.provider = provider
         self.base_url = httpx2.URL(base_url.rstrip("/") + "/")
+        self._base = str(self.base_url)
         self._origin = origin(self.base_url)
-        self._auth_header = auth_header
-        self._auth_value: SecretStr | None = None
+        self._foreign_headers = {"User-Agent": _user_agent(), **(headers or {})}
+        self._own_headers = dict(self._foreign_headers)
         self._secrets: tuple[str, ...] = ()
         if api_key is not None and api_key.get_secret_value():
             key = api_key.get_secret_value()
             value = f"{auth_scheme} {key}" if auth_scheme else key
-            self._auth_value = SecretStr(value)
+            self._own_headers[auth_header] = value
             self._secrets = (value, key)
         self._sensitive = SENSITIVE_HEADERS | {auth_header.lower()}
-        self._headers = {"User-Agent": _user_agent(), **(headers or {})}
         self._owns_client = client is None
         self._client = client or httpx2.AsyncClient(timeout=timeout or DEFAULT_TIMEOUT)
-        self._timeout: httpx2.Timeout | float | None = timeout
+        self._timeout = {} if timeout is None else {"timeout": timeout}
         self._max_retries = max_retries
         self._backoff = backoff or Backoff()
         self._max_redirects = max_redirects
@@ -176,38 +130,40 @@ class ProviderClient:
         self._random = random_source
 
     def __repr__(self) -> str:
-        return f"<ProviderClient {self.provider!r} {self.base_url}>"
+        return f"<ProviderClient {self.provider!r} {self._base}>"
 
-    def url(self, path: str) -> httpx2.URL:
-        """``path`` (already quoted) under ``base_url``."""
-        return self.base_url.join(path.lstrip("/"))
+    def url(self, path: str) -> str:
+        """An API ``path`` (already quoted) under ``base_url``, even with a leading slash."""
+        return self._base + path.lstrip("/")
+
+    def resolve(self, reference: str) -> str:
+        """A URL a server gave us (absolute, or relative to ``base_url``), made absolute."""
+        return str(self.base_url.join(reference))
 
     def scrub(self, text: str) -> str:
         """``text`` with this client's secrets masked (for messages built from server data)."""
         return scrub(text, self._secrets)
 
     async def request(
-        self,
-        method: str,
-        url: httpx2.URL,
-        *,
-        create: bool = False,
-        **kwargs: Any,
+        self, method: str, path: str, *, create: bool = False, **kwargs: Any
     ) -> httpx2.Response:
-        """Send with in-call retries and return a 2xx response, body read.
+        """Send ``path`` (under ``base_url``) with in-call retries; return a 2xx, body read.
 
         ``create=True`` applies the create-safety rules: :class:`SubmissionUncertainError` when
         the job may have started. ``kwargs`` go to ``httpx2.AsyncClient.build_request``.
         """
-        return await self._with_retries(method, url, create=create, stream=False, kwargs=kwargs)
+        target = _Target(method, self.url(path), own_origin=True)
+        return await self._with_retries(target, create=create, stream=False, kwargs=kwargs)
 
     @asynccontextmanager
     async def stream(
-        self, url: httpx2.URL, *, params: Mapping[str, str] | None = None
+        self, url: str, *, params: Mapping[str, str] | None = None
     ) -> AsyncIterator[ContentStream]:
         """GET ``url`` as a stream, following redirects; credentials only to our own origin."""
+        parsed = httpx2.URL(url)
+        target = _Target("GET", parsed, own_origin=origin(parsed) == self._origin)
         kwargs: dict[str, Any] = {"params": params, "headers": {"Accept-Encoding": "identity"}}
-        response = await self._with_retries("GET", url, create=False, stream=True, kwargs=kwargs)
+        response = await self._with_retries(target, create=False, stream=True, kwargs=kwargs)
         try:
             yield ResponseContent(response)
         finally:
@@ -219,21 +175,30 @@ class ProviderClient:
             await self._client.aclose()
 
     async def _with_retries(
-        self, method: str, url: httpx2.URL, *, create: bool, stream: bool, kwargs: dict[str, Any]
+        self, target: _Target, *, create: bool, stream: bool, kwargs: dict[str, Any]
     ) -> httpx2.Response:
-        retrying = tenacity.AsyncRetrying(
-            stop=tenacity.stop_after_attempt(self._max_retries + 1),
-            wait=_planned_delay,
-            retry=tenacity.retry_if_exception_type(_RetryLater),
-            sleep=self._sleep,
-            before_sleep=self._log_retry,
-            reraise=True,
-        )
         attempts = itertools.count(1)
 
         async def attempt() -> httpx2.Response:
-            return await self._attempt(method, url, next(attempts), create, stream, kwargs)
+            return await self._attempt(target, next(attempts), create, stream, kwargs)
 
+        # the first attempt runs outside tenacity: its setup costs more than a status parse, and
+        # nearly every call succeeds at once (see benchmarks/bench_provider_poll.py)
+        try:
+            return await attempt()
+        except _RetryLater as failed:
+            if self._max_retries == 0:
+                raise failed.error from failed.error.__cause__
+            self._log_retry(failed.delay, 1, failed.error)
+            await self._sleep(failed.delay)
+        retrying = tenacity.AsyncRetrying(
+            stop=tenacity.stop_after_attempt(self._max_retries),
+            wait=_planned_delay,
+            retry=tenacity.retry_if_exception_type(_RetryLater),
+            sleep=self._sleep,
+            before_sleep=self._log_tenacity_retry,
+            reraise=True,
+        )
         try:
             response: httpx2.Response = await retrying(attempt)
         except _RetryLater as exhausted:
@@ -241,22 +206,16 @@ class ProviderClient:
         return response
 
     async def _attempt(
-        self,
-        method: str,
-        url: httpx2.URL,
-        number: int,
-        create: bool,
-        stream: bool,
-        kwargs: dict[str, Any],
+        self, target: _Target, number: int, create: bool, stream: bool, kwargs: dict[str, Any]
     ) -> httpx2.Response:
         hops = 0
         while True:
             try:
-                response = await self._send(method, url, stream=stream, kwargs=kwargs)
+                response = await self._send(target, stream=stream, kwargs=kwargs)
             except httpx2.TransportError as exc:
                 delivery = Delivery.NOT_SENT if isinstance(exc, _NOT_SENT) else Delivery.MAYBE_SENT
                 error = ProviderTransportError(
-                    f"{method} {display_url(url)} failed: {type(exc).__name__}",
+                    f"{target.method} {display_url(target.url)} failed: {type(exc).__name__}",
                     provider=self.provider,
                 )
                 error.__cause__ = exc
@@ -273,33 +232,32 @@ class ProviderClient:
             if next_request.url.scheme not in _DEFAULT_PORTS:
                 raise DownloadError(f"refusing a redirect to a {next_request.url.scheme!r} URL")
             hops += 1
-            url = next_request.url
+            own = origin(next_request.url) == self._origin
+            target = _Target("GET", next_request.url, own_origin=own)
             kwargs = {**kwargs, "params": None}
 
     async def _send(
-        self, method: str, url: httpx2.URL, *, stream: bool, kwargs: dict[str, Any]
+        self, target: _Target, *, stream: bool, kwargs: dict[str, Any]
     ) -> httpx2.Response:
-        own_origin = origin(url) == self._origin
-        headers = dict(self._headers)
-        if own_origin and self._auth_value is not None:
-            headers[self._auth_header] = self._auth_value.get_secret_value()
-        headers.update(kwargs.get("headers") or {})
-        timeout = self._timeout if self._timeout is not None else httpx2.USE_CLIENT_DEFAULT
+        headers = self._own_headers if target.own_origin else self._foreign_headers
+        extra = kwargs.get("headers")
         request = self._client.build_request(
-            method, url, **{**kwargs, "headers": headers, "timeout": timeout}
+            target.method,
+            target.url,
+            **{**kwargs, **self._timeout, "headers": {**headers, **extra} if extra else headers},
         )
-        if not own_origin:
+        if not target.own_origin:
             for name in self._sensitive:
                 request.headers.pop(name, None)
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug(
                 "%s %s headers=%s",
-                method,
-                display_url(url),
+                target.method,
+                display_url(target.url),
                 redact_headers(request.headers.multi_items(), self._sensitive),
                 extra={"provider": self.provider, "action": "http"},
             )
-        auth = httpx2.USE_CLIENT_DEFAULT if own_origin else None
+        auth = httpx2.USE_CLIENT_DEFAULT if target.own_origin else None
         return await self._client.send(request, stream=stream, follow_redirects=False, auth=auth)
 
     def _failure(
@@ -335,16 +293,26 @@ class ProviderClient:
                 return _RetryLater(error, delay)
         return error
 
-    def _log_retry(self, state: tenacity.RetryCallState) -> None:
-        error = state.outcome.exception() if state.outcome else None
+    def _log_retry(self, delay: float, failed_attempt: int, error: BaseException | None) -> None:
         logger.info(
             "retrying in %.2f s (attempt %d of %d): %s",
-            state.upcoming_sleep,
-            state.attempt_number + 1,
+            delay,
+            failed_attempt + 1,
             self._max_retries + 1,
             error,
-            extra={"provider": self.provider, "attempt": state.attempt_number, "action": "retry"},
+            extra={"provider": self.provider, "attempt": failed_attempt, "action": "retry"},
         )
+
+    def _log_tenacity_retry(self, state: tenacity.RetryCallState) -> None:
+        error = state.outcome.exception() if state.outcome else None
+        self._log_retry(state.upcoming_sleep, state.attempt_number + 1, error)
+
+
+@dataclass(frozen=True, slots=True)
+class _Target:
+    method: str
+    url: str | httpx2.URL
+    own_origin: bool
 
 
 def _planned_delay(state: tenacity.RetryCallState) -> float:
@@ -364,27 +332,3 @@ async def _error_body(response: httpx2.Response) -> bytes:
     finally:
         await response.aclose()
     return bytes(body[:_ERROR_BODY_LIMIT])
-
-
-class ResponseContent(ContentStream):
-    """A :class:`ContentStream` over an open streamed ``httpx2`` response."""
-
-    def __init__(self, response: httpx2.Response) -> None:
-        self._response = response
-        self.content_type = response.headers.get("content-type")
-        encoded = response.headers.get("content-encoding", "identity").lower() != "identity"
-        length = response.headers.get("content-length", "")
-        # a declared length counts encoded bytes, so it cannot check a decoded body
-        self.content_length = int(length) if length.isdigit() and not encoded else None
-
-    async def aiter_bytes(self) -> AsyncIterator[bytes]:
-        """Yield the body as it arrives; a broken connection is a :class:`DownloadError`."""
-        received = 0
-        try:
-            async for chunk in self._response.aiter_bytes():
-                received += len(chunk)
-                yield chunk
-        except httpx2.RequestError as exc:
-            raise DownloadError(
-                f"the download broke off after {received:,} bytes ({type(exc).__name__})"
-            ) from exc

@@ -157,7 +157,7 @@ class OpenAIVideosProvider(Provider):
             body = {"json": fields}
         response = await self._http.request(
             "POST",
-            self._http.url("videos"),
+            "videos",
             create=True,
             headers={"Idempotency-Key": request.idempotency_key},
             **body,
@@ -173,7 +173,7 @@ class OpenAIVideosProvider(Provider):
 
     async def status(self, external_id: str) -> ProviderJob:
         """GET ``/videos/{id}``, with the server's poll-after hint."""
-        response = await self._http.request("GET", self._video_url(external_id))
+        response = await self._http.request("GET", self._video_path(external_id))
         return self._parse(response)
 
     @asynccontextmanager
@@ -181,14 +181,14 @@ class OpenAIVideosProvider(Provider):
         self, external_id: str, variant: ContentVariant = "video"
     ) -> AsyncIterator[ContentStream]:
         """Stream ``/videos/{id}/content?variant=`` (video, thumbnail or spritesheet)."""
-        url = self._video_url(external_id, "/content")
+        url = self._http.url(self._video_path(external_id, "/content"))
         async with self._http.stream(url, params={"variant": variant}) as stream:
             yield stream
 
     async def delete(self, external_id: str) -> None:
         """DELETE ``/videos/{id}``; a video that is already gone counts as deleted."""
         try:
-            await self._http.request("DELETE", self._video_url(external_id))
+            await self._http.request("DELETE", self._video_path(external_id))
         except ProviderRejectedError as exc:
             if exc.status_code != 404:
                 raise
@@ -202,7 +202,7 @@ class OpenAIVideosProvider(Provider):
         oldest = datetime.now(UTC) - self._find_window
         params = {"order": "desc", "limit": "100"}
         for _ in range(self._find_pages):
-            response = await self._http.request("GET", self._http.url("videos"), params=params)
+            response = await self._http.request("GET", "videos", params=params)
             items, last_id = self._page(response)
             for item in items:
                 job = self._listed(item)
@@ -221,8 +221,9 @@ class OpenAIVideosProvider(Provider):
         """Close the HTTP client this provider created (never an injected one)."""
         await self._http.aclose()
 
-    def _video_url(self, external_id: str, suffix: str = "") -> httpx2.URL:
-        return self._http.url(f"videos/{quote(external_id, safe='')}{suffix}")
+    @staticmethod
+    def _video_path(external_id: str, suffix: str = "") -> str:
+        return f"videos/{quote(external_id, safe='')}{suffix}"
 
     def _parse(self, response: httpx2.Response) -> ProviderJob:
         try:

@@ -95,7 +95,7 @@ class MultipartRelayProvider(Provider):
         """POST ``{prefix}`` as multipart; an answer without a readable job id is uncertain."""
         response = await self._http.request(
             "POST",
-            self._http.url(self._config.path_prefix),
+            self._config.path_prefix,
             create=True,
             headers={"Idempotency-Key": request.idempotency_key},
             files=form_parts(request, self._config),
@@ -112,7 +112,7 @@ class MultipartRelayProvider(Provider):
 
     async def status(self, external_id: str) -> ProviderJob:
         """GET ``{prefix}/{id}``."""
-        response = await self._http.request("GET", self._job_url(external_id))
+        response = await self._http.request("GET", self._job_path(external_id))
         try:
             return parse_relay_job(json_object(response.content), self._config, response.headers)
         except ValueError as exc:
@@ -128,10 +128,10 @@ class MultipartRelayProvider(Provider):
         """Stream the result: the job's result URL when it names one, else the content path."""
         job = await self.status(external_id)
         if job.result_url is not None:
-            url = self._http.base_url.join(job.result_url)
+            url = self._http.resolve(job.result_url)
             params = None
         elif self._config.content_path is not None:
-            url = self._job_url(external_id, self._config.content_path)
+            url = self._http.url(self._job_path(external_id, self._config.content_path))
             params = {"variant": variant} if variant != "video" else None
         else:
             raise ProviderError(
@@ -145,6 +145,6 @@ class MultipartRelayProvider(Provider):
         """Close the HTTP client this provider created (never an injected one)."""
         await self._http.aclose()
 
-    def _job_url(self, external_id: str, suffix: str = "") -> httpx2.URL:
+    def _job_path(self, external_id: str, suffix: str = "") -> str:
         path = f"{self._config.path_prefix}/{quote(external_id, safe='')}"
-        return self._http.url(path + ("/" + suffix.lstrip("/") if suffix else ""))
+        return path + ("/" + suffix.lstrip("/") if suffix else "")
