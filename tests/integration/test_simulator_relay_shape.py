@@ -186,3 +186,15 @@ async def test_relay_path_is_configurable(serve: Serve) -> None:
         moved = await client.post("/sora/v1/videos", files={"prompt": (None, "cat")})
         old = await client.post(RELAY, files={"prompt": (None, "cat")})
     assert (moved.status_code, old.status_code) == (200, 404)
+
+
+async def test_relay_downloads_expire_with_the_assets(serve: Serve) -> None:
+    clock = ManualClock()
+    app = create_simulator_app(queue_seconds=0, render_seconds=0, clock=clock)
+    async with httpx2.AsyncClient(base_url=serve(app)) as client:
+        task_id = (await client.post(RELAY, files={"prompt": (None, "cat")})).json()["task_id"]
+        clock.advance(3600)
+        expired = await client.get(f"{RELAY}/{task_id}/download")
+        file = await client.get(f"/files/{task_id}.mp4")
+    assert (expired.status_code, file.status_code) == (404, 404)
+    assert "expired" in expired.json()["error"]

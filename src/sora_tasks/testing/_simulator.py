@@ -36,7 +36,7 @@ from ._simulator_config import (
     compile_fail_prompts,
     resolve_curve,
 )
-from ._simulator_faults import FaultKind, Faults
+from ._simulator_faults import Faults
 from ._simulator_state import RequestRecord, SimulatorState
 
 __all__ = ["Faults", "SimulatorApp", "create_simulator_app"]
@@ -160,13 +160,10 @@ class SimulatorApp:
             return _server_error(route), None, "server_errors"
         reply = _call(handler, self.state, request)
         if 200 <= reply.status < 300:
-            cut: tuple[FaultKind, int] | None = None
             if plan.take(route, "dropped_responses") is not None:
-                cut = ("dropped_responses", 0)
-            elif plan.take(route, "truncated_bodies") is not None:
-                cut = ("truncated_bodies", reply.length // 2)
-            if cut is not None:
-                return reply, cut[1], cut[0]
+                return reply, 0, "dropped_responses"
+            if plan.take(route, "truncated_bodies") is not None:
+                return reply, reply.length // 2, "truncated_bodies"
         return reply, None, fault_name
 
     def _authorized(self, route: str, request: Request) -> bool:

@@ -115,5 +115,7 @@ def _job(state: SimulatorState, task_id: str) -> SimulatedJob:
 
 def _finished(state: SimulatorState, task_id: str) -> None:
     view = state.view(_job(state, task_id))
-    if view.phase != "completed" or view.expired:
+    if view.phase != "completed":
         raise error(404, f"task {task_id} has no video (it is {_WORDS[view.phase]})")
+    if view.expired:
+        raise error(404, f"the video of task {task_id} has expired")
