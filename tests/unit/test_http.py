@@ -71,6 +71,12 @@ async def create(client: ProviderClient) -> httpx2.Response:
     return await client.request("POST", "/videos", create=True, json={"prompt": "x"})
 
 
+class _Broken(httpx.AsyncByteStream):
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        yield b"half"
+        raise httpcore2.RemoteProtocolError("peer closed connection")
+
+
 # --- success and headers ---------------------------------------------------------------
 
 
@@ -362,6 +368,18 @@ async def test_create_that_may_have_been_sent_is_uncertain_and_sent_once(
     assert sleeps == []
 
 
+async def test_create_whose_answer_breaks_off_is_uncertain(
+    httpx2_mock: respx.Router, sleeps: Sleeps
+) -> None:
+    route = httpx2_mock.post(VIDEOS).mock(
+        return_value=httpx.Response(200, headers={"content-length": "100"}, stream=_Broken())
+    )
+    async with make_client(sleeps) as client:
+        with pytest.raises(SubmissionUncertainError):
+            await create(client)
+    assert route.call_count == 1
+
+
 @pytest.mark.parametrize("status", [500, 502, 503, 504, 408, 409])
 async def test_create_answered_with_a_possible_start_is_uncertain(
     httpx2_mock: respx.Router, sleeps: Sleeps, status: int
@@ -375,7 +393,14 @@ async def test_create_answered_with_a_possible_start_is_uncertain(
 
 
 @pytest.mark.parametrize(
-    "failure", [httpcore2.ConnectError, httpcore2.ConnectTimeout, httpcore2.PoolTimeout]
+    "failure",
+    [
+        httpcore2.ConnectError,
+        httpcore2.ConnectTimeout,
+        httpcore2.PoolTimeout,
+        httpcore2.LocalProtocolError,
+        httpcore2.UnsupportedProtocol,
+    ],
 )
 async def test_create_that_never_connected_is_retried(
     httpx2_mock: respx.Router, sleeps: Sleeps, failure: type[Exception]
@@ -557,12 +582,6 @@ async def test_content_500_is_retried_before_streaming(
         body, _, _ = await read_all(client)
     assert body == b"ok"
     assert route.call_count == 2
-
-
-class _Broken(httpx.AsyncByteStream):
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        yield b"half"
-        raise httpcore2.RemoteProtocolError("peer closed connection")
 
 
 async def test_a_body_cut_off_is_a_download_error(

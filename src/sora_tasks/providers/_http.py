@@ -52,7 +52,15 @@ DEFAULT_TIMEOUT = httpx2.Timeout(60.0, connect=5.0)
 
 SENSITIVE_HEADERS = frozenset({"authorization", "proxy-authorization", "api-key", "x-api-key"})
 _ERROR_BODY_LIMIT = 64 * 1024
-_NOT_SENT = (httpx2.ConnectError, httpx2.ConnectTimeout, httpx2.PoolTimeout, httpx2.ProxyError)
+# errors raised before a request can reach the server: no connection, or one we refused to send on
+_NOT_SENT = (
+    httpx2.ConnectError,
+    httpx2.ConnectTimeout,
+    httpx2.PoolTimeout,
+    httpx2.ProxyError,
+    httpx2.LocalProtocolError,
+    httpx2.UnsupportedProtocol,
+)
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 

@@ -119,7 +119,7 @@ class OpenAIVideosProvider(Provider):
             provider=name,
             base_url=base_url or os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL,
             api_key=key if isinstance(key, SecretStr) else SecretStr(key),
-            headers={name: value for name, value in headers.items() if value},
+            headers={header: value for header, value in headers.items() if value},
             client=client,
             timeout=timeout,
             max_retries=max_retries,
@@ -240,8 +240,8 @@ class OpenAIVideosProvider(Provider):
         raw = data.get("data")
         items = [item for item in raw if isinstance(item, dict)] if isinstance(raw, list) else []
         last_id = data.get("last_id") or (items[-1].get("id") if items else None)
-        more = data.get("has_more") is True and isinstance(last_id, str)
-        return items, last_id if more and isinstance(last_id, str) else None
+        has_more = data.get("has_more") is True
+        return items, last_id if has_more and isinstance(last_id, str) else None
 
     def _unreadable(self, exc: ValueError) -> ProviderError:
         provider = self._http.provider

@@ -24,10 +24,10 @@ from ._base import (
     SubmitRequest,
 )
 from ._http import ProviderClient
-from ._parsing import json_object
+from ._parsing import DEFAULT_STATUS_WORDS, json_object
 from ._relay_config import RelayConfig, form_parts, parse_relay_job
 
-__all__ = ["MultipartRelayProvider", "RelayConfig"]
+__all__ = ["DEFAULT_STATUS_WORDS", "MultipartRelayProvider", "RelayConfig"]
 
 
 def default_relay_capabilities(config: RelayConfig) -> ProviderCapabilities:
