@@ -1,0 +1,245 @@
+"""The command line's configuration: flags over environment over a TOML file over defaults.
+
+The file (``--config``, else ``$SORA_TASKS_CONFIG``, else ``./sora-tasks.toml``, else
+``config.toml`` in the user config directory) may name several providers. Keys are referred to by
+the name of the environment variable that holds them (``api_key_env``); a key written in the file
+itself is accepted with a warning. Nothing here ever puts a key in a message.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import platformdirs
+import pydantic
+from pydantic import BaseModel, ConfigDict, SecretStr
+
+from .._models import Limits
+from .._policy import PollingPolicy
+from ._durations import parse_duration
+
+__all__ = [
+    "FAKE",
+    "OPENAI",
+    "ConfigError",
+    "Flags",
+    "ProviderSettings",
+    "Settings",
+    "find_config_file",
+    "load_settings",
+]
+
+FAKE = "fake"
+OPENAI = "openai"
+LOCAL_CONFIG = Path("sora-tasks.toml")
+
+_M = TypeVar("_M", bound=BaseModel)
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; the message says where and why, never a secret."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class ProviderSettings(_Strict):
+    """One named provider of the file: ``[providers.<name>]``.
+
+    ``dialect`` holds :class:`~sora_tasks.providers.RelayConfig` fields for ``type = "relay"``.
+    """
+
+    type: Literal["openai", "relay", "fake"]
+    base_url: str | None = None
+    api_key_env: str | None = None
+    api_key: SecretStr | None = None
+    timeout: float | None = pydantic.Field(None, gt=0)
+    max_retries: int | None = pydantic.Field(None, ge=0)
+    organization: str | None = None
+    project: str | None = None
+    dialect: dict[str, Any] = pydantic.Field(default_factory=dict)
+
+
+class _File(_Strict):
+    default_provider: str | None = None
+    database_url: str | None = None
+    download_dir: Path | None = None
+    providers: dict[str, ProviderSettings] = pydantic.Field(default_factory=dict)
+    policy: dict[str, Any] = pydantic.Field(default_factory=dict)
+    limits: dict[str, Any] = pydantic.Field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Flags:
+    """What the command line itself says; ``None`` leaves the choice to the lower layers."""
+
+    config: Path | None = None
+    database_url: str | None = None
+    provider: str | None = None
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The resolved configuration of one invocation.
+
+    ``providers`` holds every usable provider by name, keys resolved; ``fallback`` is true when
+    none was configured and the built-in fake provider stands in. ``notes`` are warnings for the
+    user (a key in the file, a provider left out), free of secrets.
+    """
+
+    providers: Mapping[str, ProviderSettings]
+    default_provider: str
+    database_url: str | None = None
+    download_dir: Path | None = None
+    policy: PollingPolicy = field(default_factory=PollingPolicy)
+    limits: Limits = field(default_factory=Limits)
+    config_file: Path | None = None
+    fallback: bool = False
+    notes: tuple[str, ...] = ()
+
+
+def find_config_file(flag: Path | None, env: Mapping[str, str]) -> Path | None:
+    """The file to read: an explicit one must exist; the implicit ones are used if present."""
+    explicit = flag or (Path(env["SORA_TASKS_CONFIG"]) if env.get("SORA_TASKS_CONFIG") else None)
+    if explicit is not None:
+        if not explicit.is_file():
+            raise ConfigError(f"config file {str(explicit)!r} does not exist")
+        return explicit
+    for candidate in (
+        LOCAL_CONFIG,
+        Path(platformdirs.user_config_dir("sora-tasks")) / "config.toml",
+    ):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def load_settings(flags: Flags, env: Mapping[str, str] | None = None) -> Settings:
+    """Merge flags, environment, file and defaults, in that order of precedence."""
+    env = os.environ if env is None else env
+    path = find_config_file(flags.config, env)
+    file = _read(path) if path is not None else _File()
+    notes: list[str] = []
+    providers = _providers(file, env, path, notes)
+    default = (
+        flags.provider
+        or env.get("SORA_TASKS_PROVIDER")
+        or file.default_provider
+        or next(iter(providers), FAKE)
+    )
+    fallback = not providers
+    if default == FAKE and FAKE not in providers:
+        providers[FAKE] = ProviderSettings(type="fake")
+    if default not in providers:
+        known = ", ".join(sorted(providers))
+        hint = " (set OPENAI_API_KEY to use it)" if default == OPENAI else ""
+        raise ConfigError(f"no provider named {default!r}{hint}; configured: {known}")
+    return Settings(
+        providers=providers,
+        default_provider=default,
+        database_url=_database_url(
+            flags.database_url or env.get("SORA_TASKS_DATABASE_URL") or file.database_url
+        ),
+        download_dir=file.download_dir,
+        policy=_model(PollingPolicy, _policy_table(file.policy), "policy"),
+        limits=_model(Limits, file.limits, "limits"),
+        config_file=path,
+        fallback=fallback,
+        notes=tuple(notes),
+    )
+
+
+def _read(path: Path) -> _File:
+    try:
+        with path.open("rb") as handle:
+            data = tomllib.load(handle)
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {str(path)!r}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {str(path)!r} is not valid TOML: {exc}") from None
+    return _model(_File, data, f"config file {str(path)!r}")
+
+
+def _providers(
+    file: _File, env: Mapping[str, str], path: Path | None, notes: list[str]
+) -> dict[str, ProviderSettings]:
+    providers: dict[str, ProviderSettings] = {}
+    declared = dict(file.providers)
+    if OPENAI not in declared and (env.get("OPENAI_API_KEY") or env.get("OPENAI_BASE_URL")):
+        declared[OPENAI] = ProviderSettings(type="openai")
+    for name, settings in declared.items():
+        if settings.api_key is not None:
+            notes.append(
+                f"config file {str(path)!r} holds the API key of provider {name!r}; "
+                'prefer api_key_env = "VARIABLE" and keep the key in the environment'
+            )
+        resolved = _resolve(name, settings, env)
+        if resolved is None:
+            notes.append(
+                f"provider {name!r} left out: environment variable "
+                f"{settings.api_key_env or 'OPENAI_API_KEY'} is not set"
+            )
+            continue
+        providers[name] = resolved
+    return providers
+
+
+def _resolve(
+    name: str, settings: ProviderSettings, env: Mapping[str, str]
+) -> ProviderSettings | None:
+    """Fill in the key and base URL from the environment; ``None`` when the key is missing."""
+    if settings.type == "fake":
+        return settings
+    changes: dict[str, object] = {}
+    if name == OPENAI and env.get("OPENAI_BASE_URL"):
+        changes["base_url"] = env["OPENAI_BASE_URL"]
+    variable = settings.api_key_env
+    if (
+        variable is None
+        and settings.type == "openai"
+        and (settings.api_key is None or name == OPENAI)
+    ):
+        variable = "OPENAI_API_KEY"
+    if variable is not None and env.get(variable):
+        changes["api_key"] = SecretStr(env[variable])
+    elif settings.api_key is None:
+        if settings.type == "relay" and settings.api_key_env is None:
+            raise ConfigError(f"provider {name!r}: a relay needs api_key_env (or api_key)")
+        return None
+    if settings.type == "relay" and not (changes.get("base_url") or settings.base_url):
+        raise ConfigError(f"provider {name!r}: a relay needs base_url")
+    return settings.model_copy(update=changes)
+
+
+def _database_url(value: str | None) -> str | None:
+    if value is None or "://" in value:
+        return value
+    # a bare path names an SQLite file
+    return f"sqlite+aiosqlite:///{Path(value).expanduser()}"
+
+
+def _policy_table(table: Mapping[str, Any]) -> dict[str, Any]:
+    policy = dict(table)
+    deadline = policy.get("deadline")
+    if isinstance(deadline, str):
+        try:
+            policy["deadline"] = parse_duration(deadline)
+        except ValueError as exc:
+            raise ConfigError(f"policy.deadline: {exc}") from None
+    return policy
+
+
+def _model(model: type[_M], data: Mapping[str, Any], where: str) -> _M:
+    try:
+        return model.model_validate(data)
+    except pydantic.ValidationError as exc:
+        # the input is left out on purpose: it may be a key
+        first = exc.errors(include_input=False, include_url=False)[0]
+        location = ".".join(str(part) for part in first["loc"]) or "(top level)"
+        raise ConfigError(f"{where}: {location}: {first['msg']}") from None

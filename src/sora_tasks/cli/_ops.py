@@ -1,0 +1,135 @@
+"""Operator commands: stats, cleanup, worker, simulate, db upgrade."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from .._models import TaskStats
+from ._build import build_store, open_manager
+from ._common import ConfigOption, DatabaseOption, JsonOption, UserOption, prepare, run
+from ._durations import parse_duration
+from ._output import USAGE, fail, print_json, say, show_stats
+
+__all__ = ["cleanup", "db_upgrade", "simulate", "stats", "worker"]
+
+_LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+def stats(
+    user: UserOption = None,
+    config: ConfigOption = None,
+    database_url: DatabaseOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Counts by status and provider, success rate and render times."""
+    settings = prepare(config, database_url, None)
+
+    async def main() -> TaskStats:
+        async with open_manager(settings, poll=False) as manager:
+            return await manager.stats(user_id=user)
+
+    result = run(main)
+    if json_output:
+        print_json(result)
+    else:
+        show_stats(result)
+
+
+def cleanup(
+    older_than: Annotated[
+        str,
+        typer.Option(
+            "--older-than",
+            help="Delete tasks that ended longer ago than this: 30d, 12h, 1h30m, or seconds.",
+            show_default=False,
+        ),
+    ],
+    config: ConfigOption = None,
+    database_url: DatabaseOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Delete finished tasks (and images no task uses) older than a duration."""
+    try:
+        age = parse_duration(older_than)
+    except ValueError as exc:
+        fail(f"--older-than: {exc}", USAGE)
+    settings = prepare(config, database_url, None)
+
+    async def main() -> int:
+        async with open_manager(settings, poll=False) as manager:
+            return await manager.cleanup(older_than=age)
+
+    removed = run(main)
+    if json_output:
+        print_json({"removed": removed, "older_than_seconds": age.total_seconds()})
+    else:
+        typer.echo(
+            f"removed {removed} task{'' if removed == 1 else 's'} that ended over {older_than} ago"
+        )
+
+
+def worker(
+    download_dir: Annotated[
+        Path | None,
+        typer.Option(
+            help="Fetch every finished video here at once (links expire).", show_default=False
+        ),
+    ] = None,
+    log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+    config: ConfigOption = None,
+    database_url: DatabaseOption = None,
+) -> None:
+    """Poll tasks until SIGTERM or Ctrl-C, then stop gracefully (peers resume at once)."""
+    if log_level.lower() not in _LOG_LEVELS:
+        fail(f"--log-level: {log_level!r} is not one of {', '.join(_LOG_LEVELS)}", USAGE)
+    settings = prepare(config, database_url, None)
+    if download_dir is not None:
+        settings = dataclasses.replace(settings, download_dir=download_dir)
+    logging.basicConfig(
+        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    say(
+        f"worker started with providers {', '.join(settings.providers)}; SIGTERM or Ctrl-C stops it"
+    )
+
+    async def main() -> None:
+        async with open_manager(settings, poll=True) as manager:
+            await manager.run_worker()
+
+    run(main)
+    say("worker stopped")
+
+
+def simulate(ctx: typer.Context) -> None:
+    """Serve the provider simulator (the options of `python -m sora_tasks.testing --help`)."""
+    from ..testing.__main__ import main as serve
+
+    serve(ctx.args)
+
+
+def db_upgrade(
+    config: ConfigOption = None,
+    database_url: DatabaseOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Create the tables or bring them up to date (run once per deployment on PostgreSQL)."""
+    settings = prepare(config, database_url, None)
+
+    async def main() -> str:
+        store = build_store(settings.database_url)
+        try:
+            await store.migrate()
+        finally:
+            await store.close()
+        return repr(store)
+
+    described = run(main)
+    if json_output:
+        print_json({"database": described, "upgraded": True})
+    else:
+        say(f"{described} is up to date")
