@@ -43,7 +43,7 @@ from ._base import ContentStream
 from ._content import ResponseContent
 from ._errors import display_url, error_for_status, scrub
 
-__all__ = ["DEFAULT_TIMEOUT", "ProviderClient", "display_url", "origin", "redact_headers"]
+__all__ = ["DEFAULT_TIMEOUT", "SENSITIVE_HEADERS", "ProviderClient", "origin", "redact_headers"]
 
 logger = logging.getLogger("sora_tasks.providers")
 
