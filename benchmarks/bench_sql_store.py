@@ -195,7 +195,11 @@ async def run(store: SQLStore, label: str, count: int, path: Path | None) -> Non
             "stats by status, user": q.count_by("status", user),
             "stats by status, global": q.count_by("status", None),
             "stats by provider, global": q.count_by("provider", None),
-            "render percentile, global": q.render_value_at(None, count // 3),
+            "render percentiles, global": (
+                q.render_value_at(None, count // 3)
+                if dialect == "sqlite"
+                else q.render_percentiles(None)
+            ),
             "claim": q.claim_due(dialect, owner="bench", limit=100, lease_seconds=300),
         }
         for name, statement in plans.items():

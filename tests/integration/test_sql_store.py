@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+import platformdirs
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
@@ -89,6 +90,20 @@ async def test_an_embedded_database_is_created_on_first_use(tmp_path: Path) -> N
     finally:
         await store.close()
     assert path.stat().st_size > 0
+
+
+async def test_without_a_url_the_database_lives_in_the_user_data_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data_dir = tmp_path / "data" / "sora-tasks"
+    monkeypatch.setattr(platformdirs, "user_data_dir", lambda name: str(data_dir))
+    store = SQLStore()
+    try:
+        await store.insert(make_task(await store.now()))
+        assert str(data_dir / "tasks.db") in repr(store)
+    finally:
+        await store.close()
+    assert (data_dir / "tasks.db").stat().st_size > 0
 
 
 async def test_repr_hides_the_password() -> None:
