@@ -1,0 +1,301 @@
+"""The CLI's configuration: flags over environment over the TOML file over defaults."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from sora_tasks.cli._build import build_provider, build_store
+from sora_tasks.cli._config import (
+    ConfigError,
+    Flags,
+    ProviderSettings,
+    Settings,
+    find_config_file,
+    load_settings,
+)
+from sora_tasks.cli._durations import parse_duration
+from sora_tasks.providers import MultipartRelayProvider, OpenAIVideosProvider
+from sora_tasks.testing import FakeProvider
+
+CANARY = "sk-canary-7d1e0b"
+
+TWO_PROVIDERS = """
+default_provider = "main"
+database_url = "sqlite+aiosqlite:///from-file.db"
+
+[providers.main]
+type = "openai"
+base_url = "https://main.example/v1"
+api_key_env = "MAIN_KEY"
+
+[providers.relay]
+type = "relay"
+base_url = "https://relay.example"
+api_key_env = "RELAY_KEY"
+
+[providers.relay.dialect]
+path_prefix = "/api/v2/videos"
+auth_scheme = "raw"
+
+[policy]
+deadline = "90m"
+max_poll_failures = 3
+
+[policy.schedule]
+first_interval = 0.5
+
+[limits]
+max_prompt_chars = 500
+"""
+
+KEYS = {"MAIN_KEY": "main-secret", "RELAY_KEY": "relay-secret"}
+
+
+@pytest.fixture(autouse=True)
+def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No stray ./sora-tasks.toml or user config file may leak into a test."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "user-config"))
+
+
+def write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+def secret(settings: Settings, provider: str) -> str:
+    key = settings.providers[provider].api_key
+    assert key is not None
+    return key.get_secret_value()
+
+
+def test_nothing_configured_falls_back_to_the_fake_provider_and_the_default_database() -> None:
+    settings = load_settings(Flags(), env={})
+    assert settings.fallback
+    assert settings.default_provider == "fake"
+    assert set(settings.providers) == {"fake"}
+    assert settings.database_url is None
+    assert settings.config_file is None
+
+
+def test_openai_environment_variables_configure_the_openai_provider() -> None:
+    env = {"OPENAI_API_KEY": CANARY, "OPENAI_BASE_URL": "http://127.0.0.1:9/v1"}
+    settings = load_settings(Flags(), env=env)
+    assert not settings.fallback
+    assert settings.default_provider == "openai"
+    assert settings.providers["openai"].base_url == "http://127.0.0.1:9/v1"
+    assert secret(settings, "openai") == CANARY
+
+
+def test_a_file_names_several_providers_with_keys_taken_from_the_environment(
+    tmp_path: Path,
+) -> None:
+    config = write(tmp_path / "c.toml", TWO_PROVIDERS)
+    settings = load_settings(Flags(config=config), env=KEYS)
+    assert settings.default_provider == "main"
+    assert set(settings.providers) == {"main", "relay"}
+    assert secret(settings, "main") == "main-secret"
+    assert secret(settings, "relay") == "relay-secret"
+    assert settings.providers["relay"].dialect == {
+        "path_prefix": "/api/v2/videos",
+        "auth_scheme": "raw",
+    }
+    assert settings.policy.deadline == timedelta(minutes=90)
+    assert settings.policy.max_poll_failures == 3
+    assert settings.policy.schedule is not None
+    assert settings.policy.schedule.first_interval == 0.5
+    assert settings.limits.max_prompt_chars == 500
+    assert settings.notes == ()
+
+
+@pytest.mark.parametrize(
+    ("flag", "env", "expected"),
+    [
+        (None, {}, "main"),
+        (None, {"SORA_TASKS_PROVIDER": "relay"}, "relay"),
+        ("main", {"SORA_TASKS_PROVIDER": "relay"}, "main"),
+        ("fake", {}, "fake"),
+    ],
+)
+def test_the_default_provider_is_the_flag_then_the_environment_then_the_file(
+    tmp_path: Path, flag: str | None, env: dict[str, str], expected: str
+) -> None:
+    config = write(tmp_path / "c.toml", TWO_PROVIDERS)
+    settings = load_settings(Flags(config=config, provider=flag), env={**KEYS, **env})
+    assert settings.default_provider == expected
+    assert expected in settings.providers
+
+
+@pytest.mark.parametrize(
+    ("flag", "env", "expected"),
+    [
+        (None, None, "sqlite+aiosqlite:///from-file.db"),
+        (None, "postgresql+asyncpg://u@h/env", "postgresql+asyncpg://u@h/env"),
+        (
+            "sqlite+aiosqlite:///flag.db",
+            "postgresql+asyncpg://u@h/env",
+            "sqlite+aiosqlite:///flag.db",
+        ),
+        ("tasks.db", None, "sqlite+aiosqlite:///tasks.db"),
+    ],
+)
+def test_the_database_is_the_flag_then_the_environment_then_the_file(
+    tmp_path: Path, flag: str | None, env: str | None, expected: str
+) -> None:
+    config = write(tmp_path / "c.toml", TWO_PROVIDERS)
+    environment = {**KEYS, **({"SORA_TASKS_DATABASE_URL": env} if env else {})}
+    settings = load_settings(Flags(config=config, database_url=flag), env=environment)
+    assert settings.database_url == expected
+
+
+def test_the_config_file_is_the_flag_then_the_environment_then_local_then_user(
+    tmp_path: Path,
+) -> None:
+    user = write(tmp_path / "user-config" / "sora-tasks" / "config.toml", "")
+    assert find_config_file(None, {}) == user
+    local = write(tmp_path / "sora-tasks.toml", "")
+    assert find_config_file(None, {}) == Path("sora-tasks.toml")
+    assert local.is_file()
+    from_env = write(tmp_path / "env.toml", "")
+    assert find_config_file(None, {"SORA_TASKS_CONFIG": str(from_env)}) == from_env
+    flag = write(tmp_path / "flag.toml", "")
+    assert find_config_file(flag, {"SORA_TASKS_CONFIG": str(from_env)}) == flag
+
+
+def test_a_named_config_file_that_does_not_exist_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_settings(Flags(), env={"SORA_TASKS_CONFIG": str(tmp_path / "missing.toml")})
+
+
+def test_openai_base_url_overrides_the_file_for_the_provider_named_openai_only(
+    tmp_path: Path,
+) -> None:
+    config = write(
+        tmp_path / "c.toml",
+        '[providers.openai]\ntype = "openai"\nbase_url = "https://file.example/v1"\n'
+        '[providers.other]\ntype = "openai"\nbase_url = "https://other.example/v1"\n'
+        'api_key_env = "OTHER_KEY"\n',
+    )
+    env = {"OPENAI_API_KEY": "k", "OTHER_KEY": "o", "OPENAI_BASE_URL": "https://env.example/v1"}
+    settings = load_settings(Flags(config=config), env=env)
+    assert settings.providers["openai"].base_url == "https://env.example/v1"
+    assert settings.providers["other"].base_url == "https://other.example/v1"
+
+
+def test_a_key_written_in_the_file_works_with_a_warning_that_does_not_repeat_it(
+    tmp_path: Path,
+) -> None:
+    config = write(
+        tmp_path / "c.toml",
+        f'[providers.inline]\ntype = "openai"\napi_key = "{CANARY}"\n',
+    )
+    settings = load_settings(Flags(config=config), env={})
+    assert secret(settings, "inline") == CANARY
+    assert len(settings.notes) == 1
+    assert "api_key_env" in settings.notes[0]
+    assert CANARY not in repr(settings)
+    assert all(CANARY not in note for note in settings.notes)
+
+
+def test_the_environment_key_of_the_openai_provider_beats_one_in_the_file(tmp_path: Path) -> None:
+    config = write(tmp_path / "c.toml", '[providers.openai]\ntype = "openai"\napi_key = "file"\n')
+    settings = load_settings(Flags(config=config), env={"OPENAI_API_KEY": "env"})
+    assert secret(settings, "openai") == "env"
+
+
+def test_a_provider_whose_key_variable_is_unset_is_left_out_with_a_note(tmp_path: Path) -> None:
+    config = write(tmp_path / "c.toml", TWO_PROVIDERS)
+    settings = load_settings(Flags(config=config), env={"MAIN_KEY": "m"})
+    assert set(settings.providers) == {"main"}
+    assert any("RELAY_KEY" in note for note in settings.notes)
+
+
+def test_choosing_a_provider_that_is_left_out_is_an_error_naming_it(tmp_path: Path) -> None:
+    config = write(tmp_path / "c.toml", TWO_PROVIDERS)
+    with pytest.raises(ConfigError, match="no provider named 'relay'"):
+        load_settings(Flags(config=config, provider="relay"), env={"MAIN_KEY": "m"})
+
+
+def test_choosing_openai_without_a_key_says_which_variable_to_set() -> None:
+    with pytest.raises(ConfigError, match="OPENAI_API_KEY"):
+        load_settings(Flags(provider="openai"), env={})
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("default_provider = [", "not valid TOML"),
+        ("colour = 'blue'", "colour: Extra inputs are not permitted"),
+        ('[providers.x]\ntype = "carrier-pigeon"', "providers.x.type"),
+        ('[providers.r]\ntype = "relay"\nbase_url = "https://r.example"', "api_key_env"),
+        ('[providers.r]\ntype = "relay"\napi_key = "k"', "base_url"),
+        ('[policy]\ndeadline = "soon"', "policy.deadline"),
+        ("[policy]\nmax_poll_failures = 0", "policy: max_poll_failures"),
+    ],
+)
+def test_a_bad_config_file_is_one_clear_error(tmp_path: Path, text: str, message: str) -> None:
+    config = write(tmp_path / "bad.toml", text)
+    with pytest.raises(ConfigError, match=message):
+        load_settings(Flags(config=config), env={})
+
+
+def test_a_config_error_never_quotes_the_offending_value(tmp_path: Path) -> None:
+    config = write(tmp_path / "c.toml", f'[providers.x]\ntype = "openai"\ntimeout = "{CANARY}"\n')
+    with pytest.raises(ConfigError) as raised:
+        load_settings(Flags(config=config), env={})
+    assert "providers.x.timeout" in str(raised.value)
+    assert CANARY not in str(raised.value)
+
+
+def test_providers_are_built_from_their_settings(tmp_path: Path) -> None:
+    config = write(tmp_path / "c.toml", TWO_PROVIDERS)
+    settings = load_settings(Flags(config=config, provider="fake"), env=KEYS)
+    built = {name: build_provider(name, item) for name, item in settings.providers.items()}
+    assert isinstance(built["main"], OpenAIVideosProvider)
+    assert "main.example" in repr(built["main"])
+    assert isinstance(built["relay"], MultipartRelayProvider)
+    assert isinstance(built["fake"], FakeProvider)
+
+
+def test_a_bad_relay_dialect_is_a_config_error() -> None:
+    settings = ProviderSettings.model_validate(
+        {"type": "relay", "base_url": "https://r", "api_key": "k", "dialect": {"auth": 1}}
+    )
+    with pytest.raises(ConfigError, match=r"provider 'r': dialect\.auth"):
+        build_provider("r", settings)
+
+
+def test_a_bad_database_url_is_a_config_error_that_hides_the_url() -> None:
+    with pytest.raises(ConfigError, match="not a valid SQLAlchemy URL") as raised:
+        build_store(f"::{CANARY}::")
+    assert CANARY not in str(raised.value)
+    with pytest.raises(ConfigError, match="nosuchdb"):
+        build_store("nosuchdb://somewhere/db")
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("30d", timedelta(days=30)),
+        ("1h30m", timedelta(hours=1, minutes=30)),
+        ("90s", timedelta(seconds=90)),
+        ("2w", timedelta(weeks=2)),
+        ("45", timedelta(seconds=45)),
+        ("0", timedelta(0)),
+        (" 1.5 h ", timedelta(minutes=90)),
+    ],
+)
+def test_durations_parse(text: str, expected: timedelta) -> None:
+    assert parse_duration(text) == expected
+
+
+@pytest.mark.parametrize(
+    "text", ["", "d", "30x", "-5", "1h-3m", "nan", "inf", "3dd", "9" * 400 + "w"]
+)
+def test_bad_durations_are_refused(text: str) -> None:
+    with pytest.raises(ValueError, match="duration"):
+        parse_duration(text)
