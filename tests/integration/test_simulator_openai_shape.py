@@ -67,7 +67,7 @@ async def test_a_job_is_queued_then_follows_the_curve_then_completes(serve: Serv
         assert done["completed_at"] - done["created_at"] in (12, 13)
         assert done["expires_at"] == done["completed_at"] + 3600
         content = await client.get(f"/v1/videos/{video_id}/content", params={"variant": "video"})
-        assert content.status_code == 200
+        check_contract(content)
         assert content.headers["content-type"] == "video/mp4"
         assert int(content.headers["content-length"]) == len(SAMPLE)
         assert content.content == SAMPLE
