@@ -301,6 +301,7 @@ class TaskManager:
         task = task.model_copy(
             update={
                 "submission_id": f"sub_{uuid.uuid4().hex}",
+                "submitted_at": now,
                 # if we die mid-submit, a peer finds the task once this lease runs out
                 "lease_owner": self._engine.owner,
                 "lease_expires_at": now + timedelta(seconds=self.policy.lease_seconds),

@@ -24,6 +24,7 @@ from ._events import EventHub
 from ._exceptions import (
     ConflictError,
     DownloadError,
+    DuplicateExternalIdError,
     ProviderError,
     ProviderHTTPError,
     ProviderRateLimitError,
@@ -172,7 +173,9 @@ class Engine:
     async def _process(self, task: Task, slots: anyio.CapacityLimiter) -> None:
         try:
             async with self._limiters.get(task.provider) or anyio.CapacityLimiter(1):
-                if task.external_id is not None:
+                if task.deadline_at is not None and self._clock() >= task.deadline_at:
+                    await self._timeout(task)
+                elif task.external_id is not None:
                     await self.poll(task)
                 elif task.submission_id is None:
                     await self.submit(task)
@@ -228,7 +231,9 @@ class Engine:
         """
         provider = self._providers[task.provider]
         if task.submission_id is None:
-            task = await self._write(task, submission_id=f"sub_{uuid.uuid4().hex}")
+            task = await self._write(
+                task, submission_id=f"sub_{uuid.uuid4().hex}", submitted_at=self._clock()
+            )
         if image is None and task.reference_image and task.reference_image.sha256:
             image = await self._store.get_image(task.reference_image.sha256)
         request = self._request(task, image)
@@ -327,7 +332,14 @@ class Engine:
             return await self._poll_failed(task, exc)
         if job is not None:
             log_task(logging.INFO, "reconciled an uncertain submit", task, action="reconcile")
-            return await self._bind(task, job)
+            try:
+                return await self._bind(task, job)
+            except DuplicateExternalIdError:
+                # the match belongs to another task: ours was not found after all
+                log_task(
+                    logging.WARNING, "the matching job is another task's", task, action="reconcile"
+                )
+                task = await self._store.get(task.id)
         if policy == "resubmit":
             log_task(
                 logging.WARNING, "resubmitting after an uncertain submit", task, action="resubmit"
@@ -340,6 +352,7 @@ class Engine:
         return SubmitRequest(
             task_id=task.id,
             idempotency_key=task.submission_id,
+            attempted_at=task.submitted_at,
             prompt=task.prompt,
             model=task.model,
             size=task.size,
@@ -352,7 +365,7 @@ class Engine:
     async def _bind(self, task: Task, job: ProviderJob) -> Task:
         now = self._clock()
         changes = self._changes(task, job, now)
-        changes.update({"external_id": job.external_id, "submitted_at": now})
+        changes["external_id"] = job.external_id
         try:
             return await self._collect(await self._write(task, **changes))
         except ConflictError:
@@ -360,7 +373,7 @@ class Engine:
             if not current.is_terminal:
                 raise
             # cancelled while the create was in flight: keep the id so the job can be stopped
-            bound = await self._write(current, external_id=job.external_id, submitted_at=now)
+            bound = await self._write(current, external_id=job.external_id)
             provider = self._providers[task.provider]
             if provider.capabilities.can_cancel:
                 await _best_effort(provider.cancel(job.external_id), bound, "cancel")

@@ -641,3 +641,13 @@ async def test_canary_key_never_leaks(
     assert caplog.records
     for text in texts:
         assert CANARY not in text
+
+
+async def test_find_ignores_twins_created_before_the_attempt(
+    httpx2_mock: respx.Router, provider: OpenAIVideosProvider
+) -> None:
+    attempt = datetime.now(UTC) - timedelta(minutes=3)
+    older_twin = video(id="twin", created_at=recent(30))
+    httpx2_mock.get(VIDEOS).respond(200, json=page([older_twin], has_more=False))
+    assert await provider.find(submit_request()) is not None
+    assert await provider.find(submit_request(attempted_at=attempt)) is None

@@ -8,7 +8,7 @@ import pytest
 
 from sora_tasks import PollingPolicy, Task, TaskManager, TaskStatus
 from sora_tasks._models import new_task_id
-from sora_tasks.providers import SubmitRequest
+from sora_tasks.providers import ProviderJob, SubmitRequest
 from sora_tasks.storage import InMemoryStore
 from sora_tasks.testing import FakeBehaviour, FakeProvider
 
@@ -127,4 +127,30 @@ async def test_a_live_lease_is_left_alone() -> None:
         with pytest.raises(TimeoutError):
             await manager.wait(task.id, timeout=0.2)
     assert (await store.get(task.id)).lease_owner == "alive"
+    assert fake.submissions == []
+
+
+async def test_a_match_that_belongs_to_another_task_is_not_bound() -> None:
+    store = InMemoryStore()
+    fake = FakeProvider(behaviour=QUICK)
+    owner = await store.insert(orphan(id=new_task_id(), submission_id="sub_other"))
+    taken = await fake.submit(request_for(owner))
+    await store.update(owner.id, external_id=taken.external_id)
+
+    class Confused(FakeProvider):
+        async def find(self, request: SubmitRequest) -> ProviderJob | None:
+            return taken
+
+    task = await store.insert(orphan())
+    done = await run_until_done(store, Confused(behaviour=QUICK), task, "reconcile")
+    assert done.status is TaskStatus.FAILED and done.error is not None
+    assert done.error.code == "submit_uncertain"
+    assert (await store.get(owner.id)).external_id == taken.external_id
+
+
+async def test_an_uncertain_task_past_its_deadline_times_out_without_asking() -> None:
+    store, fake = InMemoryStore(), FakeProvider(behaviour=QUICK)
+    task = await store.insert(orphan(deadline_at=datetime.now(UTC) - timedelta(seconds=1)))
+    done = await run_until_done(store, fake, task, "resubmit")
+    assert done.error is not None and done.error.code == "timeout"
     assert fake.submissions == []

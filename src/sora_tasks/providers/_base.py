@@ -66,6 +66,7 @@ class SubmitRequest:
 
     ``idempotency_key`` is the task's submission id: stable across retries of the same attempt,
     so a provider that honours idempotency keys never starts a second job for it.
+    ``attempted_at`` is when this attempt was first sent (it narrows :meth:`Provider.find`).
     """
 
     task_id: str
@@ -77,6 +78,7 @@ class SubmitRequest:
     media_type: MediaType = MediaType.VIDEO
     image: ImageData | None = None
     image_url: str | None = None
+    attempted_at: datetime | None = None
     extra: Mapping[str, object] = field(default_factory=dict)
 
 

@@ -46,6 +46,9 @@ __all__ = ["DEFAULT_OPENAI_CAPABILITIES", "OpenAIVideosProvider", "parse_video"]
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 
+# how far the provider's clock may be behind ours when matching an attempt to a listed job
+_CLOCK_SKEW = timedelta(minutes=5)
+
 DEFAULT_OPENAI_CAPABILITIES = ProviderCapabilities(
     models=frozenset({"sora-2", "sora-2-pro"}),
     sizes=frozenset({"720x1280", "1280x720", "1024x1792", "1792x1024"}),
@@ -197,9 +200,12 @@ class OpenAIVideosProvider(Provider):
         """The newest listed video with this request's prompt, model, size and seconds.
 
         Pages through ``GET /videos?order=desc`` (at most ``find_pages`` pages) and stops at videos
-        older than ``find_window``. A listed video without its prompt never matches.
+        older than ``find_window`` — or, when the request says when it was attempted, older than
+        that moment less a clock-skew allowance. A listed video without its prompt never matches.
         """
         oldest = datetime.now(UTC) - self._find_window
+        if request.attempted_at is not None:
+            oldest = max(oldest, request.attempted_at - _CLOCK_SKEW)
         params = {"order": "desc", "limit": "100"}
         for _ in range(self._find_pages):
             response = await self._http.request("GET", "videos", params=params)
