@@ -10,10 +10,12 @@ from typing import Any
 import anyio
 import pytest
 import time_machine
-from sqlalchemy import URL, event
+from sqlalchemy import URL, event, select, text
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from sora_tasks import ConflictError, Task, TaskStatus
 from sora_tasks.storage import SQLStore
+from sora_tasks.storage._sql_schema import tasks
 
 pytestmark = pytest.mark.anyio
 
@@ -124,3 +126,74 @@ async def test_sqlite_claims_take_the_write_lock_up_front(tmp_path: Any) -> None
     assert len(claimed) == 1
     assert statements[0] == "BEGIN IMMEDIATE"
     assert statements[1].startswith("UPDATE sora_tasks SET")
+
+
+async def test_concurrent_writes_with_one_token_have_exactly_one_winner(sql_url: URL) -> None:
+    async with stores(sql_url, 6) as writers:
+        task = await writers[0].insert(make_task(await writers[0].now()))
+        outcomes: list[str] = []
+
+        async def write(store: SQLStore, progress: int) -> None:
+            try:
+                await store.update(task.id, expected_version=task.version, progress=progress)
+            except ConflictError:
+                outcomes.append("conflict")
+            else:
+                outcomes.append(f"wrote {progress}")
+
+        async with anyio.create_task_group() as group:
+            for number, store in enumerate(writers, start=1):
+                group.start_soon(write, store, number * 10)
+        (won,) = [outcome for outcome in outcomes if outcome.startswith("wrote")]
+        assert outcomes.count("conflict") == len(writers) - 1
+        stored = await writers[0].get(task.id)
+        assert stored.version == task.version + 1
+        assert won == f"wrote {stored.progress}"
+
+
+async def sessions_waiting_for_a_lock(engine: AsyncEngine) -> int:
+    async with engine.connect() as conn:
+        waiting = await conn.execute(
+            text(
+                "SELECT count(*) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            )
+        )
+        return int(waiting.scalar_one())
+
+
+@pytest.mark.parametrize("backend", [pytest.param("postgres", marks=pytest.mark.postgres)])
+async def test_a_write_whose_read_went_stale_before_its_update_is_a_conflict(
+    sql_url: URL,
+) -> None:
+    # every writer reads version v, then queues on a row lock held here; when it is released
+    # the first UPDATE ... WHERE version = v wins and the others match no row
+    observer = create_async_engine(sql_url)
+    try:
+        async with stores(sql_url, 3) as writers:
+            task = await writers[0].insert(make_task(await writers[0].now()))
+            outcomes: list[str] = []
+
+            async def write(store: SQLStore) -> None:
+                try:
+                    await store.update(task.id, expected_version=task.version, progress=50)
+                except ConflictError:
+                    outcomes.append("conflict")
+                else:
+                    outcomes.append("wrote")
+
+            async with observer.connect() as blocker, anyio.create_task_group() as group:
+                await blocker.execute(
+                    select(tasks.c.id).where(tasks.c.id == task.id).with_for_update()
+                )
+                for store in writers:
+                    group.start_soon(write, store)
+                with anyio.fail_after(10):
+                    # another server's state: there is no event to wait on, only to look again
+                    while await sessions_waiting_for_a_lock(observer) < len(writers):  # noqa: ASYNC110
+                        await anyio.sleep(0.01)
+                await blocker.rollback()
+            assert sorted(outcomes) == ["conflict", "conflict", "wrote"]
+            assert (await writers[0].get(task.id)).version == task.version + 1
+    finally:
+        await observer.dispose()
