@@ -16,6 +16,7 @@ Every error derives from one root, so ``except SoraTasksError`` catches them all
     ├── InvalidTransitionError         the state machine forbids the change
     ├── ConflictError                  a write lost a race (stale version or lease)
     ├── DuplicateExternalIdError       the provider's id is already bound to another task
+    ├── StoreUnavailableError          the database cannot be reached (or stays locked)
     ├── TaskNotReadyError              the task has no result to download yet
     ├── TaskFailedError                a waited-for task ended FAILED or CANCELLED
     ├── WaitTimeoutError               ``wait`` gave up before the task finished
@@ -63,6 +64,7 @@ __all__ = [
     "ProviderTransportError",
     "ProviderUnsupportedError",
     "SoraTasksError",
+    "StoreUnavailableError",
     "SubmissionUncertainError",
     "TaskFailedError",
     "TaskNotFoundError",
@@ -141,6 +143,14 @@ class ConflictError(SoraTasksError):
 
 class DuplicateExternalIdError(SoraTasksError):
     """The provider's job id is already bound to another task."""
+
+
+class StoreUnavailableError(SoraTasksError):
+    """The task store cannot be reached, or stayed locked past its timeout. Retry later.
+
+    A write that raised this did not happen. The message names the kind of failure but never
+    the connection details (they may carry a password).
+    """
 
 
 class TaskNotReadyError(SoraTasksError):

@@ -35,6 +35,7 @@ CORE = {
     "ProviderUnsupportedError",
     "ReferenceImage",
     "SoraTasksError",
+    "StoreUnavailableError",
     "SubmissionUncertainError",
     "Task",
     "TaskError",

@@ -20,6 +20,7 @@ from sqlalchemy import (
     exists,
     func,
     literal,
+    literal_column,
     or_,
     select,
     type_coerce,
@@ -209,18 +210,28 @@ def claim_submissions(
     return _lease(dialect, waiting, lease_free, owner=owner, lease_seconds=lease_seconds)
 
 
-def count_in_flight(dialect: str, provider: str) -> Select[Any]:
-    """How many of ``provider``'s unfinished tasks hold a job, a submission or a live lease."""
+def count_in_flight(dialect: str, provider: str, *, up_to: int) -> Select[Any]:
+    """How many of ``provider``'s unfinished tasks hold a job, a submission or a live lease.
+
+    Counting stops at ``up_to`` (the cap): past it the exact number does not matter, and a
+    fleet with many jobs in flight would otherwise scan them all on every admission.
+    """
     now = db_now(dialect)
-    return select(func.count()).where(
-        tasks.c.provider == provider,
-        tasks.c.status.in_(["QUEUED", "PROCESSING"]),
-        or_(
-            tasks.c.external_id.is_not(None),
-            tasks.c.submission_id.is_not(None),
-            tasks.c.lease_expires_at > now,
-        ),
+    holding = (
+        select(literal(1))
+        .where(
+            tasks.c.provider == provider,
+            tasks.c.status.in_([literal_column("'QUEUED'"), literal_column("'PROCESSING'")]),
+            or_(
+                tasks.c.external_id.is_not(None),
+                tasks.c.submission_id.is_not(None),
+                tasks.c.lease_expires_at > now,
+            ),
+        )
+        .limit(up_to)
+        .subquery()
     )
+    return select(func.count()).select_from(holding)
 
 
 def lock_images(*, shared: bool) -> Select[Any]:

@@ -6,14 +6,20 @@ import math
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
+from pathlib import Path
 from typing import Any, Unpack
 
 import anyio
 from sqlalchemy import URL, RowMapping
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from .._exceptions import ConflictError, DuplicateExternalIdError, TaskNotFoundError
+from .._exceptions import (
+    ConflictError,
+    DuplicateExternalIdError,
+    StoreUnavailableError,
+    TaskNotFoundError,
+)
 from .._models import ImageData, Task, TaskPage, TaskQuery, TaskStats, TaskStatus
 from .._states import TaskChanges, apply
 from . import _sql_queries as q
@@ -46,6 +52,7 @@ class SQLStore:
         self._dialect = self._engine.dialect.name
         self._migrate_on_first_use = create and self._dialect == "sqlite"
         self._ready_lock = anyio.Lock()
+        self._location_checked = False
 
     def __repr__(self) -> str:
         return f"SQLStore(url={masked_url(self._url)!r})"
@@ -194,7 +201,9 @@ class SQLStore:
                 await conn.execute(q.lock_provider_admission(provider))
             if max_in_flight is not None:
                 in_flight = (
-                    await conn.execute(q.count_in_flight(self._dialect, provider))
+                    await conn.execute(
+                        q.count_in_flight(self._dialect, provider, up_to=max_in_flight)
+                    )
                 ).scalar_one()
                 limit = min(limit, max_in_flight - in_flight)
             rows: Sequence[RowMapping] = ()
@@ -241,6 +250,21 @@ class SQLStore:
             if self._migrate_on_first_use:
                 await self.migrate()
 
+    def _check_location(self) -> None:
+        # a missing directory makes the SQLite driver fail from its worker thread, noisily
+        database = self._url.database
+        if (
+            self._dialect == "sqlite"
+            and database
+            and database != ":memory:"
+            and not database.startswith("file:")
+            and not Path(database).parent.is_dir()
+        ):
+            raise StoreUnavailableError(
+                f"the directory of the SQLite database {database!r} does not exist"
+            )
+        self._location_checked = True
+
     @asynccontextmanager
     async def _read(self) -> AsyncIterator[AsyncConnection]:
         await self._ready()
@@ -255,13 +279,24 @@ class SQLStore:
 
     @asynccontextmanager
     async def _transaction(self, *, write: bool) -> AsyncIterator[AsyncConnection]:
-        async with self._engine.connect() as conn:
-            if write and self._dialect == "sqlite":
-                # IMMEDIATE takes the write lock at BEGIN, so a read-then-write transaction
-                # waits its turn instead of failing to upgrade its lock halfway through
-                await conn.execution_options(**{BEGIN_OPTION: "IMMEDIATE"})
-            async with conn.begin():
-                yield conn
+        if not self._location_checked:
+            self._check_location()
+        try:
+            async with self._engine.connect() as conn:
+                if write and self._dialect == "sqlite":
+                    # IMMEDIATE takes the write lock at BEGIN, so a read-then-write transaction
+                    # waits its turn instead of failing to upgrade its lock halfway through
+                    await conn.execution_options(**{BEGIN_OPTION: "IMMEDIATE"})
+                async with conn.begin():
+                    yield conn
+        except (OperationalError, InterfaceError, OSError) as exc:
+            # the driver's text may carry connection details: name the kind of failure only
+            cause = type(getattr(exc, "orig", None) or exc).__name__
+            raise StoreUnavailableError(
+                f"the {self._dialect} task store is unavailable ({cause}); nothing was written"
+                if write
+                else f"the {self._dialect} task store is unavailable ({cause})"
+            ) from exc
 
 
 async def _sqlite_percentile(
