@@ -30,7 +30,11 @@ from sora_tasks._download import save_stream
 from sora_tasks.providers import OpenAIVideosProvider
 
 KEY = "sk-bench"
-VARIANTS = ("raw httpx2 stream to file", "open_content + save_stream")
+VARIANTS = (
+    "raw httpx2 stream to file",
+    "open_content + save_stream",
+    "... with checksum=False",
+)
 
 
 def memory_kib(field: str) -> int:
@@ -55,11 +59,11 @@ async def download_raw(url: str, video_id: str, target: Path) -> int:
     return written
 
 
-async def download_ours(url: str, video_id: str, target: Path) -> int:
+async def download_ours(url: str, video_id: str, target: Path, checksum: bool = True) -> int:
     provider = OpenAIVideosProvider(api_key=KEY, base_url=f"{url}/v1")
     try:
         async with provider.open_content(video_id) as stream:
-            saved = await save_stream(stream, target, max_bytes=1 << 40)
+            saved = await save_stream(stream, target, max_bytes=1 << 40, checksum=checksum)
     finally:
         await provider.aclose()
     return saved.byte_size
@@ -67,10 +71,12 @@ async def download_ours(url: str, video_id: str, target: Path) -> int:
 
 def worker(variant: str, url: str, video_id: str, target: Path) -> None:
     """Run one download in this (fresh) process and print its measurements as JSON."""
-    download = download_raw if variant == VARIANTS[0] else download_ours
     before = memory_kib("VmRSS")
     started, cpu = time.perf_counter(), time.process_time()
-    size = anyio.run(download, url, video_id, target)
+    if variant == VARIANTS[0]:
+        size = anyio.run(download_raw, url, video_id, target)
+    else:
+        size = anyio.run(download_ours, url, video_id, target, variant == VARIANTS[1])
     seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
     growth = memory_kib("VmHWM") - before
     print(json.dumps({"bytes": size, "seconds": seconds, "cpu": cpu, "rss_growth_kib": growth}))

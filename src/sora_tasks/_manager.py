@@ -77,7 +77,8 @@ class TaskManager:
     only creates and reads tasks (for an API server whose polling runs in worker processes).
     With ``download_dir``, the engine fetches every video as soon as its task completes (provider
     links expire, about an hour after completion for OpenAI-shaped APIs) to
-    ``<download_dir>/<task id>.mp4``.
+    ``<download_dir>/<task id>.mp4``. Downloads record the file's SHA-256 unless
+    ``checksum_downloads`` is false (hashing costs about a second of CPU per GiB).
     Every method that takes ``user_id`` acts only on that user's tasks: another user's task is
     "not found".
     """
@@ -93,6 +94,7 @@ class TaskManager:
         poll: bool = True,
         on_event: Callable[[TaskEvent], object] | None = None,
         download_dir: str | os.PathLike[str] | None = None,
+        checksum_downloads: bool = True,
         clock: Callable[[], datetime] = _utcnow,
         webhook_secrets: Mapping[str, str | pydantic.SecretStr] | None = None,
     ) -> None:
@@ -125,6 +127,7 @@ class TaskManager:
             owner=owner,
             limits=self.limits,
             download_dir=Path(download_dir) if download_dir is not None else None,
+            checksum_downloads=checksum_downloads,
         )
         self._exit_stack: AsyncExitStack | None = None
         self._webhooks = WebhookReceiver(self, webhook_secrets or {})

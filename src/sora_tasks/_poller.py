@@ -61,6 +61,7 @@ class Engine:
         owner: str,
         limits: Limits,
         download_dir: Path | None = None,
+        checksum_downloads: bool = True,
     ) -> None:
         self._store = store
         self._providers = providers
@@ -70,6 +71,7 @@ class Engine:
         self.owner = owner
         self._limits = limits
         self._download_dir = download_dir
+        self._checksum = checksum_downloads
         # anyio primitives need a running event loop, and a manager may be built before one
         # (at import time, in a FastAPI app module): they are made when the engine runs
         self._wake: anyio.Event | None = None
@@ -286,7 +288,9 @@ class Engine:
         provider = self._providers[task.provider]
         try:
             async with provider.open_content(task.external_id) as stream:
-                saved = await save_stream(stream, path, max_bytes=self._limits.max_download_bytes)
+                saved = await save_stream(
+                    stream, path, max_bytes=self._limits.max_download_bytes, checksum=self._checksum
+                )
         except ProviderError as exc:
             raise DownloadError(f"could not download task {task.id}: {exc}") from exc
         result = (task.result or TaskResult()).model_copy(
