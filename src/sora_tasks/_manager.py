@@ -78,7 +78,7 @@ class TaskManager:
     With ``download_dir``, the engine fetches every video as soon as its task completes (provider
     links expire, about an hour after completion for OpenAI-shaped APIs) to
     ``<download_dir>/<task id>.mp4``. Downloads record the file's SHA-256 unless
-    ``checksum_downloads`` is false (hashing costs about a second of CPU per GiB).
+    ``checksum_downloads`` is false (hashing costs about half a second of CPU per GiB).
     Every method that takes ``user_id`` acts only on that user's tasks: another user's task is
     "not found".
     """
