@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 from pathlib import Path
 
+import anyio
 import pytest
 
 from sora_tasks import StoreUnavailableError
@@ -42,3 +44,19 @@ async def test_an_sqlite_file_that_cannot_be_opened_is_store_unavailable(tmp_pat
             await store.get("video_00000000-0000-4000-8000-000000000000")
     finally:
         await store.close()
+
+
+async def test_a_cancelled_call_leaves_no_connection_teardown_behind(tmp_path: Path) -> None:
+    # regression: a statement cut by cancellation left aiosqlite's connection teardown running,
+    # and asyncio.run() then hung at exit waiting for it
+    store = SQLStore(f"sqlite+aiosqlite:///{tmp_path / 'tasks.db'}")
+    try:
+        await store.list(TaskQuery())
+        for delay in (0, 0.0005, 0.001, 0.002, 0.005):
+            for _ in range(5):
+                with anyio.move_on_after(delay):
+                    await store.list(TaskQuery())
+    finally:
+        await store.close()
+    leftovers = [task for task in asyncio.all_tasks() if "terminate" in repr(task)]
+    assert leftovers == []

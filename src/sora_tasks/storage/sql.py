@@ -282,13 +282,16 @@ class SQLStore:
         if not self._location_checked:
             self._check_location()
         try:
-            async with self._engine.connect() as conn:
-                if write and self._dialect == "sqlite":
-                    # IMMEDIATE takes the write lock at BEGIN, so a read-then-write transaction
-                    # waits its turn instead of failing to upgrade its lock halfway through
-                    await conn.execution_options(**{BEGIN_OPTION: "IMMEDIATE"})
-                async with conn.begin():
-                    yield conn
+            # a statement interrupted by cancellation leaves the driver's connection to be
+            # torn down in the background, which can outlive the event loop: let it finish
+            with anyio.CancelScope(shield=True):
+                async with self._engine.connect() as conn:
+                    if write and self._dialect == "sqlite":
+                        # IMMEDIATE takes the write lock at BEGIN, so a read-then-write
+                        # transaction waits its turn instead of failing to upgrade its lock
+                        await conn.execution_options(**{BEGIN_OPTION: "IMMEDIATE"})
+                    async with conn.begin():
+                        yield conn
         except (OperationalError, InterfaceError, OSError) as exc:
             # the driver's text may carry connection details: name the kind of failure only
             cause = type(getattr(exc, "orig", None) or exc).__name__
