@@ -215,3 +215,17 @@ def test_api_reference_lists_every_export() -> None:
     shown = set(re.findall(r"^::: sora_tasks\.(\w+)$", page, flags=re.M))
     missing = sorted(set(sora_tasks.__all__) - shown - {"__version__"})
     assert not missing, f"add `::: sora_tasks.<name>` to docs/reference/sora_tasks.md: {missing}"
+
+
+def test_every_test_the_guarantees_cite_exists() -> None:
+    page = (ROOT / "docs" / "guarantees.md").read_text(encoding="utf-8")
+    cited = re.findall(r"`((?:unit|integration|contract|acceptance)/\w+\.py)(?:::(\w+))?`", page)
+    assert cited, "docs/guarantees.md cites no tests"
+    for path, name in cited:
+        module = ROOT / "tests" / path
+        assert module.is_file(), f"docs/guarantees.md cites {path}, which does not exist"
+        if name:
+            defined = rf"^(?:async def|def|class) {name}\b|^{name} = "
+            assert re.search(defined, module.read_text(encoding="utf-8"), flags=re.M), (
+                f"docs/guarantees.md cites {path}::{name}, which does not exist"
+            )
