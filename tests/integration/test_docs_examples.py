@@ -2,7 +2,8 @@
 
 A block is a complete script by default: it runs in a fresh namespace as ``__main__``, in an
 empty temporary directory, under this module's timeout. Top-level ``await`` and ``async with``
-are allowed, as in a notebook: such a block runs under ``anyio.run``.
+are allowed, as in a notebook: such a block runs under ``anyio.run`` (``<!-- docs-test: async -->``
+may say so, but is not needed).
 
 An HTML comment on the line before the fence (blank lines between are fine; the comment does not
 show on the rendered page) changes that:
@@ -55,7 +56,7 @@ _FENCE = re.compile(r"^(?P<indent>\s*)(?P<fence>`{3,})(?P<info>[^`]*)$")
 _MARKER = re.compile(
     r'^\s*<!--\s*docs-test:\s*(?P<kind>[a-z]+)(?:\s+reason="(?P<reason>[^"]+)")?\s*-->\s*$'
 )
-_KINDS = {"python": {"continue", "pytest", "skip"}, "bash": {"run"}}
+_KINDS = {"python": {"async", "continue", "pytest", "skip"}, "bash": {"run"}}
 
 pytestmark = pytest.mark.timeout(60)
 
