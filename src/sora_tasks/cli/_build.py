@@ -83,7 +83,7 @@ def build_store(database_url: str | None) -> SQLStore:
 async def open_manager(
     settings: Settings,
     *,
-    poll: bool,
+    poll: bool = False,
     on_event: Callable[[TaskEvent], object] | None = None,
 ) -> AsyncIterator[TaskManager]:
     """A running manager over every configured provider; ``poll`` starts the polling engine."""

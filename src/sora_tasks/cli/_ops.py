@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 from pathlib import Path
@@ -30,7 +31,7 @@ def stats(
     settings = prepare(config, database_url, None)
 
     async def main() -> TaskStats:
-        async with open_manager(settings, poll=False) as manager:
+        async with open_manager(settings) as manager:
             return await manager.stats(user_id=user)
 
     result = run(main)
@@ -61,7 +62,7 @@ def cleanup(
     settings = prepare(config, database_url, None)
 
     async def main() -> int:
-        async with open_manager(settings, poll=False) as manager:
+        async with open_manager(settings) as manager:
             return await manager.cleanup(older_than=age)
 
     removed = run(main)
@@ -109,7 +110,9 @@ def simulate(ctx: typer.Context) -> None:
     """Serve the provider simulator (the options of `python -m sora_tasks.testing --help`)."""
     from ..testing.__main__ import main as serve
 
-    serve(ctx.args)
+    # Ctrl-C is how a simulator is stopped, even before the server has finished starting
+    with contextlib.suppress(KeyboardInterrupt):
+        serve(ctx.args)
 
 
 def db_upgrade(

@@ -69,7 +69,7 @@ def submit(
         )
 
     async def main() -> Task:
-        async with open_manager(settings, poll=False) as manager:
+        async with open_manager(settings) as manager:
             return await manager.create(
                 prompt,
                 model=model,
@@ -143,7 +143,7 @@ def status(
     settings = prepare(config, database_url, None)
 
     async def main() -> Task:
-        async with open_manager(settings, poll=False) as manager:
+        async with open_manager(settings) as manager:
             if refresh:
                 return await manager.refresh(task_id, user_id=user)
             return await manager.get(task_id, user_id=user)
@@ -168,7 +168,7 @@ def list_tasks(
     settings = prepare(config, database_url, None)
 
     async def main() -> TaskPage:
-        async with open_manager(settings, poll=False) as manager:
+        async with open_manager(settings) as manager:
             return await manager.list(
                 user_id=user,
                 status=status,
@@ -224,7 +224,7 @@ def download(
     settings = prepare(config, database_url, None, announce=True)
 
     async def main() -> Task:
-        async with open_manager(settings, poll=False) as manager:
+        async with open_manager(settings) as manager:
             task = await manager.get(task_id, user_id=user)
             return await manager.download(task.id, output or f"{task.id}.mp4", user_id=user)
 
@@ -242,7 +242,7 @@ def cancel(
     settings = prepare(config, database_url, None, announce=True)
 
     async def main() -> Task:
-        async with open_manager(settings, poll=False) as manager:
+        async with open_manager(settings) as manager:
             return await manager.cancel(task_id, user_id=user)
 
     _print(run(main), json_output, brief=True)
