@@ -11,6 +11,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
+from ._display import task_html
+
 __all__ = [
     "GenerationRequest",
     "ImageData",
@@ -170,6 +172,9 @@ class Task(_Frozen):
     def is_terminal(self) -> bool:
         """True once the task is COMPLETED, FAILED or CANCELLED."""
         return self.status.is_terminal
+
+    def _repr_html_(self) -> str:
+        return task_html(self)
 
 
 class GenerationRequest(BaseModel):

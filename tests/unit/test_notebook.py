@@ -190,3 +190,9 @@ def test_task_html_points_outside_the_working_directory_with_a_file_uri(
         make_task(status=TaskStatus.COMPLETED, result=TaskResult(local_path=str(video)))
     )
     assert f'src="{video.as_uri()}"' in page
+
+
+def test_a_task_renders_inline_in_notebooks_as_its_html_view() -> None:
+    task = make_task(prompt="<b>bold</b> cat")
+    assert task._repr_html_() == task_html(task)
+    assert "&lt;b&gt;bold&lt;/b&gt; cat" in task._repr_html_()
