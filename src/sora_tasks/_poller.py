@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Unpack
 
 import anyio
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from ._download import save_stream
 from ._events import EventHub
@@ -77,6 +78,8 @@ class Engine:
         self._wake: anyio.Event | None = None
         self._earliest: datetime | None = None
         self._starved = False
+        self._idle_workers = 0
+        self._queued: dict[str, Task] = {}
         self._idle_until: datetime | None = None
         self._claiming: anyio.CancelScope | None = None
         self._stopped = False
@@ -100,7 +103,6 @@ class Engine:
         ``shutdown_grace`` seconds, then cancels the rest; a cancelled call hands its task back
         at once (lease released, due now) so that a peer resumes it without waiting.
         """
-        slots = anyio.CapacityLimiter(self._policy.batch_size)
         self._limiters = {
             name: anyio.CapacityLimiter(self._policy.max_concurrent_polls)
             for name in self._providers
@@ -109,23 +111,57 @@ class Engine:
         self._claiming = anyio.CancelScope()
         if self._stopped:
             self._claiming.cancel()
-        async with anyio.create_task_group() as handlers:
-            with self._claiming:
-                while True:
-                    free = int(slots.available_tokens)
-                    self._starved = not free
-                    try:
-                        claimed = await self._claim(free) if free else []
-                    except Exception:
-                        # the store being away for a while must not kill the engine
-                        logger.exception("claiming due tasks failed; trying again shortly")
-                        claimed = []
-                    for task in claimed:
-                        await slots.acquire_on_behalf_of(task.id)
-                        handlers.start_soon(self._process, task, slots)
-                    if len(claimed) < free or not free:
-                        await self._idle()
-            handlers.cancel_scope.deadline = anyio.current_time() + self._policy.shutdown_grace
+        # long-lived workers take claimed tasks from a queue: a task per poll would cost more
+        # than the poll's own bookkeeping once thousands of tasks are in flight
+        workers = self._policy.batch_size
+        send, receive = anyio.create_memory_object_stream[Task](workers)
+        self._idle_workers = workers
+        try:
+            async with anyio.create_task_group() as group:
+                async with receive:
+                    for _ in range(workers):
+                        group.start_soon(self._work, receive.clone())
+                async with send:
+                    with self._claiming:
+                        await self._claim_loop(send)
+                group.cancel_scope.deadline = anyio.current_time() + self._policy.shutdown_grace
+        finally:
+            with anyio.CancelScope(shield=True):
+                for task in list(self._queued.values()):
+                    await self._hand_back(task)
+                self._queued.clear()
+
+    async def _claim_loop(self, send: MemoryObjectSendStream[Task]) -> None:
+        # the flag, not only the cancel scope, ends the loop: a stop that lands while the idle
+        # wait's own deadline expires is absorbed by that inner scope
+        while not self._stopped:
+            free = self._idle_workers - len(self._queued)
+            self._starved = free <= 0
+            claimed: list[Task] = []
+            if free > 0:
+                try:
+                    claimed = await self._claim(free)
+                except Exception:
+                    # the store being away for a while must not kill the engine
+                    logger.exception("claiming due tasks failed; trying again shortly")
+            for task in claimed:
+                self._queued[task.id] = task
+                send.send_nowait(task)
+            if len(claimed) < free or free <= 0:
+                await self._idle()
+
+    async def _work(self, receive: MemoryObjectReceiveStream[Task]) -> None:
+        async with receive:
+            async for task in receive:
+                if self._queued.pop(task.id, None) is None:
+                    continue  # handed back at shutdown already
+                self._idle_workers -= 1
+                try:
+                    await self._process(task)
+                finally:
+                    self._idle_workers += 1
+                    if self._starved:
+                        self.wake()
 
     async def _claim(self, free: int) -> list[Task]:
         lease = self._policy.lease_seconds
@@ -172,7 +208,7 @@ class Engine:
             self._wake = anyio.Event()
         return self._wake
 
-    async def _process(self, task: Task, slots: anyio.CapacityLimiter) -> None:
+    async def _process(self, task: Task) -> None:
         try:
             async with self._limiters.get(task.provider) or anyio.CapacityLimiter(1):
                 if task.deadline_at is not None and self._clock() >= task.deadline_at:
@@ -199,10 +235,6 @@ class Engine:
                 action="poll",
                 exc_info=True,
             )
-        finally:
-            slots.release_on_behalf_of(task.id)
-            if self._starved:
-                self.wake()
 
     async def _hand_back(self, task: Task) -> None:
         try:

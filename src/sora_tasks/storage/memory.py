@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Unpack
@@ -30,6 +31,8 @@ class InMemoryStore:
         self._tasks: dict[str, Task] = {}
         self._by_external: dict[tuple[str, str], str] = {}
         self._active: set[str] = set()
+        self._awaiting: set[str] = set()
+        self._due: list[tuple[datetime, str, int]] = []
         self._images: dict[str, ImageData] = {}
 
     def __repr__(self) -> str:
@@ -147,13 +150,13 @@ class InMemoryStore:
     async def claim_due(self, *, owner: str, limit: int, lease_seconds: float) -> Sequence[Task]:
         """See :meth:`TaskStore.claim_due`."""
         now = self._clock()
-        due = [
-            task
-            for task in self._claimable(now)
-            if task.external_id is not None or task.submission_id is not None
-        ]
-        due.sort(key=lambda task: (task.next_poll_at or now, task.id))
-        return self._lease(due[:limit], owner, now, lease_seconds)
+        chosen: list[Task] = []
+        while self._due and len(chosen) < limit and self._due[0][0] <= now:
+            _, task_id, version = heapq.heappop(self._due)
+            task = self._tasks.get(task_id)
+            if task is not None and task.version == version:
+                chosen.append(task)
+        return self._lease(chosen, owner, now, lease_seconds)
 
     async def claim_submissions(
         self,
@@ -166,6 +169,16 @@ class InMemoryStore:
     ) -> Sequence[Task]:
         """See :meth:`TaskStore.claim_submissions`."""
         now = self._clock()
+        waiting = [
+            task
+            for task in (self._tasks[task_id] for task_id in self._awaiting)
+            if task.provider == provider
+            and task.next_poll_at is not None
+            and task.next_poll_at <= now
+            and (task.lease_expires_at is None or task.lease_expires_at <= now)
+        ]
+        if not waiting:
+            return []
         if max_in_flight is not None:
             in_flight = sum(
                 1
@@ -178,22 +191,8 @@ class InMemoryStore:
                 )
             )
             limit = min(limit, max_in_flight - in_flight)
-        waiting = [
-            task
-            for task in self._claimable(now)
-            if task.provider == provider and task.external_id is None and task.submission_id is None
-        ]
         waiting.sort(key=lambda task: (-task.priority, task.created_at, task.id))
         return self._lease(waiting[: max(0, limit)], owner, now, lease_seconds)
-
-    def _claimable(self, now: datetime) -> Sequence[Task]:
-        return [
-            task
-            for task in (self._tasks[task_id] for task_id in self._active)
-            if task.next_poll_at is not None
-            and task.next_poll_at <= now
-            and (task.lease_expires_at is None or task.lease_expires_at <= now)
-        ]
 
     def _lease(
         self, tasks: Sequence[Task], owner: str, now: datetime, seconds: float
@@ -213,10 +212,31 @@ class InMemoryStore:
         self._tasks[task.id] = task
         if task.external_id is not None:
             self._by_external[(task.provider, task.external_id)] = task.id
+        self._awaiting.discard(task.id)
         if task.is_terminal:
             self._active.discard(task.id)
-        else:
-            self._active.add(task.id)
+            return
+        self._active.add(task.id)
+        if task.external_id is None and task.submission_id is None:
+            self._awaiting.add(task.id)
+        elif task.next_poll_at is not None:
+            self._schedule(task)
+
+    def _schedule(self, task: Task) -> None:
+        # an entry is live while its version is the task's; a leased task comes due when its
+        # lease runs out, unless its holder writes (and so schedules) it first
+        assert task.next_poll_at is not None
+        when = task.next_poll_at
+        if task.lease_expires_at is not None and task.lease_expires_at > when:
+            when = task.lease_expires_at
+        heapq.heappush(self._due, (when, task.id, task.version))
+        if len(self._due) > 4 * len(self._active) + 1024:
+            self._due = [entry for entry in self._due if self._live(entry)]
+            heapq.heapify(self._due)
+
+    def _live(self, entry: tuple[datetime, str, int]) -> bool:
+        task = self._tasks.get(entry[1])
+        return task is not None and task.version == entry[2]
 
     def _check_external_free(self, provider: str, external_id: str, task_id: str) -> None:
         holder = self._by_external.get((provider, external_id))

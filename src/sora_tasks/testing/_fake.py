@@ -64,6 +64,7 @@ class _Job:
     behaviour: FakeBehaviour
     started: float
     cancelled: bool = False
+    cancelled_at: float | None = None
     deleted: bool = False
     pending_errors: Iterator[BaseException] = field(default_factory=lambda: iter(()))
 
@@ -118,7 +119,6 @@ class FakeProvider(Provider):
         self.status_calls = 0
         self.cancelled: list[str] = []
         self.max_concurrent_polls = 0
-        self.max_concurrent_jobs = 0
         self._in_flight: dict[str, int] = {}
 
     def __repr__(self) -> str:
@@ -143,12 +143,6 @@ class FakeProvider(Provider):
             pending_errors=iter(behaviour.poll_errors),
         )
         self.jobs[job.external_id] = job
-        running = sum(
-            1
-            for other in self.jobs.values()
-            if not other.deleted and not (self._view(other).status or TaskStatus.QUEUED).is_terminal
-        )
-        self.max_concurrent_jobs = max(self.max_concurrent_jobs, running)
         return self._view(job)
 
     async def status(self, external_id: str) -> ProviderJob:
@@ -181,10 +175,29 @@ class FakeProvider(Provider):
         """Stream the sample video of a completed job."""
         return self._open(external_id)
 
+    @property
+    def max_concurrent_jobs(self) -> int:
+        """The largest number of jobs that were running at one moment (by this provider's clock)."""
+        edges: list[tuple[float, int]] = []
+        for job in self.jobs.values():
+            behaviour = job.behaviour
+            end = job.started + behaviour.queued_for + behaviour.render_for
+            if behaviour.outcome == "unknown":
+                end = float("inf")
+            if job.cancelled_at is not None:
+                end = min(end, job.cancelled_at)
+            edges += [(job.started, 1), (end, -1)]
+        running = most = 0
+        for _, step in sorted(edges, key=lambda edge: (edge[0], edge[1])):
+            running += step
+            most = max(most, running)
+        return most
+
     async def cancel(self, external_id: str) -> ProviderJob | None:
         """Stop the job; it answers ``cancelled`` from now on."""
         job = self._job(external_id)
         job.cancelled = True
+        job.cancelled_at = self._clock()
         self.cancelled.append(external_id)
         return self._view(job)
 
