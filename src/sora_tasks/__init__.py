@@ -52,6 +52,7 @@ from ._models import (
 )
 from ._policy import PollingPolicy
 from ._schedule import PollSchedule
+from ._sync import SyncTaskManager
 from ._webhooks import MemoryDeduplicator, WebhookDeduplicator, WebhookReceiver, WebhookResult
 
 __version__ = "0.1.0.dev0"
@@ -86,6 +87,7 @@ __all__ = [
     "SoraTasksError",
     "StoreUnavailableError",
     "SubmissionUncertainError",
+    "SyncTaskManager",
     "Task",
     "TaskError",
     "TaskEvent",

@@ -174,7 +174,14 @@ class TaskManager:
         stack, self._exit_stack = self._exit_stack, None
         if stack is None:
             return None
-        return await stack.__aexit__(exc_type, exc, traceback)
+        try:
+            return await stack.__aexit__(exc_type, exc, traceback)
+        except BaseExceptionGroup as group:
+            # the engine's task group wraps whatever the body raised: hand the caller its own
+            # error back, unless the engine failed too
+            if exc is not None and _only(group, exc):
+                return False
+            raise
 
     async def _close_resources(self) -> None:
         with anyio.CancelScope(shield=True):
@@ -491,6 +498,14 @@ class TaskManager:
                 f"no provider named {name!r}; registered: {', '.join(sorted(self._providers))}",
                 field="provider",
             ) from None
+
+
+def _only(group: BaseExceptionGroup[BaseException], error: BaseException) -> bool:
+    """Whether ``group`` holds nothing but ``error`` (however deeply nested)."""
+    return all(
+        _only(inner, error) if isinstance(inner, BaseExceptionGroup) else inner is error
+        for inner in group.exceptions
+    )
 
 
 def _owned(task: Task, user_id: str | None, asked: str) -> Task:

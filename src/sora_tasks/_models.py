@@ -79,8 +79,9 @@ class Limits(_Frozen):
 class TaskError(_Frozen):
     """Why a task failed: a stable machine-readable ``code`` and a human ``message``.
 
-    Codes the library itself sets include ``timeout``, ``expired``, ``lost``, ``moderation``,
-    ``submit_uncertain``, ``submit_rejected`` and ``provider_error``.
+    Codes the library itself sets: ``timeout``, ``expired``, ``lost``, ``submit_uncertain``,
+    ``submit_rejected``, ``submit_failed`` and ``provider_error``; any other code is the
+    provider's own (``moderation_blocked``, say).
     """
 
     code: str

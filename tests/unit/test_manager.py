@@ -458,3 +458,13 @@ async def test_download_dir_fetches_every_video_as_soon_as_it_completes(tmp_path
         done = await manager.get(task.id)
     assert done.result is not None and done.result.local_path == str(tmp_path / f"{task.id}.mp4")
     assert (tmp_path / f"{task.id}.mp4").read_bytes() == sample_video()
+
+
+async def test_an_error_inside_the_block_comes_out_as_itself() -> None:
+    # the engine's task group must not turn the caller's own error into an ExceptionGroup
+    with pytest.raises(TaskNotFoundError):
+        async with manager_for(FakeProvider(behaviour=QUICK)) as manager:
+            await manager.get("video_00000000-0000-4000-8000-000000000000")
+    with pytest.raises(KeyError, match="mine"):
+        async with manager_for(FakeProvider(behaviour=QUICK)):
+            raise KeyError("mine")

@@ -651,3 +651,8 @@ async def test_find_ignores_twins_created_before_the_attempt(
     httpx2_mock.get(VIDEOS).respond(200, json=page([older_twin], has_more=False))
     assert await provider.find(submit_request()) is not None
     assert await provider.find(submit_request(attempted_at=attempt)) is None
+
+
+def test_repr_survives_a_refused_construction() -> None:
+    half_built = OpenAIVideosProvider.__new__(OpenAIVideosProvider)
+    assert repr(half_built) == "OpenAIVideosProvider(base_url=None)"

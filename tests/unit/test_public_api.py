@@ -37,6 +37,7 @@ CORE = {
     "SoraTasksError",
     "StoreUnavailableError",
     "SubmissionUncertainError",
+    "SyncTaskManager",
     "Task",
     "TaskError",
     "TaskEvent",

@@ -14,12 +14,12 @@ import pytest
 from sora_tasks import (
     ManagerNotRunningError,
     PollingPolicy,
+    SyncTaskManager,
     TaskFailedError,
     TaskManager,
     TaskNotFoundError,
     TaskStatus,
 )
-from sora_tasks._sync import SyncTaskManager
 from sora_tasks.testing import FakeBehaviour, FakeProvider, sample_video
 
 FAST = PollingPolicy(retry_interval=0.01, idle_wait=0.05, reconcile_delay=0)

@@ -133,7 +133,9 @@ class OpenAIVideosProvider(Provider):
         self._find_window = find_window
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(base_url={str(self._http.base_url)!r})"
+        http = getattr(self, "_http", None)  # absent when __init__ refused its arguments
+        base_url = str(http.base_url) if http is not None else None
+        return f"{type(self).__name__}(base_url={base_url!r})"
 
     @property
     def capabilities(self) -> ProviderCapabilities:

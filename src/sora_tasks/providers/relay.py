@@ -79,7 +79,9 @@ class MultipartRelayProvider(Provider):
         self._capabilities = capabilities or default_relay_capabilities(self._config)
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(base_url={str(self._http.base_url)!r})"
+        http = getattr(self, "_http", None)  # absent when __init__ refused its arguments
+        base_url = str(http.base_url) if http is not None else None
+        return f"{type(self).__name__}(base_url={base_url!r})"
 
     @property
     def config(self) -> RelayConfig:
