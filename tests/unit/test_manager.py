@@ -30,6 +30,7 @@ from sora_tasks import (
     UnknownProviderError,
     WaitTimeoutError,
 )
+from sora_tasks._models import TaskQuery
 from sora_tasks._schedule import PollSchedule
 from sora_tasks.providers import ContentStream
 from sora_tasks.providers._base import ContentVariant
@@ -56,13 +57,13 @@ async def test_create_stores_submits_and_binds_the_external_id() -> None:
             "  a calico cat playing piano ", user_id="u1", metadata={"k": "v"}
         )
         assert task.id.startswith("video_")
-        assert task.external_id == "fake_000001"
+        assert task.external_id is not None and task.external_id.startswith("fake_")
         assert task.prompt == "a calico cat playing piano"
         assert (task.model, task.size, task.seconds) == ("fake-video-1", "1280x720", 4)
         assert task.submission_id is not None and task.lease_owner is None
         (sent,) = fake.submissions
         assert sent.task_id == task.id and sent.idempotency_key == task.submission_id
-        assert await manager.get(task.id) == await manager.get("fake_000001")
+        assert await manager.get(task.id) == await manager.get(task.external_id)
 
 
 @pytest.mark.parametrize(
@@ -468,3 +469,12 @@ async def test_an_error_inside_the_block_comes_out_as_itself() -> None:
     with pytest.raises(KeyError, match="mine"):
         async with manager_for(FakeProvider(behaviour=QUICK)):
             raise KeyError("mine")
+
+
+async def test_fake_job_ids_do_not_collide_across_fakes_sharing_a_store() -> None:
+    # regression: the CLI's embedded store outlives each process's fake provider
+    store = InMemoryStore()
+    for _ in range(2):
+        async with manager_for(FakeProvider(behaviour=QUICK), store=store) as manager:
+            await manager.create("a")
+    assert len({t.external_id for t in (await store.list(TaskQuery())).items}) == 2

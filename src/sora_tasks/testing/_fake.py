@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import itertools
 import time
+import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
@@ -113,7 +113,6 @@ class FakeProvider(Provider):
         self._content = content if content is not None else sample_video()
         self._clock = clock
         self.api_key = SecretStr(api_key) if isinstance(api_key, str) else api_key
-        self._ids = itertools.count(1)
         self.jobs: dict[str, _Job] = {}
         self.submissions: list[SubmitRequest] = []
         self.status_calls = 0
@@ -136,7 +135,8 @@ class FakeProvider(Provider):
         if behaviour.submit_error is not None:
             raise behaviour.submit_error
         job = _Job(
-            external_id=f"fake_{next(self._ids):06d}",
+            # unique across processes: a store outlives the fake that filled it
+            external_id=f"fake_{uuid.uuid4().hex}",
             request=request,
             behaviour=behaviour,
             started=self._clock(),
