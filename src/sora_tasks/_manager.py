@@ -477,13 +477,20 @@ class TaskManager:
         *,
         output: str | os.PathLike[str] | None = None,
         timeout: float | None = None,
+        progress: bool = False,
         **options: Any,
     ) -> Task:
         """Create, wait and download in one call; raise :class:`TaskFailedError` if it fails.
 
         ``options`` are those of :meth:`create`. The video goes to ``output`` (default
-        ``<task id>.mp4`` in the current directory).
+        ``<task id>.mp4`` in the current directory). ``progress=True`` shows a progress bar (a
+        notebook widget with tqdm, else a rich bar; see :mod:`sora_tasks.notebook`).
         """
+        if progress:
+            from .notebook import progress_bar
+
+            async with progress_bar(self):
+                return await self.generate(prompt, output=output, timeout=timeout, **options)
         task = await self.create(prompt, **options)
         task = await self.wait(task.id, timeout=timeout)
         if task.status is not TaskStatus.COMPLETED:

@@ -136,12 +136,18 @@ class SyncTaskManager:
         *,
         output: str | os.PathLike[str] | None = None,
         timeout: float | None = None,
+        progress: bool = False,
         **options: Any,
     ) -> Task:
         """Create, wait and download in one call; see :meth:`TaskManager.generate`."""
         # spelled out because mypy cannot carry **options through _blocking's ParamSpec
         call = functools.partial(
-            self.manager.generate, prompt, output=output, timeout=timeout, **options
+            self.manager.generate,
+            prompt,
+            output=output,
+            timeout=timeout,
+            progress=progress,
+            **options,
         )
         return self.portal.call(call)
 

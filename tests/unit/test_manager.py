@@ -478,3 +478,10 @@ async def test_fake_job_ids_do_not_collide_across_fakes_sharing_a_store() -> Non
         async with manager_for(FakeProvider(behaviour=QUICK), store=store) as manager:
             await manager.create("a")
     assert len({t.external_id for t in (await store.list(TaskQuery())).items}) == 2
+
+
+async def test_generate_can_show_a_progress_bar(tmp_path: Path) -> None:
+    async with manager_for(FakeProvider(behaviour=QUICK)) as manager:
+        task = await manager.generate("a", output=tmp_path / "v.mp4", timeout=10, progress=True)
+    assert task.status is TaskStatus.COMPLETED
+    assert (tmp_path / "v.mp4").read_bytes() == sample_video()
