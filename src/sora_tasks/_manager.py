@@ -42,6 +42,7 @@ from ._models import (
     TaskStats,
     TaskStatus,
 )
+from ._operations import TaskOperations
 from ._policy import PollingPolicy
 from ._poller import Engine
 from ._validation import prepare
@@ -118,16 +119,22 @@ class TaskManager:
         if on_event is not None:
             self._events.add_callback(on_event)
         owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        self._engine = Engine(
+        self._ops = TaskOperations(
             store=self._store,
             providers=self._providers,
             policy=self.policy,
             events=self._events,
             clock=clock,
-            owner=owner,
             limits=self.limits,
             download_dir=Path(download_dir) if download_dir is not None else None,
             checksum_downloads=checksum_downloads,
+        )
+        self._engine = Engine(
+            store=self._store,
+            providers=self._providers,
+            policy=self.policy,
+            operations=self._ops,
+            owner=owner,
         )
         self._exit_stack: AsyncExitStack | None = None
         self._webhooks = WebhookReceiver(self, webhook_secrets or {})
@@ -319,7 +326,7 @@ class TaskManager:
         )
         task = await self._store.insert(task, image=image)
         self._events.publish(None, task)
-        task = await self._engine.submit(task, image)
+        task = await self._ops.submit(task, image)
         self._engine.wake()
         return task
 
@@ -371,7 +378,7 @@ class TaskManager:
             if task.is_terminal or task.external_id is None:
                 return task
             try:
-                return await self._engine.poll(task)
+                return await self._ops.poll(task)
             except ConflictError:
                 continue  # the engine polled it at the same moment: read its result
         return await self.get(task_id, user_id=user_id)
@@ -469,7 +476,7 @@ class TaskManager:
             raise TaskNotReadyError(
                 f"task {task.id} is {task.status.value}; only COMPLETED tasks have content"
             )
-        return await self._engine.fetch(task, path)
+        return await self._ops.fetch(task, path)
 
     async def generate(
         self,
