@@ -30,8 +30,9 @@ from werkzeug.datastructures import Headers, ImmutableMultiDict
 
 from sora_tasks._exceptions import ProviderError
 from sora_tasks._models import ImageData, TaskStatus
-from sora_tasks.providers import Backoff, OpenAIVideosProvider, SubmitRequest
+from sora_tasks.providers import Backoff, OpenAIVideosProvider
 from sora_tasks.providers.openai import DEFAULT_OPENAI_CAPABILITIES
+from tests.factories import submit_request, video_object
 from tests.forms import parse_form
 from tests.images import make_image
 
@@ -42,6 +43,11 @@ SPEC = HERE / "openai-videos-openapi.yaml"
 SHARED_SPEC = HERE.parents[2] / "shared" / "contracts" / "openai-videos-openapi.yaml"
 BASE = "https://api.openai.com/v1"
 KEY = "sk-contract-test"
+
+
+def video(**overrides: object) -> dict[str, object]:
+    """A Video object created just now (listings are searched by recency)."""
+    return video_object(**{"created_at": int(datetime.now(UTC).timestamp()), **overrides})
 
 
 def _binary_as_text(value: bytes, **parameters: str) -> str:
@@ -104,38 +110,6 @@ def check_calls(route: respx.Route) -> None:
         request = as_openapi_request(call.request)
         openapi().validate_request(request)
         openapi().validate_response(request, as_openapi_response(call.response))
-
-
-def video(**overrides: object) -> dict[str, object]:
-    return {
-        "id": "video_123",
-        "object": "video",
-        "model": "sora-2",
-        "status": "queued",
-        "progress": 0,
-        "created_at": int(datetime.now(UTC).timestamp()),
-        "completed_at": None,
-        "expires_at": None,
-        "prompt": "a calico cat playing piano",
-        "size": "720x1280",
-        "seconds": "4",
-        "remixed_from_video_id": None,
-        "error": None,
-        **overrides,
-    }
-
-
-def submit_request(**overrides: Any) -> SubmitRequest:
-    fields: dict[str, Any] = {
-        "task_id": "video_00000000-0000-0000-0000-000000000003",
-        "idempotency_key": "sub_contract",
-        "prompt": "a calico cat playing piano",
-        "model": "sora-2",
-        "size": "720x1280",
-        "seconds": 4,
-        **overrides,
-    }
-    return SubmitRequest(**fields)
 
 
 @pytest.fixture

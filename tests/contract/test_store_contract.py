@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 import anyio
 import pytest
@@ -23,22 +23,9 @@ from sora_tasks import (
 )
 from sora_tasks._models import ImageData, TaskQuery
 from sora_tasks.storage import TaskStore
+from tests.factories import make_task
 
 pytestmark = pytest.mark.anyio
-
-
-def make_task(now: datetime, **fields: object) -> Task:
-    values: dict[str, object] = {
-        "provider": "fake",
-        "prompt": "a calico cat playing piano",
-        "model": "sora-2",
-        "size": "1280x720",
-        "seconds": 4,
-        "created_at": now,
-        "updated_at": now,
-    }
-    values.update(fields)
-    return Task.model_validate(values)
 
 
 def image(content: bytes = b"\x89PNG\r\n\x1a\n-fake-") -> ImageData:

@@ -16,23 +16,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sora_tasks import ConflictError, Task, TaskStatus
 from sora_tasks.storage import SQLStore
 from sora_tasks.storage._sql_schema import tasks
+from tests.factories import make_task
 
 pytestmark = pytest.mark.anyio
 
 
-def make_task(now: datetime, **fields: Any) -> Task:
-    values: dict[str, Any] = {
-        "provider": "fake",
-        "prompt": "a calico cat playing piano",
-        "model": "sora-2",
-        "size": "1280x720",
-        "seconds": 4,
-        "created_at": now,
-        "updated_at": now,
-        "submission_id": "sub_1",
-        "next_poll_at": now - timedelta(seconds=1),
-    }
-    return Task.model_validate(values | fields)
+def due_task(now: datetime, **fields: Any) -> Task:
+    """A task with a submission under way, due for a poll."""
+    return make_task(now, submission_id="sub_1", next_poll_at=now - timedelta(seconds=1), **fields)
 
 
 @asynccontextmanager
@@ -60,7 +51,7 @@ async def claim_into(results: dict[str, Sequence[Task]], store: SQLStore, owner:
 async def test_two_claims_racing_for_one_task_have_exactly_one_winner(sql_url: URL) -> None:
     async with stores(sql_url, 2) as (first, second):
         for _ in range(10):
-            task = await first.insert(make_task(await first.now()))
+            task = await first.insert(due_task(await first.now()))
             results: dict[str, Sequence[Task]] = {}
             async with anyio.create_task_group() as group:
                 group.start_soon(claim_into, results, first, "w1")
@@ -76,7 +67,7 @@ async def test_two_claims_racing_for_one_task_have_exactly_one_winner(sql_url: U
 
 async def test_stale_fencing_token_after_takeover_changes_nothing(sql_url: URL) -> None:
     async with stores(sql_url, 2) as (frozen, peer):
-        task = await frozen.insert(make_task(await frozen.now()))
+        task = await frozen.insert(due_task(await frozen.now()))
         (mine,) = await frozen.claim_due(owner="frozen", limit=1, lease_seconds=0.3)
         assert await peer.claim_due(owner="peer", limit=1, lease_seconds=60) == []
         assert mine.lease_expires_at is not None
@@ -98,7 +89,7 @@ async def test_leases_run_on_the_database_clock_not_the_process_clock(
     sql_store: SQLStore,
 ) -> None:
     real_now = await sql_store.now()
-    task = await sql_store.insert(make_task(real_now))
+    task = await sql_store.insert(due_task(real_now))
     # the process's clock jumps a day ahead; a lease measured with it would already be over
     with time_machine.travel(real_now + timedelta(days=1), tick=True):
         assert datetime.now(UTC) > real_now + timedelta(hours=23)
@@ -118,7 +109,7 @@ async def test_sqlite_claims_take_the_write_lock_up_front(tmp_path: Any) -> None
         statements.append(" ".join(str(args[2]).split()))
 
     try:
-        await store.insert(make_task(await store.now()))
+        await store.insert(due_task(await store.now()))
         event.listen(store._engine.sync_engine, "before_cursor_execute", record)
         claimed = await store.claim_due(owner="w1", limit=1, lease_seconds=60)
     finally:
@@ -130,7 +121,7 @@ async def test_sqlite_claims_take_the_write_lock_up_front(tmp_path: Any) -> None
 
 async def test_concurrent_writes_with_one_token_have_exactly_one_winner(sql_url: URL) -> None:
     async with stores(sql_url, 6) as writers:
-        task = await writers[0].insert(make_task(await writers[0].now()))
+        task = await writers[0].insert(due_task(await writers[0].now()))
         outcomes: list[str] = []
 
         async def write(store: SQLStore, progress: int) -> None:
@@ -171,7 +162,7 @@ async def test_a_write_whose_read_went_stale_before_its_update_is_a_conflict(
     observer = create_async_engine(sql_url)
     try:
         async with stores(sql_url, 3) as writers:
-            task = await writers[0].insert(make_task(await writers[0].now()))
+            task = await writers[0].insert(due_task(await writers[0].now()))
             outcomes: list[str] = []
 
             async def write(store: SQLStore) -> None:

@@ -28,22 +28,10 @@ from sora_tasks import (
 from sora_tasks._models import ImageData
 from sora_tasks.storage import SQLStore
 from sora_tasks.storage._sql_schema import VERSION_TABLE, images, metadata, tasks
+from tests.factories import make_task
 from tests.sql_databases import postgres_database
 
 pytestmark = pytest.mark.anyio
-
-
-def make_task(now: datetime, **fields: Any) -> Task:
-    values: dict[str, Any] = {
-        "provider": "fake",
-        "prompt": "a calico cat playing piano",
-        "model": "sora-2",
-        "size": "1280x720",
-        "seconds": 4,
-        "created_at": now,
-        "updated_at": now,
-    }
-    return Task.model_validate(values | fields)
 
 
 def schema_differences(connection: Connection) -> list[Any]:

@@ -26,8 +26,10 @@ from sora_tasks._exceptions import (
     SubmissionUncertainError,
 )
 from sora_tasks._models import ImageData, TaskStatus
-from sora_tasks.providers import Backoff, OpenAIVideosProvider, ProviderCapabilities, SubmitRequest
+from sora_tasks.providers import Backoff, OpenAIVideosProvider, ProviderCapabilities
 from sora_tasks.providers.openai import DEFAULT_OPENAI_CAPABILITIES, parse_video
+from tests.factories import submit_request
+from tests.factories import video_object as video
 from tests.forms import parse_form
 from tests.images import make_image
 
@@ -37,39 +39,6 @@ CANARY = "sk-canary-openai-91c4-DO-NOT-LEAK"
 BASE = "https://sora.test/v1"
 VIDEOS = f"{BASE}/videos"
 NO_WAIT = Backoff(initial=0.0, maximum=0.0)
-
-
-def video(**overrides: object) -> dict[str, object]:
-    """A Video object as the contract describes it."""
-    return {
-        "id": "video_123",
-        "object": "video",
-        "model": "sora-2",
-        "status": "queued",
-        "progress": 0,
-        "created_at": 1_712_697_600,
-        "completed_at": None,
-        "expires_at": None,
-        "prompt": "a calico cat playing piano",
-        "size": "720x1280",
-        "seconds": "4",
-        "remixed_from_video_id": None,
-        "error": None,
-        **overrides,
-    }
-
-
-def submit_request(**overrides: Any) -> SubmitRequest:
-    fields: dict[str, Any] = {
-        "task_id": "video_00000000-0000-0000-0000-000000000001",
-        "idempotency_key": "sub_abc123",
-        "prompt": "a calico cat playing piano",
-        "model": "sora-2",
-        "size": "720x1280",
-        "seconds": 4,
-        **overrides,
-    }
-    return SubmitRequest(**fields)
 
 
 def png(width: int = 720, height: int = 1280) -> ImageData:

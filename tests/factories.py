@@ -1,0 +1,57 @@
+"""Builders shared by the test suites: a task to store, a Video object, a create request."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sora_tasks import Task
+from sora_tasks.providers import SubmitRequest
+
+
+def make_task(now: datetime, **fields: Any) -> Task:
+    """A valid task created at ``now``; ``fields`` override any default."""
+    values: dict[str, Any] = {
+        "provider": "fake",
+        "prompt": "a calico cat playing piano",
+        "model": "sora-2",
+        "size": "1280x720",
+        "seconds": 4,
+        "created_at": now,
+        "updated_at": now,
+    }
+    return Task.model_validate(values | fields)
+
+
+def video_object(**overrides: object) -> dict[str, object]:
+    """An OpenAI Video object as the API answers it; ``overrides`` replace any field."""
+    return {
+        "id": "video_123",
+        "object": "video",
+        "model": "sora-2",
+        "status": "queued",
+        "progress": 0,
+        "created_at": 1_712_697_600,
+        "completed_at": None,
+        "expires_at": None,
+        "prompt": "a calico cat playing piano",
+        "size": "720x1280",
+        "seconds": "4",
+        "remixed_from_video_id": None,
+        "error": None,
+        **overrides,
+    }
+
+
+def submit_request(**overrides: Any) -> SubmitRequest:
+    """A create as the manager hands it to a provider; ``overrides`` replace any field."""
+    fields: dict[str, Any] = {
+        "task_id": "video_00000000-0000-0000-0000-000000000001",
+        "idempotency_key": "sub_abc123",
+        "prompt": "a calico cat playing piano",
+        "model": "sora-2",
+        "size": "720x1280",
+        "seconds": 4,
+        **overrides,
+    }
+    return SubmitRequest(**fields)
