@@ -25,6 +25,7 @@ import uvicorn
 
 from sora_tasks._models import ImageData
 from sora_tasks.providers import OpenAIVideosProvider, SubmitRequest
+from tests.factories import submit_request, video_object
 from tests.forms import parse_form
 from tests.images import make_image
 
@@ -36,21 +37,7 @@ pytestmark = [
 
 KEY = "sk-equivalence-test"
 CONTRACT_TYPES = ("application/json", "multipart/form-data")
-VIDEO = {
-    "id": "video_eq",
-    "object": "video",
-    "model": "sora-2",
-    "status": "queued",
-    "progress": 0,
-    "created_at": 1_712_697_600,
-    "completed_at": None,
-    "expires_at": None,
-    "prompt": "a calico cat playing piano",
-    "size": "720x1280",
-    "seconds": "8",
-    "remixed_from_video_id": None,
-    "error": None,
-}
+VIDEO = video_object(id="video_eq", seconds="8")
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
@@ -138,16 +125,7 @@ async def recording_server() -> AsyncIterator[tuple[str, Recorder]]:
 
 
 def request(**overrides: Any) -> SubmitRequest:
-    fields: dict[str, Any] = {
-        "task_id": "video_00000000-0000-0000-0000-000000000004",
-        "idempotency_key": "sub_equivalence",
-        "prompt": "a calico cat playing piano",
-        "model": "sora-2",
-        "size": "720x1280",
-        "seconds": 8,
-        **overrides,
-    }
-    return SubmitRequest(**fields)
+    return submit_request(**{"seconds": 8, "idempotency_key": "sub_equivalence", **overrides})
 
 
 async def send_both(image: ImageData | None) -> tuple[Recorded, Recorded]:
