@@ -30,6 +30,9 @@ class PollingPolicy(BaseModel):
     - ``lease_seconds`` is how long a claimed task stays reserved to one worker: a dead worker's
       tasks are taken over after it. ``shutdown_grace`` is how long a stopping engine lets
       in-flight calls finish before it cancels them and hands their tasks back.
+    - ``batch_size`` is how many tasks one engine works on at once (its workers); up to as many
+      again wait claimed, so a worker that finishes starts its next call at once.
+      ``max_concurrent_polls`` caps the calls in flight to any one provider.
     - ``max_in_flight`` caps, per provider name, the jobs running at once (it overrides the
       provider's own ``max_in_flight``); further tasks wait locally, QUEUED, highest priority
       first, then oldest.

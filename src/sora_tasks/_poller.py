@@ -52,11 +52,13 @@ class Engine:
         self._earliest: datetime | None = None
         self._starved = False
         self._idle_workers = 0
+        self._prefetch = 0
+        self._refill_at = 1
         self._queued: dict[str, Task] = {}
         self._idle_until: datetime | None = None
         self._claiming: anyio.CancelScope | None = None
         self._stopped = False
-        self._limiters: dict[str, anyio.CapacityLimiter] = {}
+        self._limiters: dict[str, anyio.Semaphore] = {}
 
     def max_in_flight(self, provider: str) -> int | None:
         """How many jobs ``provider`` may run at once (``None``: no cap)."""
@@ -76,8 +78,9 @@ class Engine:
         ``shutdown_grace`` seconds, then cancels the rest; a cancelled call hands its task back
         at once (lease released, due now) so that a peer resumes it without waiting.
         """
+        # fast_acquire: a free slot must not cost a trip through the event loop on every poll
         self._limiters = {
-            name: anyio.CapacityLimiter(self._policy.max_concurrent_polls)
+            name: anyio.Semaphore(self._policy.max_concurrent_polls, fast_acquire=True)
             for name in self._providers
         }
         self._wake = anyio.Event()
@@ -87,8 +90,10 @@ class Engine:
         # long-lived workers take claimed tasks from a queue: a task per poll would cost more
         # than the poll's own bookkeeping once thousands of tasks are in flight
         workers = self._policy.batch_size
-        send, receive = anyio.create_memory_object_stream[Task](workers)
+        send, receive = anyio.create_memory_object_stream[Task](2 * workers)
         self._idle_workers = workers
+        self._prefetch = workers
+        self._refill_at = max(1, workers // 2)
         try:
             async with anyio.create_task_group() as group:
                 async with receive:
@@ -108,10 +113,10 @@ class Engine:
         # the flag, not only the cancel scope, ends the loop: a stop that lands while the idle
         # wait's own deadline expires is absorbed by that inner scope
         while not self._stopped:
-            free = self._idle_workers - len(self._queued)
-            self._starved = free <= 0
+            free = self._free()
+            self._starved = free < self._refill_at
             claimed: list[Task] = []
-            if free > 0:
+            if not self._starved:
                 try:
                     claimed = await self._claim(free)
                 except Exception:
@@ -120,12 +125,22 @@ class Engine:
             for task in claimed:
                 self._queued[task.id] = task
                 send.send_nowait(task)
-            if len(claimed) < free or free <= 0:
+            if len(claimed) < free or self._starved:
                 await self._idle()
 
     async def _work(self, receive: MemoryObjectReceiveStream[Task]) -> None:
         async with receive:
-            async for task in receive:
+            while True:
+                try:
+                    # a task already queued is taken without a checkpoint (one loop trip less)
+                    task = receive.receive_nowait()
+                except anyio.WouldBlock:
+                    try:
+                        task = await receive.receive()
+                    except anyio.EndOfStream:
+                        return
+                except anyio.EndOfStream:
+                    return
                 if self._queued.pop(task.id, None) is None:
                     continue  # handed back at shutdown already
                 self._idle_workers -= 1
@@ -133,8 +148,13 @@ class Engine:
                     await self._process(task)
                 finally:
                     self._idle_workers += 1
-                    if self._starved:
+                    if self._starved and self._free() >= self._refill_at:
                         self.wake()
+
+    def _free(self) -> int:
+        # up to one claimed task waits per worker, so a worker that finishes finds its next task
+        # at once; claims come in batches of half the workers rather than one per poll
+        return self._idle_workers + self._prefetch - len(self._queued)
 
     async def _claim(self, free: int) -> list[Task]:
         lease = self._policy.lease_seconds
@@ -183,7 +203,7 @@ class Engine:
 
     async def _process(self, task: Task) -> None:
         try:
-            async with self._limiters.get(task.provider) or anyio.CapacityLimiter(1):
+            async with self._limiters.get(task.provider) or anyio.Semaphore(1):
                 if task.deadline_at is not None and self._clock() >= task.deadline_at:
                     await self._ops.timeout(task)
                 elif task.external_id is not None:
