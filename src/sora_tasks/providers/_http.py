@@ -42,6 +42,7 @@ from .._retry import (
 from ._base import ContentStream
 from ._content import ResponseContent
 from ._errors import display_url, error_for_status, scrub
+from ._transport import PollingTransport, environment_proxies
 
 __all__ = ["DEFAULT_TIMEOUT", "SENSITIVE_HEADERS", "ProviderClient", "origin", "redact_headers"]
 
@@ -69,6 +70,14 @@ def _user_agent() -> str:
         return f"sora-tasks/{metadata.version('sora-tasks')}"
     except metadata.PackageNotFoundError:
         return "sora-tasks"
+
+
+def _default_client(timeout: httpx2.Timeout | float) -> httpx2.AsyncClient:
+    # a proxy named by the environment keeps httpx2's own transports, which honour it; an
+    # explicit transport would turn environment proxies off
+    if environment_proxies():
+        return httpx2.AsyncClient(timeout=timeout)
+    return httpx2.AsyncClient(timeout=timeout, transport=PollingTransport())
 
 
 def redact_headers(headers: Iterable[tuple[str, str]], sensitive: Iterable[str]) -> dict[str, str]:
@@ -129,7 +138,7 @@ class ProviderClient:
             self._secrets = (value, key)
         self._sensitive = SENSITIVE_HEADERS | {auth_header.lower()}
         self._owns_client = client is None
-        self._client = client or httpx2.AsyncClient(timeout=timeout or DEFAULT_TIMEOUT)
+        self._client = client or _default_client(timeout or DEFAULT_TIMEOUT)
         self._timeout = {} if timeout is None else {"timeout": timeout}
         self._max_retries = max_retries
         self._backoff = backoff or Backoff()
