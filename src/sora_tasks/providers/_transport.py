@@ -20,7 +20,7 @@ import httpcore2
 import httpx2
 from httpcore2 import AsyncNetworkBackend, AsyncNetworkStream
 
-__all__ = ["PollingTransport", "environment_proxies"]
+__all__ = ["DEFAULT_LIMITS", "PollingTransport", "environment_proxies"]
 
 _READABLE = "is_readable"
 
@@ -28,6 +28,12 @@ _READABLE = "is_readable"
 def environment_proxies() -> bool:
     """Whether the environment names a proxy (``HTTPS_PROXY``, ``ALL_PROXY``, …) for httpx2."""
     return any(scheme != "no" for scheme in urllib.request.getproxies())
+
+
+DEFAULT_LIMITS = httpx2.Limits(max_connections=100, max_keepalive_connections=100)
+"""Every connection may stay open between polls (httpx2 keeps 20). Past 20 calls at once,
+httpx2 would close the surplus as each response ends and open (with TLS, handshake) new ones
+for the next polls; an idle connection still closes after 5 s."""
 
 
 class _Socket(Protocol):
@@ -50,7 +56,7 @@ class PollingTransport(httpx2.AsyncHTTPTransport):
         trust_env: bool = True,
     ) -> None:
         # not the parent's __init__: it would build a pool (and an SSL context) only to be replaced
-        limits = limits or httpx2.Limits(max_connections=100, max_keepalive_connections=20)
+        limits = limits or DEFAULT_LIMITS
         self._pool = httpcore2.AsyncConnectionPool(
             ssl_context=httpx2.create_ssl_context(verify=verify, trust_env=trust_env),
             max_connections=limits.max_connections,
@@ -64,6 +70,7 @@ class _SocketKeepingStream(AsyncNetworkStream):
     def __init__(self, stream: AsyncNetworkStream) -> None:
         self._stream = stream
         self._socket: _Socket | None = stream.get_extra_info("socket")
+        self._poller: _Poller | None = None
 
     async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
         return await self._stream.read(max_bytes, timeout)
@@ -86,7 +93,9 @@ class _SocketKeepingStream(AsyncNetworkStream):
 
     def get_extra_info(self, info: str) -> Any:
         if info == _READABLE and self._socket is not None:
-            return _readable(self._socket)
+            if self._poller is None:
+                self._poller = _Poller(self._socket)
+            return self._poller.readable()
         return self._stream.get_extra_info(info)
 
 
@@ -119,14 +128,22 @@ class _SocketKeepingBackend(AsyncNetworkBackend):
         await self._backend.sleep(seconds)
 
 
-def _readable(sock: _Socket) -> bool:
-    # readable while idle means the server closed (or sent something unasked): either way the
-    # connection cannot take a request; a closed socket (fd -1) counts as readable too
-    fd = sock.fileno()
-    if fd < 0:
-        return True
-    if not hasattr(select, "poll"):  # Windows
-        return bool(select.select([fd], [], [], 0)[0])
-    poller = select.poll()
-    poller.register(fd, select.POLLIN)
-    return bool(poller.poll(0))
+class _Poller:
+    """Whether a socket is readable, asked with one system call (the fd is registered once)."""
+
+    def __init__(self, sock: _Socket) -> None:
+        self._socket = sock
+        self._fd = sock.fileno()
+        self._poll = select.poll() if hasattr(select, "poll") else None  # not on Windows
+        if self._poll is not None and self._fd >= 0:
+            self._poll.register(self._fd, select.POLLIN)
+
+    def readable(self) -> bool:
+        # readable while idle means the server closed (or sent something unasked): either way
+        # the connection cannot take a request. A closed socket (fd -1) counts as readable too,
+        # and is checked first so that a number the system has since reused is never polled.
+        if self._socket.fileno() != self._fd or self._fd < 0:
+            return True
+        if self._poll is None:
+            return bool(select.select([self._fd], [], [], 0)[0])
+        return bool(self._poll.poll(0))
