@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import signal
 import socket
@@ -18,22 +17,21 @@ import anyio
 import pydantic
 from anyio.abc import TaskGroup
 
+from ._admission import Admission
 from ._events import EventHub, TaskEvent
 from ._exceptions import (
     ConflictError,
     InvalidRequestError,
     ManagerNotRunningError,
-    ProviderError,
     TaskFailedError,
     TaskNotFoundError,
     TaskNotReadyError,
     UnknownProviderError,
     WaitTimeoutError,
 )
-from ._logging import log_task, logger
+from ._logging import logger
 from ._models import (
     GenerationRequest,
-    ImageData,
     Limits,
     MediaType,
     Task,
@@ -45,7 +43,6 @@ from ._models import (
 from ._operations import TaskOperations
 from ._policy import PollingPolicy
 from ._poller import Engine
-from ._validation import prepare
 from ._webhooks import WebhookReceiver, WebhookResult
 from .providers._base import Provider
 from .storage._base import TaskStore
@@ -135,6 +132,17 @@ class TaskManager:
             policy=self.policy,
             operations=self._ops,
             owner=owner,
+        )
+        self._admission = Admission(
+            store=self._store,
+            providers=self._providers,
+            default_provider=self._default,
+            limits=self.limits,
+            policy=self.policy,
+            events=self._events,
+            operations=self._ops,
+            engine=self._engine,
+            clock=clock,
         )
         self._exit_stack: AsyncExitStack | None = None
         self._webhooks = WebhookReceiver(self, webhook_secrets or {})
@@ -260,8 +268,7 @@ class TaskManager:
 
     async def submit(self, request: GenerationRequest) -> Task:
         """Like :meth:`create`, for a prepared :class:`GenerationRequest`."""
-        task, image = self._new_task(request)
-        return await self._admit(task, image)
+        return await self._admission.submit(request)
 
     async def create_many(self, requests: Iterable[GenerationRequest]) -> list[Task]:
         """Submit a batch. Every request is validated first: one bad request stores nothing.
@@ -269,66 +276,7 @@ class TaskManager:
         Tasks come back in the order of ``requests``. They obey the same admission rules as
         :meth:`create`: a provider at its ``max_in_flight`` gets the rest later, by priority.
         """
-        prepared = [self._new_task(request) for request in requests]
-        tasks: list[Task | None] = [None] * len(prepared)
-        limiter = anyio.CapacityLimiter(self.policy.max_concurrent_polls)
-
-        async def admit(index: int, task: Task, image: ImageData | None) -> None:
-            async with limiter:
-                tasks[index] = await self._admit(task, image)
-
-        async with anyio.create_task_group() as group:
-            for index, (task, image) in enumerate(prepared):
-                group.start_soon(admit, index, task, image)
-        return [task for task in tasks if task is not None]
-
-    def _new_task(self, request: GenerationRequest) -> tuple[Task, ImageData | None]:
-        name = request.provider or self._default
-        provider = self._provider(name)
-        prepared = prepare(
-            request, limits=self.limits, capabilities=provider.capabilities, provider=name
-        )
-        now = self._clock()
-        task = Task(
-            provider=name,
-            user_id=request.user_id,
-            media_type=request.media_type,
-            prompt=prepared.prompt,
-            model=prepared.model,
-            size=prepared.size,
-            seconds=prepared.seconds,
-            reference_image=prepared.reference_image,
-            metadata=request.metadata,
-            priority=request.priority,
-            created_at=now,
-            updated_at=now,
-            deadline_at=now + (request.deadline or self.policy.deadline),
-            next_poll_at=now,
-        )
-        return task, prepared.image
-
-    async def _admit(self, task: Task, image: ImageData | None) -> Task:
-        if self._engine.max_in_flight(task.provider) is not None:
-            # a capped provider: the engine submits in priority order as jobs finish
-            task = await self._store.insert(task, image=image)
-            self._events.publish(None, task)
-            self._engine.wake()
-            return task
-        now = self._clock()
-        task = task.model_copy(
-            update={
-                "submission_id": f"sub_{uuid.uuid4().hex}",
-                "submitted_at": now,
-                # if we die mid-submit, a peer finds the task once this lease runs out
-                "lease_owner": self._engine.owner,
-                "lease_expires_at": now + timedelta(seconds=self.policy.lease_seconds),
-            }
-        )
-        task = await self._store.insert(task, image=image)
-        self._events.publish(None, task)
-        task = await self._ops.submit(task, image)
-        self._engine.wake()
-        return task
+        return await self._admission.submit_many(requests)
 
     async def get(self, task_id: str, *, user_id: str | None = None) -> Task:
         """A task by our id or by the provider's id."""
@@ -408,23 +356,9 @@ class TaskManager:
             if task.is_terminal:
                 return task
             try:
-                with anyio.CancelScope(shield=True):
-                    cancelled = await self._store.update(
-                        task.id, expected_version=task.version, status=TaskStatus.CANCELLED
-                    )
+                return await self._ops.cancel(task)
             except ConflictError:
                 continue  # the engine wrote first: look again
-            self._events.publish(task, cancelled)
-            break
-        provider = self._providers.get(cancelled.provider)
-        if provider is not None and cancelled.external_id and provider.capabilities.can_cancel:
-            try:
-                await provider.cancel(cancelled.external_id)
-            except ProviderError as exc:
-                log_task(
-                    logging.WARNING, f"provider cancel failed: {exc}", cancelled, action="cancel"
-                )
-        return cancelled
 
     async def cleanup(self, *, older_than: timedelta) -> int:
         """Delete tasks that ended over ``older_than`` ago, and images no task uses any more."""
@@ -503,15 +437,6 @@ class TaskManager:
         if task.status is not TaskStatus.COMPLETED:
             raise TaskFailedError(task)
         return await self.download(task.id, output if output is not None else f"{task.id}.mp4")
-
-    def _provider(self, name: str) -> Provider:
-        try:
-            return self._providers[name]
-        except KeyError:
-            raise UnknownProviderError(
-                f"no provider named {name!r}; registered: {', '.join(sorted(self._providers))}",
-                field="provider",
-            ) from None
 
 
 def _only(group: BaseExceptionGroup[BaseException], error: BaseException) -> bool:

@@ -150,6 +150,18 @@ class TaskOperations:
         self._events.publish(task, updated)
         return updated
 
+    async def cancel(self, task: Task) -> Task:
+        """Mark ``task`` CANCELLED if it is unchanged, then ask the provider to stop its job.
+
+        Raises :class:`ConflictError` when the task moved on since it was read. A provider that
+        cannot cancel, or fails to, leaves the job to finish on its own (logged).
+        """
+        cancelled = await self._write(task, status=TaskStatus.CANCELLED)
+        provider = self._providers.get(cancelled.provider)
+        if provider is not None and cancelled.external_id and provider.capabilities.can_cancel:
+            await _best_effort(provider.cancel(cancelled.external_id), cancelled, "cancel")
+        return cancelled
+
     async def _collect(self, task: Task) -> Task:
         if self._download_dir is None or task.status is not TaskStatus.COMPLETED:
             return task

@@ -1,0 +1,128 @@
+"""Admission: a request becomes a stored task, submitted at once or queued behind a provider's cap.
+
+Everything is validated before anything is stored, for one request as for a batch. A task bound
+for a provider without a cap is stored with its submission attempt and a lease, then submitted in
+two phases; one bound for a capped provider is stored QUEUED and left to the engine, which submits
+in priority order as running jobs finish.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from datetime import datetime, timedelta
+
+import anyio
+
+from ._events import EventHub
+from ._exceptions import UnknownProviderError
+from ._models import GenerationRequest, ImageData, Limits, Task
+from ._operations import TaskOperations
+from ._policy import PollingPolicy
+from ._poller import Engine
+from ._validation import prepare
+from .providers._base import Provider
+from .storage._base import TaskStore
+
+__all__ = ["Admission"]
+
+
+class Admission:
+    """Turns requests into tasks for one manager."""
+
+    def __init__(
+        self,
+        *,
+        store: TaskStore,
+        providers: Mapping[str, Provider],
+        default_provider: str,
+        limits: Limits,
+        policy: PollingPolicy,
+        events: EventHub,
+        operations: TaskOperations,
+        engine: Engine,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self._store = store
+        self._providers = providers
+        self._default = default_provider
+        self._limits = limits
+        self._policy = policy
+        self._events = events
+        self._ops = operations
+        self._engine = engine
+        self._clock = clock
+
+    async def submit(self, request: GenerationRequest) -> Task:
+        """Validate ``request``, store its task and submit it (or queue it behind a cap)."""
+        task, image = self._new_task(request)
+        return await self._admit(task, image)
+
+    async def submit_many(self, requests: Iterable[GenerationRequest]) -> list[Task]:
+        """Validate every request, then admit them all, ``max_concurrent_polls`` at a time."""
+        prepared = [self._new_task(request) for request in requests]
+        tasks: list[Task | None] = [None] * len(prepared)
+        limiter = anyio.CapacityLimiter(self._policy.max_concurrent_polls)
+
+        async def admit(index: int, task: Task, image: ImageData | None) -> None:
+            async with limiter:
+                tasks[index] = await self._admit(task, image)
+
+        async with anyio.create_task_group() as group:
+            for index, (task, image) in enumerate(prepared):
+                group.start_soon(admit, index, task, image)
+        return [task for task in tasks if task is not None]
+
+    def _new_task(self, request: GenerationRequest) -> tuple[Task, ImageData | None]:
+        name = request.provider or self._default
+        try:
+            provider = self._providers[name]
+        except KeyError:
+            raise UnknownProviderError(
+                f"no provider named {name!r}; registered: {', '.join(sorted(self._providers))}",
+                field="provider",
+            ) from None
+        prepared = prepare(
+            request, limits=self._limits, capabilities=provider.capabilities, provider=name
+        )
+        now = self._clock()
+        task = Task(
+            provider=name,
+            user_id=request.user_id,
+            media_type=request.media_type,
+            prompt=prepared.prompt,
+            model=prepared.model,
+            size=prepared.size,
+            seconds=prepared.seconds,
+            reference_image=prepared.reference_image,
+            metadata=request.metadata,
+            priority=request.priority,
+            created_at=now,
+            updated_at=now,
+            deadline_at=now + (request.deadline or self._policy.deadline),
+            next_poll_at=now,
+        )
+        return task, prepared.image
+
+    async def _admit(self, task: Task, image: ImageData | None) -> Task:
+        if self._engine.max_in_flight(task.provider) is not None:
+            # a capped provider: the engine submits in priority order as jobs finish
+            task = await self._store.insert(task, image=image)
+            self._events.publish(None, task)
+            self._engine.wake()
+            return task
+        now = self._clock()
+        task = task.model_copy(
+            update={
+                "submission_id": f"sub_{uuid.uuid4().hex}",
+                "submitted_at": now,
+                # if we die mid-submit, a peer finds the task once this lease runs out
+                "lease_owner": self._engine.owner,
+                "lease_expires_at": now + timedelta(seconds=self._policy.lease_seconds),
+            }
+        )
+        task = await self._store.insert(task, image=image)
+        self._events.publish(None, task)
+        task = await self._ops.submit(task, image)
+        self._engine.wake()
+        return task
