@@ -117,11 +117,19 @@ async def serving(app: FastAPI) -> AsyncIterator[str]:
 
 @asynccontextmanager
 async def running(
-    fake: FakeProvider | None = None, *, poll: bool = True, **router_options: Any
+    fake: FakeProvider | None = None,
+    *,
+    poll: bool = True,
+    download_dir: Path | None = None,
+    **router_options: Any,
 ) -> AsyncIterator[Api]:
     fake = fake or FakeProvider(behaviour=QUICK, script=slow_when_asked)
     manager = TaskManager(
-        providers={"fake": fake}, policy=FAST, poll=poll, webhook_secrets={"fake": SECRET}
+        providers={"fake": fake},
+        policy=FAST,
+        poll=poll,
+        webhook_secrets={"fake": SECRET},
+        download_dir=download_dir,
     )
 
     @asynccontextmanager
@@ -192,6 +200,39 @@ async def test_the_full_lifecycle() -> None:
         )
         assert cancelled.status_code == 200 and cancelled.json()["status"] == "CANCELLED"
         assert api.fake.cancelled == [slow["externalTaskId"]]
+
+
+async def test_a_downloaded_video_is_served_from_disk_with_byte_ranges(tmp_path: Path) -> None:
+    video = sample_video()
+    async with running(download_dir=tmp_path) as api:
+        task = (await api.create(prompt="a calico cat")).json()
+        await api.until_done(task["videoId"])
+        with anyio.fail_after(10):
+            while True:  # the engine downloads right after it records the completion
+                stored = await api.manager.get(task["videoId"])
+                if stored.result is not None and stored.result.local_path is not None:
+                    break
+                await anyio.sleep(0.02)
+        path = f"/tasks/{task['videoId']}/content"
+
+        whole = await api.get(path)
+        assert (whole.status_code, whole.content) == (200, video)
+        assert whole.headers["accept-ranges"] == "bytes"
+        assert whole.headers["content-type"] == "video/mp4"
+
+        ranged = {"x-user": "u1", "range": "bytes=100-199"}
+        part = await api.client.get(f"/api/video{path}", headers=ranged)
+        assert (part.status_code, part.content) == (206, video[100:200])
+        assert part.headers["content-range"] == f"bytes 100-199/{len(video)}"
+        beyond = {"x-user": "u1", "range": f"bytes={len(video) + 10}-"}
+        assert (await api.client.get(f"/api/video{path}", headers=beyond)).status_code == 416
+        assert (await api.get(path, user="u2")).status_code == 404
+
+        # a copy that is no longer whole is never served: the provider's is
+        Path(stored.result.local_path).write_bytes(video[:100])
+        fallback = await api.get(path)
+        assert (fallback.status_code, fallback.content) == (200, video)
+        assert "accept-ranges" not in fallback.headers
 
 
 async def test_listing_pages_and_filters() -> None:

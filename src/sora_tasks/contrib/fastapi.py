@@ -19,16 +19,18 @@ the caller's user id (or raises 401). Every route but the webhook acts only on t
 # no `from __future__ import annotations`: FastAPI reads the route signatures at runtime, and
 # they use aliases local to create_router
 import re
+import stat
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from functools import partial
 from typing import Annotated, Any
 
+import anyio
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 from fastapi.routing import APIRoute
 from pydantic import ValidationError
 from starlette.types import Message, Receive, Scope, Send
@@ -202,6 +204,19 @@ class _ProviderContent(Response):
             await answer(scope, receive, send)
 
 
+async def _downloaded(task: Task) -> str | None:
+    """The task's downloaded file, if it is on this machine whole (its recorded size)."""
+    result = task.result
+    if result is None or result.local_path is None or result.byte_size is None:
+        return None
+    try:
+        found = await anyio.Path(result.local_path).stat()
+    except OSError:
+        return None
+    whole = stat.S_ISREG(found.st_mode) and found.st_size == result.byte_size
+    return result.local_path if whole else None
+
+
 async def _chunks(stream: ContentStream) -> AsyncIterator[bytes]:
     async for chunk in stream.aiter_bytes():
         yield chunk
@@ -313,17 +328,27 @@ def create_router(
         response_class=Response,
         responses={
             200: {"content": {"video/mp4": {}}, "description": "the video, streamed"},
+            206: {"description": "a byte range of the downloaded copy"},
             409: {"model": ProblemAnswer},
             502: {"model": ProblemAnswer},
         },
     )
     async def get_content(video_id: VideoId, user: User) -> Response:
-        """Stream a COMPLETED task's video from the provider; 409 before then."""
+        """A COMPLETED task's video; 409 before then.
+
+        Served from the downloaded copy when this machine has it whole (with Range support),
+        otherwise streamed from the provider.
+        """
         task = await manager.get(video_id, user_id=user)
         if task.status is not TaskStatus.COMPLETED or task.external_id is None:
             raise TaskNotReadyError(
                 f"task {task.id} is {task.status.value}; only COMPLETED tasks have content"
             )
+        local = await _downloaded(task)
+        if local is not None:
+            # the copy on this machine outlives the provider's link, and answers Range requests
+            # (a browser's player seeks with them; Safari plays nothing without)
+            return FileResponse(local)
         provider = manager.providers.get(task.provider)
         if provider is None:
             raise ProviderError(f"provider {task.provider!r} is not configured here")
