@@ -227,6 +227,22 @@ def test_db_upgrade_creates_the_database_it_is_pointed_at(cli: CLI, tmp_path: Pa
     assert listed == {"items": [], "next_cursor": None}
 
 
+def test_db_copy_moves_every_task_and_can_be_run_again(cli: CLI, tmp_path: Path) -> None:
+    first = cli("submit", "a dog on a skateboard", "--user", "u1", "--json").json()
+    second = cli("submit", "a cat on a piano", "--user", "u2", "--json").json()
+    target = tmp_path / "copy.db"
+    copied = cli("db", "copy", "--to", str(target), "--json").json()
+    assert (copied["copied"], copied["skipped"]) == (2, 0)
+    again = cli("db", "copy", "--to", str(target)).stderr
+    assert "copied 0 tasks" in again and "2 were there already" in again
+    listed = cli("list", "--database-url", str(target), "--json").json()["items"]
+    assert {(task["id"], task["external_id"]) for task in listed} == {
+        (first["id"], first["external_id"]),
+        (second["id"], second["external_id"]),
+    }
+    assert all(task["lease_owner"] is None for task in listed)
+
+
 def test_a_failed_task_exits_1_with_the_providers_reason(cli: CLI) -> None:
     result = cli("generate", "something forbidden", "-o", "no.mp4", "--json", expect=1)
     assert result.json()["status"] == "FAILED"

@@ -45,6 +45,7 @@ app.command(
     add_help_option=False,
 )(_ops.simulate)
 _db.command("upgrade")(_ops.db_upgrade)
+_db.command("copy")(_ops.db_copy)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -30,6 +30,7 @@ __all__ = [
     "Flags",
     "ProviderSettings",
     "Settings",
+    "database_url",
     "find_config_file",
     "load_settings",
 ]
@@ -143,7 +144,7 @@ def load_settings(flags: Flags, env: Mapping[str, str] | None = None) -> Setting
     return Settings(
         providers=providers,
         default_provider=default,
-        database_url=_database_url(
+        database_url=database_url(
             flags.database_url or env.get("SORA_TASKS_DATABASE_URL") or file.database_url
         ),
         download_dir=file.download_dir,
@@ -217,7 +218,8 @@ def _resolve(
     return settings.model_copy(update=changes)
 
 
-def _database_url(value: str | None) -> str | None:
+def database_url(value: str | None) -> str | None:
+    """A SQLAlchemy URL as given, or a bare path as an SQLite file URL."""
     if value is None or "://" in value:
         return value
     # a bare path names an SQLite file

@@ -1,4 +1,4 @@
-"""Operator commands: stats, cleanup, worker, simulate, db upgrade."""
+"""Operator commands: stats, cleanup, worker, simulate, db upgrade, db copy."""
 
 from __future__ import annotations
 
@@ -11,12 +11,14 @@ from typing import Annotated
 import typer
 
 from .._models import TaskStats
+from ..storage import copy_tasks
 from ._build import build_store, open_manager
 from ._common import ConfigOption, DatabaseOption, JsonOption, UserOption, prepare, run
+from ._config import database_url
 from ._durations import parse_duration
 from ._output import USAGE, fail, print_json, say, show_stats
 
-__all__ = ["cleanup", "db_upgrade", "simulate", "stats", "worker"]
+__all__ = ["cleanup", "db_copy", "db_upgrade", "simulate", "stats", "worker"]
 
 _LOG_LEVELS = ("debug", "info", "warning", "error")
 
@@ -136,3 +138,42 @@ def db_upgrade(
         print_json({"database": described, "upgraded": True})
     else:
         say(f"{described} is up to date")
+
+
+def db_copy(
+    to: Annotated[
+        str,
+        typer.Option(
+            "--to",
+            help="SQLAlchemy URL or SQLite file to copy into (created and migrated if needed)",
+            show_default=False,
+        ),
+    ],
+    config: ConfigOption = None,
+    database: DatabaseOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Copy every task into another database (SQLite to PostgreSQL, say).
+
+    Stop the workers first. Tasks already there are skipped: after an interruption, run it again.
+    """
+    settings = prepare(config, database, None)
+
+    async def main() -> dict[str, object]:
+        source, target = build_store(settings.database_url), build_store(database_url(to))
+        try:
+            await target.migrate()
+            report = await copy_tasks(source, target)
+        finally:
+            await source.close()
+            await target.close()
+        return {"source": repr(source), "target": repr(target), **dataclasses.asdict(report)}
+
+    result = run(main)
+    if json_output:
+        print_json(result)
+    else:
+        say(
+            f"copied {result['copied']} tasks from {result['source']} to {result['target']}; "
+            f"{result['skipped']} were there already"
+        )
