@@ -75,3 +75,16 @@ async def test_copy_from_an_sqlite_file_into_each_database(
         await check_copy(source, sql_store)
     finally:
         await source.close()
+
+
+async def test_a_job_the_target_binds_to_another_task_is_not_copied(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    source, target = InMemoryStore(), InMemoryStore()
+    await source.insert(make_task(NOW, status=TaskStatus.PROCESSING, external_id="job_1"))
+    other = make_task(NOW, status=TaskStatus.PROCESSING, external_id="job_1")
+    await target.insert(other)
+    report = await copy_tasks(source, target)
+    assert (report.copied, report.skipped) == (0, 1)
+    assert [task.id for task in (await target.list(TaskQuery())).items] == [other.id]
+    assert "bound to job job_1" in caplog.text

@@ -58,6 +58,13 @@ async def _copy_one(source: TaskStore, target: TaskStore, task: Task) -> bool:
     unleased = task.model_copy(update={"lease_owner": None, "lease_expires_at": None})
     try:
         await target.insert(unleased, image=image)
-    except (ConflictError, DuplicateExternalIdError):
+    except ConflictError:
+        return False  # copied before
+    except DuplicateExternalIdError:
+        logger.warning(
+            "task %s: the target has another task bound to job %s; not copied",
+            task.id,
+            task.external_id,
+        )
         return False
     return True
