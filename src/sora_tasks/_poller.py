@@ -188,7 +188,9 @@ class Engine:
         if self._earliest is not None and self._earliest <= now:
             self._earliest = None
         wait = self._policy.idle_wait
-        if self._earliest is not None:
+        # a starved loop cannot claim whatever comes due: only a worker finishing (which wakes
+        # it) makes room
+        if self._earliest is not None and not self._starved:
             wait = min(wait, (self._earliest - now).total_seconds())
         self._idle_until = now + timedelta(seconds=wait)
         with anyio.move_on_after(wait):
@@ -254,5 +256,5 @@ class Engine:
     def _note_next(self, when: datetime) -> None:
         if self._earliest is None or when < self._earliest:
             self._earliest = when
-        if self._idle_until is not None and when < self._idle_until:
+        if not self._starved and self._idle_until is not None and when < self._idle_until:
             self.wake()
