@@ -3,9 +3,9 @@
 Before each request, and again when a response is closed, httpcore2's pool asks every idle
 keep-alive connection whether the server has hung up on it. Its stock network stream answers
 by rebuilding anyio's table of socket attributes, a ``getpeername`` system call included, just to
-reach the socket. A poller keeps connections idle between polls (up to 20 per provider by
-default), so that check cost more than the rest of a poll. The stream below keeps the socket it
-was opened on and asks ``poll(2)`` only.
+reach the socket. A poller keeps connections idle between polls (up to 100 per provider here),
+so that check cost more than the rest of a poll. The stream below keeps the socket it was opened
+on and asks ``poll(2)`` only.
 """
 
 from __future__ import annotations
