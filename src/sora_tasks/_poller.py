@@ -52,8 +52,7 @@ class Engine:
         self._earliest: datetime | None = None
         self._starved = False
         self._idle_workers = 0
-        self._prefetch = 0
-        self._refill_at = 1
+        self._refill_at = max(1, policy.batch_size // 2)
         self._queued: dict[str, Task] = {}
         self._idle_until: datetime | None = None
         self._claiming: anyio.CancelScope | None = None
@@ -92,8 +91,6 @@ class Engine:
         workers = self._policy.batch_size
         send, receive = anyio.create_memory_object_stream[Task](2 * workers)
         self._idle_workers = workers
-        self._prefetch = workers
-        self._refill_at = max(1, workers // 2)
         try:
             async with anyio.create_task_group() as group:
                 async with receive:
@@ -130,17 +127,7 @@ class Engine:
 
     async def _work(self, receive: MemoryObjectReceiveStream[Task]) -> None:
         async with receive:
-            while True:
-                try:
-                    # a task already queued is taken without a checkpoint (one loop trip less)
-                    task = receive.receive_nowait()
-                except anyio.WouldBlock:
-                    try:
-                        task = await receive.receive()
-                    except anyio.EndOfStream:
-                        return
-                except anyio.EndOfStream:
-                    return
+            while (task := await _next(receive)) is not None:
                 if self._queued.pop(task.id, None) is None:
                     continue  # handed back at shutdown already
                 self._idle_workers -= 1
@@ -154,7 +141,7 @@ class Engine:
     def _free(self) -> int:
         # up to one claimed task waits per worker, so a worker that finishes finds its next task
         # at once; claims come in batches of half the workers rather than one per poll
-        return self._idle_workers + self._prefetch - len(self._queued)
+        return self._idle_workers + self._policy.batch_size - len(self._queued)
 
     async def _claim(self, free: int) -> list[Task]:
         lease = self._policy.lease_seconds
@@ -258,3 +245,18 @@ class Engine:
             self._earliest = when
         if not self._starved and self._idle_until is not None and when < self._idle_until:
             self.wake()
+
+
+async def _next(receive: MemoryObjectReceiveStream[Task]) -> Task | None:
+    """The next claimed task, or None once the stream is closed."""
+    try:
+        # a task already queued is taken without a checkpoint (one loop trip less)
+        return receive.receive_nowait()
+    except anyio.WouldBlock:
+        pass
+    except anyio.EndOfStream:
+        return None
+    try:
+        return await receive.receive()
+    except anyio.EndOfStream:
+        return None
