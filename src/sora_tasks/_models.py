@@ -134,7 +134,9 @@ class Task(_Frozen):
     the state machine and bumps ``version``. ``started_at`` is when rendering began, as well as
     the provider's answers tell. The scheduling fields (``polled_at``, ``progress_at``,
     ``start_progress``, ``next_poll_at``, leases, ...) belong to the polling engine and are shown
-    for observability.
+    for observability. ``content_pending`` is set while a COMPLETED task's video is still to be
+    saved by the engine (see ``download_dir``): until then the task may yet end FAILED with
+    ``error.code == "expired"``.
     """
 
     id: str = Field(default_factory=new_task_id, pattern=r"^video_[0-9a-f-]{36}$")
@@ -167,6 +169,7 @@ class Task(_Frozen):
     poll_failures: int = Field(0, ge=0)
     lease_owner: str | None = None
     lease_expires_at: datetime | None = None
+    content_pending: bool = False
     version: int = Field(1, ge=1)
 
     @property

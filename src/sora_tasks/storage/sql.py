@@ -166,14 +166,18 @@ class SQLStore:
             await conn.execute(q.delete_unused_images())
         return deleted.rowcount
 
-    async def claim_due(self, *, owner: str, limit: int, lease_seconds: float) -> Sequence[Task]:
+    async def claim_due(
+        self, *, owner: str, limit: int, lease_seconds: float, content: bool = False
+    ) -> Sequence[Task]:
         """Lease due tasks with one conditional ``UPDATE … RETURNING``.
 
         See :meth:`TaskStore.claim_due`.
         """
         if limit <= 0:
             return []
-        stmt = q.claim_due(self._dialect, owner=owner, limit=limit, lease_seconds=lease_seconds)
+        stmt = q.claim_due(
+            self._dialect, owner=owner, limit=limit, lease_seconds=lease_seconds, content=content
+        )
         async with self._write() as conn:
             rows = (await conn.execute(stmt)).mappings().all()
         claimed = [task_from_row(row) for row in rows]
