@@ -19,14 +19,12 @@ the caller's user id (or raises 401). Every route but the webhook acts only on t
 # no `from __future__ import annotations`: FastAPI reads the route signatures at runtime, and
 # they use aliases local to create_router
 import re
-import stat
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from functools import partial
 from typing import Annotated, Any
 
-import anyio
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
@@ -46,6 +44,7 @@ from .._exceptions import (
 )
 from .._manager import TaskManager
 from .._models import Limits, MediaType, Task, TaskStatus
+from .._saved import SavedContent
 from ..providers._base import ContentStream
 from ._rest_models import (
     CreateTaskBody,
@@ -169,12 +168,13 @@ def _reference_image(value: str | None) -> str | None:
     return f"data:;base64,{value}"
 
 
-class _ProviderContent(Response):
-    """Streams a job's content from the provider, opened and closed within the response.
+class _TaskContent(Response):
+    """Sends a task's content through ``TaskManager.open_content``, opened within the response.
 
     Opening happens here rather than in the endpoint so the download's context (and any cancel
-    scope inside it) lives in one task; a provider error before the first byte still gets a
-    proper error answer.
+    scope inside it) lives in one task; an error before the first byte (not ready, not found,
+    the provider's) still gets a proper error answer. A saved copy goes out as a file, which
+    answers Range requests (a browser's player seeks with them; Safari plays nothing without).
     """
 
     def __init__(self, opener: Callable[[], AbstractAsyncContextManager[ContentStream]]) -> None:
@@ -191,6 +191,9 @@ class _ProviderContent(Response):
 
         try:
             async with self._opener() as stream:
+                if isinstance(stream, SavedContent):
+                    await FileResponse(stream.path)(scope, receive, tracked)
+                    return
                 headers = {}
                 if stream.content_length is not None:
                     headers["content-length"] = str(stream.content_length)
@@ -202,19 +205,6 @@ class _ProviderContent(Response):
             if started or answer is None:
                 raise
             await answer(scope, receive, send)
-
-
-async def _downloaded(task: Task) -> str | None:
-    """The task's downloaded file, if it is on this machine whole (its recorded size)."""
-    result = task.result
-    if result is None or result.local_path is None or result.byte_size is None:
-        return None
-    try:
-        found = await anyio.Path(result.local_path).stat()
-    except OSError:
-        return None
-    whole = stat.S_ISREG(found.st_mode) and found.st_size == result.byte_size
-    return result.local_path if whole else None
 
 
 async def _chunks(stream: ContentStream) -> AsyncIterator[bytes]:
@@ -336,23 +326,10 @@ def create_router(
     async def get_content(video_id: VideoId, user: User) -> Response:
         """A COMPLETED task's video; 409 before then.
 
-        Served from the downloaded copy when this machine has it whole (with Range support),
+        Served from the saved copy when this machine has it whole (with Range support),
         otherwise streamed from the provider.
         """
-        task = await manager.get(video_id, user_id=user)
-        if task.status is not TaskStatus.COMPLETED or task.external_id is None:
-            raise TaskNotReadyError(
-                f"task {task.id} is {task.status.value}; only COMPLETED tasks have content"
-            )
-        local = await _downloaded(task)
-        if local is not None:
-            # the copy on this machine outlives the provider's link, and answers Range requests
-            # (a browser's player seeks with them; Safari plays nothing without)
-            return FileResponse(local)
-        provider = manager.providers.get(task.provider)
-        if provider is None:
-            raise ProviderError(f"provider {task.provider!r} is not configured here")
-        return _ProviderContent(partial(provider.open_content, task.external_id))
+        return _TaskContent(partial(manager.open_content, video_id, user_id=user))
 
     @router.post("/tasks/{videoId}/cancel")
     async def cancel_task(request: Request, video_id: VideoId, user: User) -> TaskBody:
