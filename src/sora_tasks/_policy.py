@@ -37,7 +37,8 @@ class PollingPolicy(BaseModel):
       provider's own ``max_in_flight``); further tasks wait locally, QUEUED, highest priority
       first, then oldest.
     - ``call_timeout`` bounds each provider call the engine makes (connect, send and the whole
-      answer), and so does what is left of the task's lease (less a margin) and of its deadline,
+      answer), and so does what is left of the task's lease (less a tenth of it, at least a
+      second, at most half) and of its deadline,
       whichever ends first: no job is polled twice at once, and no task outlives its deadline
       by more than a call's few seconds of grace.
     - ``link_lifetime`` is how long a finished video is assumed to stay downloadable when the
@@ -69,7 +70,7 @@ class PollingPolicy(BaseModel):
     @property
     def lease_margin(self) -> float:
         """How long before its lease runs out a call must have ended (clock skew, the write)."""
-        return max(1.0, self.lease_seconds / 10)
+        return min(max(1.0, self.lease_seconds / 10), self.lease_seconds / 2)
 
     def backoff(self, failures: int) -> float:
         """The wait after ``failures`` consecutive failures: doubling from ``retry_interval``."""
