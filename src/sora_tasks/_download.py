@@ -23,6 +23,7 @@ __all__ = ["SavedFile", "check_target", "save_stream"]
 # one, so they are gathered (not copied) into blocks, a few of which may wait for the disk
 _BLOCK_BYTES = 1024 * 1024
 _BLOCKS_IN_FLIGHT = 4
+_PACE = Pace()
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,9 +56,9 @@ async def save_stream(
     *,
     max_bytes: int,
     checksum: bool = True,
-    min_bytes_per_second: int = 1024,
-    speed_window: float = 20.0,
-    stall_timeout: float = 30.0,
+    min_bytes_per_second: int = _PACE.min_bytes_per_second,
+    speed_window: float = _PACE.window,
+    stall_timeout: float = _PACE.stall_timeout,
 ) -> SavedFile:
     """Write ``stream`` to ``target`` through a temporary file beside it, then rename atomically.
 

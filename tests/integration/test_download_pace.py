@@ -11,6 +11,7 @@ import anyio
 import pytest
 from pydantic import SecretStr
 
+from sora_tasks import Limits
 from sora_tasks._download import save_stream
 from sora_tasks._download_pace import Pace
 from sora_tasks._exceptions import DownloadError
@@ -102,6 +103,12 @@ def test_the_default_pace_fails_a_drip_in_tens_of_seconds_but_not_a_slow_link() 
     pace = Pace()
     assert pace.window <= 30 and pace.stall_timeout <= 60
     assert 10 < pace.min_bytes_per_second < 100 * 1024
+    limits = Limits()
+    assert (
+        limits.download_min_bytes_per_second,
+        limits.download_speed_window,
+        limits.download_stall_timeout,
+    ) == (pace.min_bytes_per_second, pace.window, pace.stall_timeout)
 
 
 @pytest.mark.parametrize(
