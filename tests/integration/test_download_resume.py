@@ -234,3 +234,25 @@ async def test_a_matching_checksum_survives_a_resume(tmp_path: Path) -> None:
             stream_md5 = stream.md5
     assert stream_md5 == hashlib.md5(BODY, usedforsecurity=False).digest()
     assert (tmp_path / "video.mp4").read_bytes() == BODY
+
+
+async def test_a_resume_through_a_redirect_keeps_credentials_off_the_foreign_host(
+    tmp_path: Path,
+) -> None:
+    async def answer(request: Request, writer: asyncio.StreamWriter) -> None:
+        await send_range(writer, range_start(request))
+
+    ranges = {"Accept-Ranges": "bytes", "ETag": ETAG}
+    async with raw_server(first_cut_then(answer, ranges)) as cdn:
+
+        async def redirect(request: Request, writer: asyncio.StreamWriter) -> None:
+            location = f"{cdn.url}/signed.mp4?sig=abc"
+            writer.write(head("302 Found", {"Location": location, "Content-Length": "0"}))
+            await writer.drain()
+
+        async with downloading(redirect) as (api, client):
+            saved = await download(client, api, tmp_path / "video.mp4")
+    assert saved.sha256 == sha256(BODY)
+    assert [r.headers["authorization"] for r in api.requests] == ["Bearer sk-raw"] * 2
+    assert [("authorization" in r.headers) for r in cdn.requests] == [False, False]
+    assert 0 < range_start(cdn.requests[1]) <= CUT
