@@ -10,9 +10,11 @@ from pathlib import Path
 
 import pytest
 
+from sora_tasks import PollingPolicy, TaskManager
 from sora_tasks._download import check_target, save_stream
 from sora_tasks._exceptions import DownloadError
 from sora_tasks.providers._base import ContentStream
+from sora_tasks.testing import FakeBehaviour, FakeProvider
 
 pytestmark = pytest.mark.anyio
 
@@ -187,3 +189,15 @@ async def test_a_target_turned_into_a_directory_while_downloading_is_left_alone(
         await save(target, BytesStream(during=target.mkdir))
     assert target.is_dir()
     assert leftovers(tmp_path) == []
+
+
+async def test_manager_download_into_a_missing_directory_names_the_directory(
+    tmp_path: Path,
+) -> None:
+    policy = PollingPolicy(retry_interval=0.01, idle_wait=0.05, reconcile_delay=0)
+    fake = FakeProvider(behaviour=FakeBehaviour(render_for=0.05, poll_after=0.01))
+    async with TaskManager(providers={"fake": fake}, policy=policy) as manager:
+        task = await manager.wait((await manager.create("a cat")).id, timeout=10)
+        with pytest.raises(DownloadError, match=r"the directory .*missing does not exist"):
+            await manager.download(task.id, tmp_path / "missing" / "cat.mp4")
+    assert list(tmp_path.iterdir()) == []
