@@ -68,12 +68,20 @@ class _Frozen(BaseModel):
 
 
 class Limits(_Frozen):
-    """Bounds on accepted input. Every validation message names the limit it enforces."""
+    """Bounds on accepted input and on downloads. Every message names the limit it enforces.
+
+    A download fails when it passes ``max_download_bytes``, averages fewer than
+    ``download_min_bytes_per_second`` over ``download_speed_window`` seconds (0 turns that rule
+    off), or receives nothing for ``download_stall_timeout`` seconds.
+    """
 
     max_prompt_chars: int = Field(10_000, ge=1)
     max_image_bytes: int = Field(5 * 1024 * 1024, ge=1)
     max_metadata_bytes: int = Field(16 * 1024, ge=0)
     max_download_bytes: int = Field(4 * 1024**3, ge=1)
+    download_min_bytes_per_second: int = Field(1024, ge=0)
+    download_speed_window: float = Field(20.0, gt=0)
+    download_stall_timeout: float = Field(30.0, gt=0)
 
 
 class TaskError(_Frozen):
