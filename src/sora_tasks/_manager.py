@@ -18,7 +18,7 @@ import pydantic
 from anyio.abc import TaskGroup
 
 from ._admission import Admission
-from ._download import save_stream
+from ._download import check_target
 from ._events import EventHub, TaskEvent
 from ._exceptions import (
     ConflictError,
@@ -117,7 +117,6 @@ class TaskManager:
         self.policy = policy or PollingPolicy()
         self._poll = poll
         self._clock = clock
-        self._checksum = checksum_downloads
         self._events = EventHub()
         if on_event is not None:
             self._events.add_callback(on_event)
@@ -443,11 +442,10 @@ class TaskManager:
 
         Reads it through :meth:`open_content`: a copy already saved is copied, not fetched again.
         """
+        await check_target(path)  # a bad target fails before the content is asked for
         try:
             async with self.open_content(task_id, user_id=user_id) as stream:
-                saved = await save_stream(
-                    stream, path, max_bytes=self.limits.max_download_bytes, checksum=self._checksum
-                )
+                saved = await self._ops.save(stream, path)
         except ProviderError as exc:
             raise DownloadError(f"could not download task {task_id}: {exc}") from exc
         return await self._ops.record_saved(task_id, saved)

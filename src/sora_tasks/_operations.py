@@ -17,7 +17,7 @@ from typing import TypeVar, Unpack
 import anyio
 
 from ._deadlines import bounded
-from ._download import SavedFile, save_stream
+from ._download import SavedFile, check_target, save_stream
 from ._events import EventHub
 from ._exceptions import (
     ConflictError,
@@ -36,7 +36,7 @@ from ._models import ImageData, Limits, Task, TaskError, TaskResult, TaskStatus
 from ._policy import PollingPolicy
 from ._schedule import Track, next_delay
 from ._states import Phase, TaskChanges, phase_of
-from .providers._base import Provider, ProviderJob, SubmitRequest
+from .providers._base import ContentStream, Provider, ProviderJob, SubmitRequest
 from .storage._base import TaskStore
 
 __all__ = ["TaskOperations"]
@@ -161,14 +161,26 @@ class TaskOperations:
             keeper.task, result=_saved_result(keeper.task, saved), content_pending=False
         )
 
+    async def save(self, stream: ContentStream, path: str | os.PathLike[str]) -> SavedFile:
+        """Save ``stream`` to ``path`` under the manager's size and pace limits."""
+        limits = self._limits
+        return await save_stream(
+            stream,
+            path,
+            max_bytes=limits.max_download_bytes,
+            checksum=self._checksum,
+            min_bytes_per_second=limits.download_min_bytes_per_second,
+            speed_window=limits.download_speed_window,
+            stall_timeout=limits.download_stall_timeout,
+        )
+
     async def _save(self, task: Task, path: str | os.PathLike[str]) -> SavedFile:
         assert task.external_id is not None
         provider = self._providers[task.provider]
+        await check_target(path)  # a bad target fails before the content is asked for
         try:
             async with provider.open_content(task.external_id) as stream:
-                return await save_stream(
-                    stream, path, max_bytes=self._limits.max_download_bytes, checksum=self._checksum
-                )
+                return await self.save(stream, path)
         except ProviderError as exc:
             raise DownloadError(f"could not download task {task.id}: {exc}") from exc
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Callable, Sequence
-from contextlib import AbstractAsyncContextManager
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AbstractAsyncContextManager, nullcontext
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Unpack
@@ -15,6 +15,8 @@ import anyio
 import pytest
 
 from sora_tasks import (
+    DownloadError,
+    Limits,
     PollingPolicy,
     ProviderRejectedError,
     ProviderServerError,
@@ -301,3 +303,33 @@ async def test_a_worker_without_download_dir_leaves_collecting_tasks_to_workers_
     assert await store.claim_due(owner="w", limit=10, lease_seconds=5) == []
     claimed = await store.claim_due(owner="w", limit=10, lease_seconds=5, content=True)
     assert [t.id for t in claimed] == [task.id]
+
+
+class _Drip(ContentStream):
+    content_length = 1_000_000
+
+    async def aiter_bytes(self) -> AsyncIterator[bytes]:
+        while True:
+            yield b"x"
+            await anyio.sleep(0.05)
+
+
+class DrippingProvider(FakeProvider):
+    """A fake whose video arrives a byte at a time, for ever."""
+
+    def open_content(
+        self, external_id: str, variant: ContentVariant = "video"
+    ) -> AbstractAsyncContextManager[ContentStream]:
+        return nullcontext(_Drip())
+
+
+async def test_the_managers_download_limits_apply_to_download_and_to_the_engine(
+    tmp_path: Path,
+) -> None:
+    limits = Limits(download_min_bytes_per_second=1024, download_speed_window=0.5)
+    provider = DrippingProvider(behaviour=QUICK)
+    async with TaskManager(providers={"drip": provider}, policy=FAST, limits=limits) as manager:
+        task = await manager.wait((await manager.create("dripped")).id, timeout=10)
+        with anyio.fail_after(10), pytest.raises(DownloadError, match="slower than 1,024 B/s"):
+            await manager.download(task.id, tmp_path / "out.mp4")
+    assert list(tmp_path.iterdir()) == []
