@@ -11,7 +11,7 @@ import asyncio
 import socket
 import sqlite3
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, closing
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -279,7 +279,7 @@ async def test_a_schema_at_a_newer_unknown_revision_is_used(tmp_path: Path) -> N
     migrated = SQLStore(f"sqlite+aiosqlite:///{path}")
     await migrated.migrate()
     await migrated.close()
-    with sqlite3.connect(path) as db:
+    with closing(sqlite3.connect(path)) as db, db:
         db.execute("UPDATE sora_tasks_alembic_version SET version_num = '9999'")
     store = SQLStore(f"sqlite+aiosqlite:///{path}", create=False)
     try:
@@ -293,7 +293,7 @@ async def test_a_column_dropped_after_the_first_call_is_not_migrated(tmp_path: P
     store = SQLStore(f"sqlite+aiosqlite:///{path}")
     try:
         await store.list(TaskQuery())
-        with sqlite3.connect(path) as db:
+        with closing(sqlite3.connect(path)) as db, db:
             db.execute("ALTER TABLE sora_tasks DROP COLUMN start_progress")
         with pytest.raises(StoreNotMigratedError, match=r"a column is missing.*" + ADVICE):
             await store.list(TaskQuery())
@@ -334,5 +334,35 @@ async def test_a_programming_error_stays_a_driver_error(tmp_path: Path) -> None:
             async with store._read() as connection:
                 await connection.exec_driver_sql("SELEKT 1")
         assert not isinstance(caught.value, StoreUnavailableError)
+    finally:
+        await store.close()
+
+
+async def test_no_free_pooled_connection_within_the_pool_timeout_is_unavailable(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "tasks.db"
+    store = SQLStore(f"sqlite+aiosqlite:///{path}", pool_size=1, max_overflow=0, pool_timeout=0.1)
+    try:
+        await store.list(TaskQuery())
+        other = sqlite3.connect(path, isolation_level=None)
+        try:
+            other.execute("BEGIN IMMEDIATE")
+            async with anyio.create_task_group() as group:
+                # this insert waits for the lock, holding the pool's only connection
+                group.start_soon(store.insert, a_task())
+                with anyio.fail_after(10):
+                    caught = None
+                    while caught is None:  # until the insert has taken the connection
+                        try:
+                            await store.list(TaskQuery())
+                        except StoreUnavailableError as exc:
+                            caught = exc
+                        await anyio.sleep(0.01)
+                assert "no pooled connection free within the pool timeout" in str(caught)
+                other.execute("ROLLBACK")
+        finally:
+            other.close()
+        assert len((await store.list(TaskQuery())).items) == 1
     finally:
         await store.close()
