@@ -8,6 +8,7 @@ through ``runuser``. The ``postgres_server`` fixture (in ``tests/conftest.py``) 
 session and starts it for each test that asks.
 
     server.start(); server.stop("immediate"); server.restart(); server.url; server.cleanup()
+    url = await server.create_database("mine")  # a clean database of the test's own
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from pathlib import Path
 from typing import Final, Literal
 
 from sqlalchemy import URL
+from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.pool import NullPool
 
 __all__ = ["PASSWORD_ROLE", "PostgresServer", "StopMode", "find_bin_dir", "missing_requirement"]
 
@@ -46,7 +49,7 @@ def find_bin_dir() -> Path | None:
     """The directory holding ``initdb`` and ``pg_ctl``, or None if PostgreSQL is not installed."""
     found = shutil.which("initdb")
     if found:
-        return Path(found).parent
+        return Path(found).resolve().parent
     candidates = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), reverse=True)
     return Path(candidates[0]).parent if candidates else None
 
@@ -127,6 +130,18 @@ class PostgresServer:
         if self.running:
             self.stop(mode)
         self.start()
+
+    async def create_database(self, name: str) -> URL:
+        """Create an empty database (the server keeps its databases across tests and
+        restarts), dropping any left under that name, and return its URL."""
+        engine = create_async_engine(self.url, isolation_level="AUTOCOMMIT", poolclass=NullPool)
+        try:
+            async with engine.connect() as connection:
+                await connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+                await connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
+        finally:
+            await engine.dispose()
+        return self.url.set(database=name)
 
     def log(self) -> str:
         """The server's log so far, for a failing test's message."""
