@@ -33,7 +33,7 @@ _PG_CODES: Final = {
     "57P02": "server shutting down",
     "57P03": "server starting up or not accepting connections",
     "57P04": "database dropped",
-    "57P05": "connection closed by the server (idle timeout)",
+    "57P05": "connection closed by the server after its idle timeout",
 }
 _PG_MISSING_SCHEMA: Final = {"42P01": "a table is missing", "42703": "a column is missing"}
 # SQLite primary result codes; extended ones (SQLITE_IOERR_WRITE, ...) start with these
