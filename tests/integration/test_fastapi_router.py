@@ -415,10 +415,63 @@ async def test_a_body_over_the_limit_is_refused_before_it_is_parsed() -> None:
             yield b'"}'
 
         streamed = await api.client.post(
-            "/api/video/tasks", content=chunks(), headers={"x-user": "u1"}
+            "/api/video/tasks",
+            content=chunks(),
+            headers={"x-user": "u1", "content-type": "application/json"},
         )
         assert streamed.status_code == 413 and streamed.json()["error"]["limit"] == 1024
         assert await api.stored() == 0 and api.fake.submissions == []
+
+
+NOT_JSON = {
+    "a cross-site form's text/plain": "text/plain",
+    "text/plain with a charset": "text/plain;charset=UTF-8",
+    "a urlencoded form": "application/x-www-form-urlencoded",
+    "a multipart form": "multipart/form-data; boundary=x",
+    "json under another top-level type": "text/json",
+    "no content-type at all": None,
+}
+
+
+@pytest.mark.parametrize("content_type", NOT_JSON.values(), ids=NOT_JSON.keys())
+async def test_a_body_not_declared_as_json_is_refused_with_415(content_type: str | None) -> None:
+    # a cross-site form may send text/plain (or a no-cors fetch no type) without a preflight
+    async with running() as api:
+        headers = {"x-user": "u1"}
+        if content_type is not None:
+            headers["content-type"] = content_type
+        answer = await api.client.post(
+            "/api/video/tasks", content=json.dumps({"prompt": "a"}).encode(), headers=headers
+        )
+        assert answer.status_code == 415, answer.text
+        error = answer.json()["error"]
+        assert (error["code"], error["field"], error["limit"]) == (
+            "unsupported_media_type",
+            "content-type",
+            "application/json",
+        )
+        assert "accepts only application/json" in error["message"]
+        assert await api.stored() == 0 and api.fake.submissions == []
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    [
+        "application/json",
+        "application/json; charset=utf-8",
+        "Application/JSON",
+        "application/vnd.api+json",
+    ],
+)
+async def test_json_media_types_are_accepted(content_type: str) -> None:
+    async with running() as api:
+        answer = await api.client.post(
+            "/api/video/tasks",
+            content=json.dumps({"prompt": "a"}).encode(),
+            headers={"x-user": "u1", "content-type": content_type},
+        )
+        assert answer.status_code == 201, answer.text
+        assert len(api.fake.submissions) == 1
 
 
 async def test_another_users_task_is_not_found() -> None:

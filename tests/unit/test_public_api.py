@@ -35,6 +35,7 @@ CORE = {
     "ProviderUnsupportedError",
     "ReferenceImage",
     "SoraTasksError",
+    "StoreNotMigratedError",
     "StoreUnavailableError",
     "SubmissionUncertainError",
     "SyncTaskManager",

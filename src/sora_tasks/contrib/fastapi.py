@@ -66,9 +66,14 @@ class PayloadTooLargeError(InvalidRequestError):
     """The request body is larger than the router reads."""
 
 
+class UnsupportedMediaTypeError(InvalidRequestError):
+    """A JSON route got a body that does not say it is JSON."""
+
+
 # the one place where errors become HTTP answers; the first matching class wins
 _STATUS: tuple[tuple[type[SoraTasksError], int], ...] = (
     (PayloadTooLargeError, 413),
+    (UnsupportedMediaTypeError, 415),
     (ImageTooLargeError, 413),
     (InvalidRequestError, 400),
     (WebhookVerificationError, 400),
@@ -150,6 +155,26 @@ async def _read_body(request: Request, limit: int) -> bytes:
         if len(body) > limit:
             raise _too_large(len(body), limit)
     return bytes(body)
+
+
+def _require_json(request: Request) -> None:
+    """Refuse a body not declared as JSON, before reading it.
+
+    A cross-site HTML form (or a no-cors ``fetch``) can send ``text/plain`` or no type at all
+    without a CORS preflight, with the user's cookies: parsing such a body as JSON would let
+    another site start paid jobs where the host authenticates by cookie.
+    """
+    declared = request.headers.get("content-type", "")
+    media_type = declared.partition(";")[0].strip().lower()
+    kind, _, subtype = media_type.partition("/")
+    if kind == "application" and (subtype == "json" or subtype.endswith("+json")):
+        return
+    shown = repr(declared) if declared else "missing"
+    raise UnsupportedMediaTypeError(
+        f"Content-Type is {shown}; this route accepts only application/json",
+        field="content-type",
+        limit="application/json",
+    )
 
 
 def _too_large(size: int, limit: int) -> PayloadTooLargeError:
@@ -244,7 +269,7 @@ def create_router(
     @router.post(
         "/tasks",
         status_code=201,
-        responses={413: {"model": ProblemAnswer}},
+        responses={413: {"model": ProblemAnswer}, 415: {"model": ProblemAnswer}},
         openapi_extra={
             "requestBody": {
                 "required": True,
@@ -259,7 +284,8 @@ def create_router(
         },
     )
     async def create_task(request: Request, user: User) -> TaskBody:
-        """Validate and submit a task; 400/413 for bad input, and then nothing is stored or sent."""
+        """Validate and submit a task; on bad input (400, 413, 415) nothing is stored or sent."""
+        _require_json(request)
         raw = await _read_body(request, body_limit)
         try:
             body = CreateTaskBody.model_validate_json(raw)
