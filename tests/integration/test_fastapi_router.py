@@ -22,11 +22,18 @@ import httpx2
 import pytest
 from fastapi import FastAPI, Header, HTTPException
 
-from sora_tasks import PollingPolicy, ProviderServerError, TaskManager
+from sora_tasks import (
+    PollingPolicy,
+    ProviderServerError,
+    StoreUnavailableError,
+    Task,
+    TaskManager,
+)
 from sora_tasks._models import TaskQuery
 from sora_tasks.contrib.fastapi import create_router
 from sora_tasks.providers import ContentStream
 from sora_tasks.providers._base import ContentVariant, SubmitRequest
+from sora_tasks.storage import InMemoryStore, TaskStore
 from sora_tasks.testing import FakeBehaviour, FakeProvider, sample_video
 from sora_tasks.testing._server import base_url, bind, make_server
 from tests.images import make_image
@@ -121,11 +128,13 @@ async def running(
     *,
     poll: bool = True,
     download_dir: Path | None = None,
+    store: TaskStore | None = None,
     **router_options: Any,
 ) -> AsyncIterator[Api]:
     fake = fake or FakeProvider(behaviour=QUICK, script=slow_when_asked)
     manager = TaskManager(
         providers={"fake": fake},
+        store=store,
         policy=FAST,
         poll=poll,
         webhook_secrets={"fake": SECRET},
@@ -529,6 +538,20 @@ async def test_a_provider_failure_before_the_first_byte_answers_502() -> None:
             "field": None,
             "limit": None,
         }
+
+
+class _StoreAway(InMemoryStore):
+    async def get(self, task_id: str) -> Task:
+        raise StoreUnavailableError("the sqlite task store at /srv/private/tasks.db is unavailable")
+
+
+async def test_a_store_outage_answers_503_with_retry_after_and_no_detail() -> None:
+    async with running(store=_StoreAway()) as api:
+        answer = await api.get("/tasks/video_00000000-0000-4000-8000-000000000000")
+    assert answer.status_code == 503
+    assert answer.headers["retry-after"] == "5"
+    assert answer.json()["error"]["code"] == "store_unavailable"
+    assert "/srv/private" not in answer.text
 
 
 def sign(body: bytes, webhook_id: str = "msg_1", key: bytes = KEY) -> Mapping[str, str]:

@@ -38,6 +38,7 @@ from .._exceptions import (
     InvalidRequestError,
     ProviderError,
     SoraTasksError,
+    StoreUnavailableError,
     TaskNotFoundError,
     TaskNotReadyError,
     WebhookVerificationError,
@@ -80,7 +81,11 @@ _STATUS: tuple[tuple[type[SoraTasksError], int], ...] = (
     (TaskNotFoundError, 404),
     (TaskNotReadyError, 409),
     (ProviderError, 502),
+    (StoreUnavailableError, 503),
 )
+# the store's own message may name a file or a server: clients get only this, and a retry hint
+_STORE_AWAY = "the task store is unavailable; try again shortly"
+_STORE_RETRY_AFTER = "5"
 # the library's parameter names, as the API's clients know them
 _API_FIELDS = {"reference_image": "referenceImage", "media_type": "mediaType", "user_id": "userId"}
 
@@ -91,14 +96,18 @@ def error_response(exc: SoraTasksError) -> JSONResponse | None:
     if status is None:
         return None
     field = getattr(exc, "field", None)
+    away = isinstance(exc, StoreUnavailableError)
     problem = ProblemBody(
-        code=_code(type(exc)),
-        message=str(exc),
+        code="store_unavailable" if away else _code(type(exc)),
+        message=_STORE_AWAY if away else str(exc),
         field=_API_FIELDS.get(field, field) if isinstance(field, str) else None,
         limit=jsonable_encoder(getattr(exc, "limit", None)),
     )
     answer = ProblemAnswer(error=problem)
-    return JSONResponse(answer.model_dump(mode="json", by_alias=True), status_code=status)
+    headers = {"Retry-After": _STORE_RETRY_AFTER} if away else None
+    return JSONResponse(
+        answer.model_dump(mode="json", by_alias=True), status_code=status, headers=headers
+    )
 
 
 def _code(kind: type[SoraTasksError]) -> str:
