@@ -249,8 +249,9 @@ def failure_explained(task: Task, app: SimulatorApp) -> bool:
 
     - ``moderation_blocked`` (the provider's code, possibly carrying more) for a blocked prompt;
     - any code when its create was answered 400 with the key in the error (``echoed_keys``);
-    - ``submit_uncertain`` when its create's answer was dropped, or when no create for it ever
-      reached the provider (a worker killed between storing the attempt and sending it).
+    - ``submit_uncertain`` when its create's answer was dropped, or when the provider never
+      created a job for it: a 500 on the create (which may have started a job, for all the
+      worker can tell) or a worker killed between storing the attempt and sending it.
     """
     assert task.error is not None
     tally = app.state.tally
@@ -389,7 +390,7 @@ async def test_a_fleet_under_faults_kills_and_database_restarts_loses_nothing(
             fleet.kill_all()
         tasks = await read_tasks(postgres.url) or []
         rows = await dump_rows(postgres.url)
-        cli_output = run_cli(tmp_path, postgres.url, canary)
+        cli = run_cli(tmp_path, postgres.url, canary)
 
     figures.kills = len(fleet.killed)
     figures.workers_started = len(fleet.processes)
@@ -401,7 +402,7 @@ async def test_a_fleet_under_faults_kills_and_database_restarts_loses_nothing(
     figures.total_seconds = time.monotonic() - began
     measure(figures, app, tasks, ids, base)
     check_fleet(figures, fleet, deaths, exits, drained)
-    check_canary(figures, canary, fleet, rows, tasks, cli_output)
+    check_canary(figures, canary, fleet, rows, tasks, cli)
     # the figures are this test's product: shown by `pytest -s`, and with any failure
     print(json.dumps(figures.__dict__, indent=2))  # noqa: T201
     assert not figures.violations, "\n".join(figures.violations)
@@ -427,7 +428,11 @@ def measure(
         violations.append(f"{len(stuck)} tasks stuck, not terminal: {dict(states)}")
     if unexplained := [t for t in failed if not failure_explained(t, app)]:
         codes = Counter(t.error.code if t.error else "-" for t in unexplained)
-        violations.append(f"{len(unexplained)} FAILED without a fault to explain it: {codes}")
+        some = [(t.id, t.prompt, tally.creates[t.prompt]) for t in unexplained[:3]]
+        violations.append(
+            f"{len(unexplained)} FAILED without a fault to explain it: {dict(codes)}; "
+            f"(task, prompt, jobs created) e.g. {some}"
+        )
     if duplicates := tally.duplicate_creates():
         violations.append(f"{len(duplicates)} prompts created more than once: {duplicates}")
     if figures.max_polls_in_flight > 1:
@@ -471,7 +476,7 @@ def check_canary(
     fleet: Fleet,
     rows: str,
     tasks: list[Task],
-    cli_output: str,
+    cli: subprocess.CompletedProcess[str],
 ) -> None:
     """The key the workers sent must appear in no log, row, task error or command output."""
     places = [name for name, log in fleet.logs() if canary in log]
@@ -485,12 +490,14 @@ def check_canary(
     leaky = [t for t in tasks if t.error and canary in f"{t.error.code} {t.error.message}"]
     if leaky:
         figures.violations.append(f"the canary key is in {len(leaky)} tasks' TaskError")
-    if canary in cli_output:
+    if cli.returncode != 0:
+        figures.violations.append(f"`sora-tasks list --json` failed ({cli.returncode})")
+    if canary in cli.stdout + cli.stderr:
         figures.violations.append("the canary key is in the output of `sora-tasks list --json`")
 
 
-def run_cli(workdir: Path, url: str, canary: str) -> str:
-    """``sora-tasks list --json`` on the fleet's database, output and errors together."""
+def run_cli(workdir: Path, url: str, canary: str) -> subprocess.CompletedProcess[str]:
+    """``sora-tasks list --json`` on the fleet's database, with the key in its environment."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "SORA_TASKS_"))}
     env.update(
         SORA_TASKS_DATABASE_URL=url,
@@ -507,4 +514,4 @@ def run_cli(workdir: Path, url: str, canary: str) -> str:
         timeout=60,
         check=False,
     )
-    return done.stdout + done.stderr
+    return done
