@@ -39,7 +39,7 @@ from sora_tasks._models import TaskQuery
 from sora_tasks.storage import SQLStore
 from sora_tasks.testing import Faults, SimulatorApp, create_simulator_app, serve_in_thread
 from tests.acceptance.fleet_worker import PROVIDER, fleet_policy, fleet_provider
-from tests.acceptance.throwaway_postgres import ThrowawayPostgres, throwaway_postgres
+from tests.pgserver import PostgresServer
 
 pytestmark = [
     pytest.mark.anyio,
@@ -163,8 +163,15 @@ class Fleet:
         return deaths
 
     def terminate(self) -> dict[str, int | None]:
-        """SIGTERM every live worker; the exit code of each (None: still running after 15 s)."""
+        """SIGTERM every live worker; the exit code of each (None: still running after 15 s).
+
+        A worker still starting up (a replacement started late in the chaos) is given time to
+        get ready first: before that, SIGTERM meets Python's default handler, not the worker's.
+        """
         live = self.alive()
+        deadline = time.monotonic() + 30
+        while set(self.running()) != set(self.alive()) and time.monotonic() < deadline:
+            time.sleep(0.1)
         for name in live:
             self.processes[name].send_signal(signal.SIGTERM)
         codes: dict[str, int | None] = {}
@@ -255,22 +262,24 @@ def failure_explained(task: Task, app: SimulatorApp) -> bool:
     """
     assert task.error is not None
     tally = app.state.tally
-    if BLOCK_WORD in task.prompt:
-        return task.error.code.startswith("moderation_blocked")
     if tally.faults[("create", task.prompt, "echoed_keys")]:
         return True
     if task.error.code == "submit_uncertain":
+        # a blocked prompt's create, cut off by its bound, is as uncertain as any other
         dropped = tally.faults[("create", task.prompt, "dropped_responses")]
         return bool(dropped) or tally.creates[task.prompt] == 0
+    if BLOCK_WORD in task.prompt:
+        return task.error.code.startswith("moderation_blocked")
     return False
 
 
 class Chaos:
     """Kills workers, restarts the database and re-arms faults on a seeded schedule."""
 
-    def __init__(self, fleet: Fleet, server: ThrowawayPostgres, app: SimulatorApp) -> None:
+    def __init__(self, fleet: Fleet, server: PostgresServer, app: SimulatorApp) -> None:
         self.fleet = fleet
         self.server = server
+        self.restarts = 0
         self.app = app
         self.rng = random.Random(SEED)
 
@@ -303,19 +312,13 @@ class Chaos:
             await anyio.sleep(0.1)
 
     def _restart_database(self) -> None:
-        if self.server.restarts % 2 == 0:
+        self.restarts += 1
+        if self.restarts % 2 == 1:
             self.server.restart("immediate")  # a crash: recovery replays the WAL
             return
         self.server.stop("fast")
         time.sleep(DB_DOWN_SECONDS)  # the outage itself is the fault: the database stays away
         self.server.start()
-        self.server.restarts += 1
-
-
-@pytest.fixture
-def postgres() -> Iterator[ThrowawayPostgres]:
-    with throwaway_postgres() as server:
-        yield server
 
 
 async def create_tasks(url: str, base_url: str, api_key: str) -> set[str]:
@@ -337,7 +340,7 @@ async def create_tasks(url: str, base_url: str, api_key: str) -> set[str]:
 
 
 async def test_a_fleet_under_faults_kills_and_database_restarts_loses_nothing(
-    postgres: ThrowawayPostgres, tmp_path: Path
+    postgres_server: PostgresServer, tmp_path: Path
 ) -> None:
     began = time.monotonic()
     canary = f"sk-canary-{secrets.token_hex(12)}"
@@ -353,11 +356,13 @@ async def test_a_fleet_under_faults_kills_and_database_restarts_loses_nothing(
         echo_key_in_failures=True,
     )
     figures = Figures()
+    database = await postgres_server.create_database("fleet")
+    url = database.render_as_string(hide_password=False)
     with serve_in_thread(app) as base_url:
-        fleet = Fleet(tmp_path, postgres.url, base_url, canary)
+        fleet = Fleet(tmp_path, url, base_url, canary)
         try:
-            ids = await create_tasks(postgres.url, base_url, canary)
-            chaos = Chaos(fleet, postgres, app)
+            ids = await create_tasks(url, base_url, canary)
+            chaos = Chaos(fleet, postgres_server, app)
             chaos.arm(first=True)
             for _ in range(WORKERS):
                 fleet.start()
@@ -371,11 +376,11 @@ async def test_a_fleet_under_faults_kills_and_database_restarts_loses_nothing(
             await chaos.run(CHAOS_SECONDS)
             chaos.disarm()
             figures.chaos_seconds = time.monotonic() - chaos_began
-            at_stop = await read_tasks(postgres.url) or []
+            at_stop = await read_tasks(url) or []
             figures.terminal_when_chaos_stopped = sum(t.is_terminal for t in at_stop)
 
             async def finished() -> bool:
-                tasks = await read_tasks(postgres.url)
+                tasks = await read_tasks(url)
                 return tasks is not None and all(
                     t.is_terminal and (t.status is not TaskStatus.COMPLETED or video_saved(t, base))
                     for t in tasks
@@ -388,13 +393,13 @@ async def test_a_fleet_under_faults_kills_and_database_restarts_loses_nothing(
             exits = fleet.terminate()
         finally:
             fleet.kill_all()
-        tasks = await read_tasks(postgres.url) or []
-        rows = await dump_rows(postgres.url)
-        cli = run_cli(tmp_path, postgres.url, canary)
+        tasks = await read_tasks(url) or []
+        rows = await dump_rows(url)
+        cli = run_cli(tmp_path, url, canary)
 
     figures.kills = len(fleet.killed)
     figures.workers_started = len(fleet.processes)
-    figures.db_restarts = postgres.restarts
+    figures.db_restarts = chaos.restarts
     fired: Counter[str] = Counter()
     for (route, _, kind), count in app.state.tally.faults.items():
         fired[f"{route}:{kind}"] += count
