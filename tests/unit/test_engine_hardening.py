@@ -282,29 +282,6 @@ async def test_a_completed_task_left_by_a_dead_worker_is_collected_by_another(
     )
 
 
-async def test_a_worker_without_download_dir_leaves_collecting_tasks_to_workers_with_one() -> None:
-    store = InMemoryStore()
-    now = datetime.now(UTC)
-    task = Task(
-        provider="fake",
-        prompt="p",
-        model="fake-video-1",
-        size="1280x720",
-        seconds=4,
-        created_at=now,
-        updated_at=now,
-        status=TaskStatus.COMPLETED,
-        progress=100,
-        external_id="job-1",
-        content_pending=True,
-        next_poll_at=now - timedelta(seconds=1),
-    )
-    await store.insert(task)
-    assert await store.claim_due(owner="w", limit=10, lease_seconds=5) == []
-    claimed = await store.claim_due(owner="w", limit=10, lease_seconds=5, content=True)
-    assert [t.id for t in claimed] == [task.id]
-
-
 class _Drip(ContentStream):
     content_length = 1_000_000
 
