@@ -94,6 +94,16 @@ def _user_agent() -> str:
         return "sora-tasks"
 
 
+def _require_httpx2(client: object) -> None:
+    # an httpx (not httpx2) client looks alike but fails deep inside the first call
+    if client is not None and not isinstance(client, httpx2.AsyncClient):
+        kind = f"{type(client).__module__}.{type(client).__qualname__}"
+        raise TypeError(
+            f"client= must be an httpx2.AsyncClient, not {kind}: sora_tasks speaks httpx2; "
+            "pass httpx2.AsyncClient(...) (in tests, with transport=httpx2.MockTransport(handler))"
+        )
+
+
 def _default_client(timeout: httpx2.Timeout | float) -> httpx2.AsyncClient:
     # a proxy named by the environment keeps httpx2's own transports, which honour it; an
     # explicit transport would turn environment proxies off
@@ -148,13 +158,7 @@ class ProviderClient:
         sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
         random_source: Callable[[], float] = random.random,
     ) -> None:
-        if client is not None and not isinstance(client, httpx2.AsyncClient):
-            kind = f"{type(client).__module__}.{type(client).__qualname__}"
-            raise TypeError(
-                f"client= must be an httpx2.AsyncClient, not {kind}: sora_tasks speaks httpx2 "
-                "(pip install httpx2); pass httpx2.AsyncClient(...), in tests with "
-                "transport=httpx2.MockTransport(handler)"
-            )
+        _require_httpx2(client)
         if max_retries < 0 or max_redirects < 0:
             raise ValueError("max_retries and max_redirects must not be negative")
         if not (isinstance(call_timeout, int | float) and 0 < call_timeout < math.inf):
