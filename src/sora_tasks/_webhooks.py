@@ -30,6 +30,7 @@ from pydantic import SecretStr
 from ._exceptions import TaskNotFoundError, UnknownProviderError, WebhookVerificationError
 from ._logging import log_task, logger
 from ._models import Task
+from ._secrets import register_secret
 from .providers._json import DEFAULT_MAX_JSON_BYTES, DEFAULT_MAX_JSON_DEPTH, JSONLimitError, loads
 
 if TYPE_CHECKING:
@@ -149,6 +150,8 @@ class WebhookReceiver:
             )
             for name, secret in secrets.items()
         }
+        for secret in self._secrets.values():
+            register_secret(secret.get_secret_value())
         self._seen = deduplicator if deduplicator is not None else MemoryDeduplicator()
         self._max_body_bytes = max_body_bytes
         self._max_json_depth = max_json_depth

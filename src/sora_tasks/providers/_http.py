@@ -173,12 +173,10 @@ class ProviderClient:
         self._origin = origin(self.base_url)
         self._foreign_headers = {"User-Agent": _user_agent(), **(headers or {})}
         self._own_headers = dict(self._foreign_headers)
-        self._secrets: tuple[str, ...] = ()
         if api_key is not None and api_key.get_secret_value():
             key = api_key.get_secret_value()
             value = f"{auth_scheme} {key}" if auth_scheme else key
             self._own_headers[auth_header] = value
-            self._secrets = (value, key)
             register_secret(value)
             register_secret(key)
         self._sensitive = SENSITIVE_HEADERS | {auth_header.lower()}
