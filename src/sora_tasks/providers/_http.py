@@ -386,19 +386,15 @@ class ProviderClient:
             )
             action = Action.UNCERTAIN if create else Action.FAIL
             raise self._verdict(action, error, number, retry_after=None)
-        # the body is decoded already: a Content-Encoding kept would make httpx2 decode it again
-        headers = [(k, v) for k, v in response.headers.multi_items() if k != "content-encoding"]
-        return httpx2.Response(
-            response.status_code,
-            headers=headers,
-            content=bytes(body),
-            request=response.request,
-            extensions=response.extensions,
-        )
+        # where Response.aread() keeps the body it reads; building a new Response around it
+        # instead costs as much as parsing a status (see benchmarks/bench_provider_poll.py)
+        response._content = bytes(body)
+        return response
 
     def _expired(self, target: _Target, create: bool, call: _Call) -> ProviderError:
+        seconds = f"{round(call.bound, 2):g}"
         error = ProviderTransportError(
-            f"{target.method} {display_url(target.url)} took longer than {call.bound:g} s "
+            f"{target.method} {display_url(target.url)} took longer than {seconds} s "
             f"({call.limit_name})",
             provider=self.provider,
         )
