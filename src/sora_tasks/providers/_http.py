@@ -510,8 +510,11 @@ def _planned_delay(state: tenacity.RetryCallState) -> float:
 
 
 def _declared_length(headers: httpx2.Headers) -> int | None:
+    value = headers.get("content-length")
+    if value is None:
+        return None
     try:
-        return int(headers.get("content-length", ""))
+        return int(value)
     except ValueError:
         return None
 
