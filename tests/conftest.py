@@ -10,6 +10,8 @@ import pytest
 if TYPE_CHECKING:
     from sqlalchemy import URL
 
+    from tests.pgserver import PostgresServer
+
 
 @pytest.fixture
 def anyio_backend() -> str:
@@ -23,3 +25,26 @@ def postgres_template() -> Iterator[tuple[URL, str]]:
 
     with postgres_template() as template:
         yield template
+
+
+@pytest.fixture(scope="session")
+def postgres_server_session() -> Iterator[PostgresServer]:
+    """A throwaway PostgreSQL cluster (``initdb`` once per session), deleted at the end."""
+    from tests.pgserver import PostgresServer, missing_requirement
+
+    reason = missing_requirement()
+    if reason is not None:
+        pytest.skip(f"no throwaway PostgreSQL server: {reason}")
+    server = PostgresServer()
+    try:
+        yield server
+    finally:
+        server.cleanup()
+
+
+@pytest.fixture
+def postgres_server(postgres_server_session: PostgresServer) -> PostgresServer:
+    """The session's throwaway PostgreSQL server, running; the test may stop and restart it."""
+    if not postgres_server_session.running:
+        postgres_server_session.start()
+    return postgres_server_session

@@ -17,6 +17,7 @@ Every error derives from one root, so ``except SoraTasksError`` catches them all
     ├── ConflictError                  a write lost a race (stale version or lease)
     ├── DuplicateExternalIdError       the provider's id is already bound to another task
     ├── StoreUnavailableError          the database cannot be reached (or stays locked)
+    │   └── StoreNotMigratedError      its schema is missing or older than the code: migrate
     ├── TaskNotReadyError              the task has no result to download yet
     ├── TaskFailedError                a waited-for task ended FAILED or CANCELLED
     ├── WaitTimeoutError               ``wait`` gave up before the task finished
@@ -67,6 +68,7 @@ __all__ = [
     "ProviderTransportError",
     "ProviderUnsupportedError",
     "SoraTasksError",
+    "StoreNotMigratedError",
     "StoreUnavailableError",
     "SubmissionUncertainError",
     "TaskFailedError",
@@ -151,8 +153,18 @@ class DuplicateExternalIdError(SoraTasksError):
 class StoreUnavailableError(SoraTasksError):
     """The task store cannot be reached, or stayed locked past its timeout. Retry later.
 
-    A write that raised this did not happen. The message names the kind of failure but never
-    the connection details (they may carry a password).
+    A write that raised this did not happen, unless the connection was lost while its commit
+    was under way: then the message says that the outcome is unknown. The message names the
+    kind of failure but never the connection details (they may carry a password).
+    """
+
+
+class StoreNotMigratedError(StoreUnavailableError):
+    """The database has no sora-tasks tables, or an older schema than this code needs.
+
+    Run ``await store.migrate()`` or ``sora-tasks db upgrade`` once. It is a kind of
+    :class:`StoreUnavailableError` so that workers started before the migration back off and
+    carry on once it has run, instead of dying.
     """
 
 

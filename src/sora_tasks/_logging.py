@@ -11,11 +11,20 @@ __all__ = ["log_task", "logger"]
 logger = logging.getLogger("sora_tasks")
 
 
-def log_task(level: int, message: str, task: Task, *, action: str, **fields: object) -> None:
+def log_task(
+    level: int,
+    message: str,
+    task: Task,
+    *,
+    action: str,
+    exc_info: bool = False,
+    **fields: object,
+) -> None:
     """Log ``message`` with ``task_id``, ``external_id``, ``provider``, ``action`` and ``fields``.
 
     Only task identifiers and the caller's fields are attached: never a request, a header or a
-    provider object, so no secret can reach a log record through here.
+    provider object, so no secret can reach a log record through here. ``exc_info`` attaches the
+    exception being handled (it is an argument of the call, not a field of the record).
     """
     if not logger.isEnabledFor(level):
         return
@@ -33,5 +42,6 @@ def log_task(level: int, message: str, task: Task, *, action: str, **fields: obj
         task.id,
         task.provider,
         task.external_id,
+        exc_info=exc_info,
         extra=extra,
     )

@@ -7,7 +7,7 @@ import signal
 import socket
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
-from contextlib import AsyncExitStack
+from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
@@ -18,11 +18,14 @@ import pydantic
 from anyio.abc import TaskGroup
 
 from ._admission import Admission
+from ._download import check_target
 from ._events import EventHub, TaskEvent
 from ._exceptions import (
     ConflictError,
+    DownloadError,
     InvalidRequestError,
     ManagerNotRunningError,
+    ProviderError,
     TaskFailedError,
     TaskNotFoundError,
     TaskNotReadyError,
@@ -43,8 +46,10 @@ from ._models import (
 from ._operations import TaskOperations
 from ._policy import PollingPolicy
 from ._poller import Engine
+from ._saved import SavedContent, saved_copy
+from ._states import Phase, phase_of
 from ._webhooks import WebhookReceiver, WebhookResult
-from .providers._base import Provider
+from .providers._base import ContentStream, Provider
 from .storage._base import TaskStore
 from .storage.memory import InMemoryStore
 
@@ -132,6 +137,7 @@ class TaskManager:
             policy=self.policy,
             operations=self._ops,
             owner=owner,
+            collect=download_dir is not None,
         )
         self._admission = Admission(
             store=self._store,
@@ -369,9 +375,11 @@ class TaskManager:
     ) -> Task:
         """Wait until the task ends; return it whatever the outcome.
 
-        Woken by the engine's writes, and re-reads the store now and then for changes made by
-        workers elsewhere; it never asks the provider itself. Raises :class:`WaitTimeoutError`
-        after ``timeout`` seconds (the task goes on).
+        A task ends when nothing is left to do for it: with ``download_dir``, a COMPLETED task
+        ends once its video is saved (or FAILED, ``expired``, if it could not be). Woken by the
+        engine's writes, and re-reads the store now and then for changes made by workers
+        elsewhere; it never asks the provider itself. Raises :class:`WaitTimeoutError` after
+        ``timeout`` seconds (the task goes on).
         """
         if self._exit_stack is None:
             raise ManagerNotRunningError(
@@ -381,10 +389,10 @@ class TaskManager:
         try:
             with anyio.fail_after(timeout):
                 async with self._events.subscribe() as events:
-                    while not task.is_terminal:
+                    while phase_of(task) is not Phase.DONE:
                         with anyio.move_on_after(_RECHECK_SECONDS):
                             async for event in events:
-                                if event.task.id == task.id and event.task.is_terminal:
+                                if event.task.id == task.id and phase_of(event.task) is Phase.DONE:
                                     break
                         task = await self._store.get(task.id)
         except TimeoutError:
@@ -401,16 +409,46 @@ class TaskManager:
                 if task_id is None or event.task.id == task_id:
                     yield event
 
-    async def download(
-        self, task_id: str, path: str | os.PathLike[str], *, user_id: str | None = None
-    ) -> Task:
-        """Stream a completed task's video to ``path`` (temporary file, checks, atomic rename)."""
+    @asynccontextmanager
+    async def open_content(
+        self, task_id: str, *, user_id: str | None = None
+    ) -> AsyncIterator[ContentStream]:
+        """Open a COMPLETED task's video for reading, as a :class:`ContentStream`.
+
+        The copy saved by the engine (``download_dir``) or by :meth:`download` is read when this
+        machine has it whole; otherwise the video streams from the provider (while its link
+        lasts). Raises :class:`TaskNotReadyError` before the task has completed.
+        """
         task = await self.get(task_id, user_id=user_id)
         if task.status is not TaskStatus.COMPLETED or task.external_id is None:
             raise TaskNotReadyError(
                 f"task {task.id} is {task.status.value}; only COMPLETED tasks have content"
             )
-        return await self._ops.fetch(task, path)
+        path = await saved_copy(task)
+        if path is not None:
+            assert task.result is not None and task.result.byte_size is not None
+            yield SavedContent(path, byte_size=task.result.byte_size, media_type=task.media_type)
+            return
+        provider = self._providers.get(task.provider)
+        if provider is None:
+            raise ProviderError(f"provider {task.provider!r} is not configured here")
+        async with provider.open_content(task.external_id) as stream:
+            yield stream
+
+    async def download(
+        self, task_id: str, path: str | os.PathLike[str], *, user_id: str | None = None
+    ) -> Task:
+        """Save a completed task's video to ``path`` (temporary file, checks, atomic rename).
+
+        Reads it through :meth:`open_content`: a copy already saved is copied, not fetched again.
+        """
+        await check_target(path)  # a bad target fails before the content is asked for
+        try:
+            async with self.open_content(task_id, user_id=user_id) as stream:
+                saved = await self._ops.save(stream, path)
+        except ProviderError as exc:
+            raise DownloadError(f"could not download task {task_id}: {exc}") from exc
+        return await self._ops.record_saved(task_id, saved)
 
     async def generate(
         self,

@@ -68,12 +68,20 @@ class _Frozen(BaseModel):
 
 
 class Limits(_Frozen):
-    """Bounds on accepted input. Every validation message names the limit it enforces."""
+    """Bounds on accepted input and on downloads. Every message names the limit it enforces.
+
+    A download fails when it passes ``max_download_bytes``, averages fewer than
+    ``download_min_bytes_per_second`` over ``download_speed_window`` seconds (0 turns that rule
+    off), or receives nothing for ``download_stall_timeout`` seconds.
+    """
 
     max_prompt_chars: int = Field(10_000, ge=1)
     max_image_bytes: int = Field(5 * 1024 * 1024, ge=1)
     max_metadata_bytes: int = Field(16 * 1024, ge=0)
     max_download_bytes: int = Field(4 * 1024**3, ge=1)
+    download_min_bytes_per_second: int = Field(1024, ge=0)
+    download_speed_window: float = Field(20.0, gt=0)
+    download_stall_timeout: float = Field(30.0, gt=0)
 
 
 class TaskError(_Frozen):
@@ -134,7 +142,9 @@ class Task(_Frozen):
     the state machine and bumps ``version``. ``started_at`` is when rendering began, as well as
     the provider's answers tell. The scheduling fields (``polled_at``, ``progress_at``,
     ``start_progress``, ``next_poll_at``, leases, ...) belong to the polling engine and are shown
-    for observability.
+    for observability. ``content_pending`` is set while a COMPLETED task's video is still to be
+    saved by the engine (see ``download_dir``): until then the task may yet end FAILED with
+    ``error.code == "expired"``.
     """
 
     id: str = Field(default_factory=new_task_id, pattern=r"^video_[0-9a-f-]{36}$")
@@ -167,6 +177,7 @@ class Task(_Frozen):
     poll_failures: int = Field(0, ge=0)
     lease_owner: str | None = None
     lease_expires_at: datetime | None = None
+    content_pending: bool = False
     version: int = Field(1, ge=1)
 
     @property

@@ -12,11 +12,12 @@ import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Unpack
+from typing import TypeVar, Unpack
 
 import anyio
 
-from ._download import save_stream
+from ._deadlines import bounded
+from ._download import SavedFile, check_target, save_stream
 from ._events import EventHub
 from ._exceptions import (
     ConflictError,
@@ -29,17 +30,21 @@ from ._exceptions import (
     ProviderTransportError,
     SubmissionUncertainError,
 )
+from ._lease import LeaseKeeper
 from ._logging import log_task
 from ._models import ImageData, Limits, Task, TaskError, TaskResult, TaskStatus
 from ._policy import PollingPolicy
 from ._schedule import Track, next_delay
-from ._states import TaskChanges
-from .providers._base import Provider, ProviderJob, SubmitRequest
+from ._states import Phase, TaskChanges, phase_of
+from .providers._base import ContentStream, Provider, ProviderJob, SubmitRequest
 from .storage._base import TaskStore
 
 __all__ = ["TaskOperations"]
 
-_DOWNLOAD_ATTEMPTS = 3
+_T = TypeVar("_T")
+# the engine's own backstop fires this long after the bound the HTTP layer enforces itself, so
+# that a call which honours the bound fails with its own, better classified, error
+_BACKSTOP_GRACE = 2.0
 # after these, the create provably did not start a job (the adapters' contract)
 _NOT_SENT = (ProviderTransportError, ProviderRateLimitError, ProviderServerError)
 
@@ -78,6 +83,7 @@ class TaskOperations:
         The submission id is stored before the request leaves; the external id right after.
         """
         provider = self._providers[task.provider]
+        self._bound(task, create=True)  # no submission is recorded under a lease about to end
         if task.submission_id is None:
             task = await self._write(
                 task, submission_id=f"sub_{uuid.uuid4().hex}", submitted_at=self.clock()
@@ -87,7 +93,7 @@ class TaskOperations:
         request = self._request(task, image)
         log_task(logging.INFO, "submitting", task, action="submit", attempt=task.submission_id)
         try:
-            job = await provider.submit(request)
+            job = await self._call(task, lambda: provider.submit(request), create=True)
         except SubmissionUncertainError as exc:
             return await self._uncertain(task, exc)
         except _NOT_SENT as exc:
@@ -114,9 +120,10 @@ class TaskOperations:
                 lease_expires_at=None,
                 next_poll_at=now + timedelta(seconds=self._policy.lease_seconds),
             )
-        assert task.external_id is not None
+        external_id = task.external_id
+        assert external_id is not None
         try:
-            job = await provider.status(task.external_id)
+            job = await self._call(task, lambda: provider.status(external_id))
         except ProviderHTTPError as exc:
             if exc.status_code in (404, 410):
                 error = TaskError(
@@ -128,27 +135,81 @@ class TaskOperations:
             return await self._poll_failed(task, exc)
         return await self._collect(await self._write(task, **self._changes(task, job, now)))
 
-    async def fetch(self, task: Task, path: str | os.PathLike[str]) -> Task:
-        """Stream a completed task's content to ``path`` and record where it went."""
-        assert task.external_id is not None
-        provider = self._providers[task.provider]
-        try:
-            async with provider.open_content(task.external_id) as stream:
-                saved = await save_stream(
-                    stream, path, max_bytes=self._limits.max_download_bytes, checksum=self._checksum
-                )
-        except ProviderError as exc:
-            raise DownloadError(f"could not download task {task.id}: {exc}") from exc
-        result = (task.result or TaskResult()).model_copy(
-            update={
-                "local_path": str(saved.path),
-                "byte_size": saved.byte_size,
-                "sha256": saved.sha256,
-            }
-        )
-        updated = await self._store.update(task.id, result=result)
+    async def record_saved(self, task_id: str, saved: SavedFile) -> Task:
+        """Record in the task where a copy of its content was saved (by the caller's request)."""
+        task = await self._store.get(task_id)
+        updated = await self._store.update(task_id, result=_saved_result(task, saved))
         self._events.publish(task, updated)
         return updated
+
+    async def collect(self, task: Task) -> Task:
+        """Save a ``COLLECTING`` task's video into ``download_dir``, ending its content phase.
+
+        The lease is kept alive while the video streams. A failure leaves the task due again
+        after a backoff, for any worker, until the provider's link is known to have expired:
+        only then does the task end FAILED with ``error.code == "expired"``.
+        """
+        if self._download_dir is None:
+            return task
+        target = self._download_dir / f"{task.id}.mp4"
+        keeper = LeaseKeeper(self._store, task, lease_seconds=self._policy.lease_seconds)
+        try:
+            saved = await keeper.run(lambda: self._save(keeper.task, target))
+        except (DownloadError, OSError) as exc:
+            return await self._collect_failed(keeper.task, exc)
+        return await self._write(
+            keeper.task, result=_saved_result(keeper.task, saved), content_pending=False
+        )
+
+    async def save(self, stream: ContentStream, path: str | os.PathLike[str]) -> SavedFile:
+        """Save ``stream`` to ``path`` under the manager's size and pace limits."""
+        limits = self._limits
+        return await save_stream(
+            stream,
+            path,
+            max_bytes=limits.max_download_bytes,
+            checksum=self._checksum,
+            min_bytes_per_second=limits.download_min_bytes_per_second,
+            speed_window=limits.download_speed_window,
+            stall_timeout=limits.download_stall_timeout,
+        )
+
+    async def _save(self, task: Task, path: str | os.PathLike[str]) -> SavedFile:
+        assert task.external_id is not None
+        provider = self._providers[task.provider]
+        await check_target(path)  # a bad target fails before the content is asked for
+        try:
+            async with provider.open_content(task.external_id) as stream:
+                return await self.save(stream, path)
+        except ProviderError as exc:
+            raise DownloadError(f"could not download task {task.id}: {exc}") from exc
+
+    async def _collect_failed(self, task: Task, exc: Exception) -> Task:
+        now = self.clock()
+        expires = _link_expires(task, self._policy.link_lifetime)
+        cause = exc.__cause__
+        gone = isinstance(cause, ProviderHTTPError) and cause.status_code in (404, 410)
+        if gone or now >= expires:
+            error = TaskError(
+                code="expired",
+                message=f"the video could not be saved before the provider's link expired: {exc}",
+            )
+            return await self._finish(task, TaskStatus.FAILED, error=error)
+        failures = task.poll_failures + 1
+        delay = min(self._policy.backoff(failures), max(1.0, (expires - now).total_seconds()))
+        log_task(
+            logging.WARNING,
+            f"saving the video failed ({exc}); trying again in {delay:.1f}s",
+            task,
+            action="download",
+        )
+        return await self._write(
+            task,
+            poll_failures=failures,
+            lease_owner=None,
+            lease_expires_at=None,
+            next_poll_at=now + timedelta(seconds=delay),
+        )
 
     async def cancel(self, task: Task) -> Task:
         """Mark ``task`` CANCELLED if it is unchanged, then ask the provider to stop its job.
@@ -163,21 +224,11 @@ class TaskOperations:
         return cancelled
 
     async def _collect(self, task: Task) -> Task:
-        if self._download_dir is None or task.status is not TaskStatus.COMPLETED:
+        # the worker that saw the job finish keeps its lease and saves the video at once; a task
+        # written without a lease (an out-of-schedule refresh) is left to whichever worker claims it
+        if phase_of(task) is not Phase.COLLECTING or task.lease_owner is None:
             return task
-        target = self._download_dir / f"{task.id}.mp4"
-        for attempt in range(1, _DOWNLOAD_ATTEMPTS + 1):
-            try:
-                return await self.fetch(task, target)
-            except DownloadError as exc:
-                log_task(
-                    logging.WARNING,
-                    f"download attempt {attempt} failed: {exc}",
-                    task,
-                    action="download",
-                )
-                await anyio.sleep(self._policy.retry_interval * attempt)
-        return task
+        return await self.collect(task)
 
     async def resolve_uncertain(self, task: Task) -> Task:
         """Apply the submit-uncertain policy to a task whose create may have been sent."""
@@ -188,8 +239,9 @@ class TaskOperations:
         image = None
         if task.reference_image and task.reference_image.sha256:
             image = await self._store.get_image(task.reference_image.sha256)
+        request = self._request(task, image)
         try:
-            job = await provider.find(self._request(task, image))
+            job = await self._call(task, lambda: provider.find(request))
         except ProviderError as exc:
             return await self._poll_failed(task, exc)
         if job is not None:
@@ -256,6 +308,11 @@ class TaskOperations:
                         "result": TaskResult(url=job.result_url, expires_at=job.expires_at),
                     }
                 )
+                if self._download_dir is not None:
+                    # completion and "video still to save" land in one write, so a crash
+                    # after it leaves the task due for any worker, not forgotten
+                    del changes["lease_owner"], changes["lease_expires_at"]
+                    changes.update({"content_pending": True, "next_poll_at": now})
                 return changes
             case TaskStatus.FAILED:
                 error = job.error or TaskError(
@@ -371,6 +428,44 @@ class TaskOperations:
         )
         return await self._write(task, status=status, error=error)
 
+    async def _call(
+        self, task: Task, call: Callable[[], Awaitable[_T]], *, create: bool = False
+    ) -> _T:
+        """Run one provider call within the task's bound (see ``PollingPolicy.call_timeout``).
+
+        The HTTP layer enforces the bound itself (through :func:`bounded`); a cancel scope a
+        little later, still inside the lease, is the backstop for providers that do not.
+        """
+        seconds, backstop = self._bound(task, create=create)
+        with bounded(seconds), anyio.move_on_after(backstop):
+            return await call()
+        message = f"the {task.provider} call took longer than its bound of {seconds:.1f} s"
+        if create:
+            raise SubmissionUncertainError(
+                f"{message}; the job may have started", provider=task.provider
+            )
+        raise ProviderTransportError(message, provider=task.provider)
+
+    def _bound(self, task: Task, *, create: bool = False) -> tuple[float, float]:
+        """The call's bound and the backstop's, in seconds from now."""
+        now = self.clock()
+        seconds = self._policy.call_timeout
+        backstop = seconds + _BACKSTOP_GRACE
+        if task.lease_expires_at is not None:
+            left = (task.lease_expires_at - now).total_seconds()
+            margin = self._policy.lease_margin
+            if left <= margin:
+                # a peer may take the task over any moment: calling now could poll one job twice
+                raise ConflictError(f"the lease on task {task.id} is about to run out")
+            seconds = min(seconds, left - margin)
+            backstop = min(backstop, left - margin / 2)
+        # a create cut off by the deadline would leave a job that may exist: let it answer
+        if task.deadline_at is not None and not task.is_terminal and not create:
+            left = max(0.0, (task.deadline_at - now).total_seconds())
+            seconds = min(seconds, left)
+            backstop = min(backstop, left + _BACKSTOP_GRACE)
+        return seconds, backstop
+
     async def _write(self, task: Task, **changes: Unpack[TaskChanges]) -> Task:
         # the final write of an operation must land even if our caller is being cancelled
         with anyio.CancelScope(shield=True):
@@ -391,6 +486,23 @@ def _track(task: Task) -> Track:
         moved_at=(task.progress_at or submitted).timestamp(),
         seen_at=task.polled_at.timestamp() if task.polled_at else None,
     )
+
+
+def _saved_result(task: Task, saved: SavedFile) -> TaskResult:
+    return (task.result or TaskResult()).model_copy(
+        update={
+            "local_path": str(saved.path),
+            "byte_size": saved.byte_size,
+            "sha256": saved.sha256,
+        }
+    )
+
+
+def _link_expires(task: Task, lifetime: timedelta) -> datetime:
+    """When the provider's link to the finished video stops working, as well as we know."""
+    if task.result is not None and task.result.expires_at is not None:
+        return task.result.expires_at
+    return (task.completed_at or task.updated_at) + lifetime
 
 
 def _uncertain_error(policy: str) -> TaskError:

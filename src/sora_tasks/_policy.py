@@ -36,6 +36,16 @@ class PollingPolicy(BaseModel):
     - ``max_in_flight`` caps, per provider name, the jobs running at once (it overrides the
       provider's own ``max_in_flight``); further tasks wait locally, QUEUED, highest priority
       first, then oldest.
+    - ``call_timeout`` bounds each provider call the engine makes (connect, send and the whole
+      answer), and so does what is left of the task's lease (less a tenth of it, at least a
+      second, at most half) and of its deadline,
+      whichever ends first: no job is polled twice at once, and no task outlives its deadline
+      by more than a call's few seconds of grace.
+    - ``link_lifetime`` is how long a finished video is assumed to stay downloadable when the
+      provider does not say (OpenAI-shaped APIs keep it about an hour); the engine keeps trying
+      to save it until then.
+    - ``store_retry_interval`` is the first wait after the store failed to answer a claim; it
+      doubles up to ``max_retry_interval`` while the store stays away.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -53,6 +63,14 @@ class PollingPolicy(BaseModel):
     max_concurrent_polls: int = Field(32, ge=1)
     idle_wait: float = Field(1.0, gt=0)
     shutdown_grace: float = Field(10.0, ge=0)
+    call_timeout: float = Field(90.0, gt=0)
+    link_lifetime: timedelta = timedelta(hours=1)
+    store_retry_interval: float = Field(0.5, gt=0)
+
+    @property
+    def lease_margin(self) -> float:
+        """How long before its lease runs out a call must have ended (clock skew, the write)."""
+        return min(max(1.0, self.lease_seconds / 10), self.lease_seconds / 2)
 
     def backoff(self, failures: int) -> float:
         """The wait after ``failures`` consecutive failures: doubling from ``retry_interval``."""

@@ -21,6 +21,7 @@ from ._logging import log_task, logger
 from ._models import Task
 from ._operations import TaskOperations
 from ._policy import PollingPolicy
+from ._states import Phase, phase_of
 from .providers._base import Provider
 from .storage._base import TaskStore
 
@@ -38,6 +39,7 @@ class Engine:
         policy: PollingPolicy,
         operations: TaskOperations,
         owner: str,
+        collect: bool = False,
     ) -> None:
         self._store = store
         self._providers = providers
@@ -58,6 +60,8 @@ class Engine:
         self._claiming: anyio.CancelScope | None = None
         self._stopped = False
         self._limiters: dict[str, anyio.Semaphore] = {}
+        self._collect = collect
+        self._store_failures = 0
 
     def max_in_flight(self, provider: str) -> int | None:
         """How many jobs ``provider`` may run at once (``None``: no cap)."""
@@ -116,14 +120,40 @@ class Engine:
             if not self._starved:
                 try:
                     claimed = await self._claim(free)
-                except Exception:
+                except Exception as exc:
                     # the store being away for a while must not kill the engine
-                    logger.exception("claiming due tasks failed; trying again shortly")
+                    await self._store_away(exc)
+                    continue
+                if self._store_failures:
+                    logger.warning(
+                        "the task store answers again after %d failed claims", self._store_failures
+                    )
+                    self._store_failures = 0
             for task in claimed:
                 self._queued[task.id] = task
                 send.send_nowait(task)
             if len(claimed) < free or self._starved:
                 await self._idle()
+
+    async def _store_away(self, exc: Exception) -> None:
+        self._store_failures += 1
+        delay = min(
+            self._policy.max_retry_interval,
+            self._policy.store_retry_interval * 2 ** min(self._store_failures - 1, 16),
+        )
+        # one record with the traceback when the outage starts, then one line per retry
+        logger.log(
+            logging.ERROR if self._store_failures == 1 else logging.WARNING,
+            "claiming due tasks failed (%s: %s); trying again in %.1f s",
+            type(exc).__name__,
+            exc,
+            delay,
+            exc_info=self._store_failures == 1,
+            extra={"action": "claim", "attempt": self._store_failures},
+        )
+        with anyio.move_on_after(delay):
+            await self._wake_event().wait()
+        self._wake = anyio.Event()
 
     async def _work(self, receive: MemoryObjectReceiveStream[Task]) -> None:
         async with receive:
@@ -146,7 +176,9 @@ class Engine:
     async def _claim(self, free: int) -> list[Task]:
         lease = self._policy.lease_seconds
         claimed = list(
-            await self._store.claim_due(owner=self.owner, limit=free, lease_seconds=lease)
+            await self._store.claim_due(
+                owner=self.owner, limit=free, lease_seconds=lease, content=self._collect
+            )
         )
         for name in self._providers:
             if len(claimed) >= free:
@@ -193,11 +225,16 @@ class Engine:
     async def _process(self, task: Task) -> None:
         try:
             async with self._limiters.get(task.provider) or anyio.Semaphore(1):
-                if task.deadline_at is not None and self._clock() >= task.deadline_at:
+                phase = phase_of(task)
+                if phase is Phase.COLLECTING:
+                    await self._ops.collect(task)
+                elif phase is Phase.DONE:
+                    pass  # finished between the claim and now: nothing is owed
+                elif task.deadline_at is not None and self._clock() >= task.deadline_at:
                     await self._ops.timeout(task)
-                elif task.external_id is not None:
+                elif phase is Phase.RENDERING:
                     await self._ops.poll(task)
-                elif task.submission_id is None:
+                elif phase is Phase.WAITING:
                     await self._ops.submit(task)
                 else:
                     await self._ops.resolve_uncertain(task)
@@ -209,12 +246,15 @@ class Engine:
             with anyio.CancelScope(shield=True):
                 await self._hand_back(task)
             raise
-        except Exception:
+        except Exception as exc:
+            # one task's failure (a store blip, a provider's nonsense) never ends the engine:
+            # its lease runs out and it is claimed again, by us or a peer
             log_task(
                 logging.ERROR,
-                "unexpected error while processing task",
+                f"processing the task failed ({type(exc).__name__}); it is retried once its "
+                "lease runs out",
                 task,
-                action="poll",
+                action="process",
                 exc_info=True,
             )
 

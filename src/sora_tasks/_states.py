@@ -6,18 +6,39 @@ Every store applies every write through :func:`apply`, so the rules hold whateve
 - terminal statuses (COMPLETED, FAILED, CANCELLED) absorb: once there, status, progress and error
   are frozen; the result (where the file went), metadata and scheduling fields may still change;
 - progress never decreases, and COMPLETED means 100;
-- the provider's ``external_id``, once bound, never changes.
+- the provider's ``external_id``, once bound, never changes;
+- a COMPLETED task whose content is still to be saved (``content_pending``) is not done yet: it
+  stays due for the engine and may still end FAILED (its video could not be saved in time).
+
+It also defines, once, the **phases** the engine drives a task through (:class:`Phase`). Each is a
+small predicate over stored columns (:data:`PHASES`) that the Python code evaluates with
+:func:`phase_of` and the SQL store compiles into its queries, so the two cannot drift apart.
 """
 
 from __future__ import annotations
 
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final, TypedDict
 
 from ._exceptions import InvalidTransitionError
 from ._models import Metadata, Task, TaskError, TaskResult, TaskStatus
 
-__all__ = ["ALLOWED_TRANSITIONS", "TaskChanges", "apply", "can_transition", "check_transition"]
+__all__ = [
+    "ALLOWED_TRANSITIONS",
+    "ENGINE_PHASES",
+    "PHASES",
+    "Condition",
+    "Phase",
+    "TaskChanges",
+    "apply",
+    "can_transition",
+    "check_transition",
+    "is_claimable",
+    "phase_of",
+]
 
 _Q, _P = TaskStatus.QUEUED, TaskStatus.PROCESSING
 _C, _F, _X = TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELLED
@@ -52,6 +73,86 @@ class TaskChanges(TypedDict, total=False):
     poll_failures: int
     lease_owner: str | None
     lease_expires_at: datetime | None
+    content_pending: bool
+
+
+class Phase(enum.StrEnum):
+    """Where a task stands in the work the engine does for it.
+
+    - ``WAITING``: not sent yet (no submission id, no provider job): to be submitted;
+    - ``SUBMITTING``: a create was (or is being) sent and no provider job id is known: the
+      engine resolves it under the submit-uncertain policy, never by resending blindly;
+    - ``RENDERING``: bound to a provider job that has not ended: to be polled;
+    - ``COLLECTING``: COMPLETED at the provider, its content not saved yet: to be fetched, by
+      any worker, before the provider's link expires;
+    - ``DONE``: nothing left to do.
+    """
+
+    WAITING = "waiting"
+    SUBMITTING = "submitting"
+    RENDERING = "rendering"
+    COLLECTING = "collecting"
+    DONE = "done"
+
+
+@dataclass(frozen=True, slots=True)
+class Condition:
+    """One stored column compared with constants: null, not null, or one of ``values``."""
+
+    null: bool | None = None
+    values: frozenset[object] | None = None
+
+    def holds(self, value: object) -> bool:
+        """Whether ``value`` (the column's) satisfies the condition."""
+        if self.null is not None and (value is None) != self.null:
+            return False
+        return self.values is None or value in self.values
+
+
+_NULL, _SET = Condition(null=True), Condition(null=False)
+_ACTIVE = Condition(values=frozenset({TaskStatus.QUEUED, TaskStatus.PROCESSING}))
+
+PHASES: Final[Mapping[Phase, tuple[Mapping[str, Condition], ...]]] = {
+    Phase.WAITING: ({"status": _ACTIVE, "submission_id": _NULL, "external_id": _NULL},),
+    Phase.SUBMITTING: ({"status": _ACTIVE, "submission_id": _SET, "external_id": _NULL},),
+    Phase.RENDERING: ({"status": _ACTIVE, "external_id": _SET},),
+    Phase.COLLECTING: (
+        {
+            "status": Condition(values=frozenset({TaskStatus.COMPLETED})),
+            "content_pending": Condition(values=frozenset({True})),
+        },
+    ),
+    Phase.DONE: (
+        {"status": Condition(values=frozenset({TaskStatus.FAILED, TaskStatus.CANCELLED}))},
+        {
+            "status": Condition(values=frozenset({TaskStatus.COMPLETED})),
+            "content_pending": Condition(values=frozenset({False})),
+        },
+    ),
+}
+"""Each phase as a disjunction of conjunctions of column conditions; together they partition
+every task a store can hold."""
+
+ENGINE_PHASES: Final = (Phase.SUBMITTING, Phase.RENDERING, Phase.COLLECTING)
+"""The phases :meth:`TaskStore.claim_due` hands out (``WAITING`` goes through admission)."""
+
+
+def phase_of(task: Task) -> Phase:
+    """The phase ``task`` is in, by the predicates of :data:`PHASES`."""
+    for phase, alternatives in PHASES.items():
+        for conditions in alternatives:
+            if all(cond.holds(getattr(task, name)) for name, cond in conditions.items()):
+                return phase
+    raise AssertionError(f"task {task.id} is in no phase")  # PHASES covers every task
+
+
+def is_claimable(task: Task, now: datetime) -> bool:
+    """Due (``next_poll_at`` has come) and held by no live lease."""
+    return (
+        task.next_poll_at is not None
+        and task.next_poll_at <= now
+        and (task.lease_expires_at is None or task.lease_expires_at <= now)
+    )
 
 
 _FIELDS: Final = frozenset(TaskChanges.__annotations__)
@@ -68,18 +169,28 @@ _MUTABLE_WHEN_TERMINAL: Final = frozenset(
         "lease_owner",
         "lease_expires_at",
         "poll_failures",
+        "content_pending",
     }
 )
 
 
-def can_transition(source: TaskStatus, target: TaskStatus) -> bool:
-    """Whether a task in ``source`` may move to ``target`` (staying put counts as a move)."""
+def can_transition(
+    source: TaskStatus, target: TaskStatus, *, content_pending: bool = False
+) -> bool:
+    """Whether a task in ``source`` may move to ``target`` (staying put counts as a move).
+
+    A COMPLETED task whose content is still pending may yet become FAILED.
+    """
+    if content_pending and source is TaskStatus.COMPLETED and target is TaskStatus.FAILED:
+        return True
     return target in ALLOWED_TRANSITIONS[source]
 
 
-def check_transition(source: TaskStatus, target: TaskStatus) -> None:
+def check_transition(
+    source: TaskStatus, target: TaskStatus, *, content_pending: bool = False
+) -> None:
     """Raise :class:`InvalidTransitionError` unless ``source`` may move to ``target``."""
-    if not can_transition(source, target):
+    if not can_transition(source, target, content_pending=content_pending):
         raise InvalidTransitionError(f"a {source.value} task cannot become {target.value}")
 
 
@@ -97,9 +208,10 @@ def apply(task: Task, changes: TaskChanges, *, now: datetime) -> Task:
     if not isinstance(target, TaskStatus):
         target = TaskStatus(target)
         update["status"] = target
-    check_transition(task.status, target)
+    check_transition(task.status, target, content_pending=task.content_pending)
+    collecting_failed = task.status is not target and task.content_pending
 
-    if task.status.is_terminal:
+    if task.status.is_terminal and not collecting_failed:
         frozen = {key for key in update if key not in _MUTABLE_WHEN_TERMINAL}
         changed = {key for key in frozen if update[key] != getattr(task, key)}
         if changed:
@@ -122,14 +234,23 @@ def apply(task: Task, changes: TaskChanges, *, now: datetime) -> Task:
             f"task {task.id} is already bound to provider job {task.external_id!r}"
         )
 
+    pending = bool(update.get("content_pending", task.content_pending))
+    if target is not TaskStatus.COMPLETED:
+        pending = update["content_pending"] = False
+    elif pending and update.get("next_poll_at", task.next_poll_at) is None:
+        raise InvalidTransitionError(
+            f"task {task.id} completes with its content pending but is given no next_poll_at"
+        )
     if target.is_terminal and not task.status.is_terminal:
         update["completed_at"] = now
-        update["next_poll_at"] = None
-        update["lease_owner"] = None
-        update["lease_expires_at"] = None
         if target is TaskStatus.COMPLETED:
             update["progress"] = 100
             update["error"] = None
+    if target.is_terminal and not pending:
+        # done: nothing is due any more, and no lease can hold it
+        update["next_poll_at"] = None
+        update["lease_owner"] = None
+        update["lease_expires_at"] = None
     update["version"] = task.version + 1
     update["updated_at"] = now
     return task.model_copy(update=update)

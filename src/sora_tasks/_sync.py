@@ -10,8 +10,8 @@ import functools
 import os
 import signal
 import threading
-from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator, Mapping
-from contextlib import ExitStack
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from contextlib import ExitStack, contextmanager
 from types import FrameType, TracebackType
 from typing import Any, Concatenate, ParamSpec, Self, TypeVar
 
@@ -165,6 +165,19 @@ class SyncTaskManager:
             if isinstance(stream, AsyncGenerator):
                 portal.call(stream.aclose)
 
+    @contextmanager
+    def open_content(
+        self, task_id: str, *, user_id: str | None = None
+    ) -> Iterator[Iterator[bytes]]:
+        """Open a completed task's video; see :meth:`TaskManager.open_content`.
+
+        Yields an iterator over the video's bytes that blocks until each chunk arrives.
+        """
+        portal = self.portal
+        opened = self.manager.open_content(task_id, user_id=user_id)
+        with portal.wrap_async_context_manager(opened) as stream:
+            yield _blocking_chunks(portal, stream.aiter_bytes())
+
     def run_worker(self, *, handle_signals: bool = True) -> None:
         """Poll until Ctrl-C (or SIGTERM, with ``handle_signals`` in the main thread).
 
@@ -186,6 +199,14 @@ class SyncTaskManager:
 
     # last, so that the name does not hide the built-in list in the class body above
     list = _blocking(TaskManager.list)
+
+
+def _blocking_chunks(portal: BlockingPortal, chunks: AsyncIterator[bytes]) -> Iterator[bytes]:
+    while True:
+        try:
+            yield portal.call(chunks.__anext__)
+        except StopAsyncIteration:
+            return
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import signal
 import subprocess
@@ -187,3 +188,45 @@ async def test_sigterm_exits_within_the_grace_and_a_peer_resumes_at_once(
 
     # far sooner than the 300 s lease the first worker held
     await eventually(resumed, timeout=20, what="the peer to poll every task")
+
+
+async def test_a_worker_killed_while_saving_videos_leaves_them_to_a_peer_that_saves_them_all(
+    workers: Callable[[SimulatorApp], Workers], tmp_path: Path
+) -> None:
+    simulator = create_simulator_app(render_seconds=1, queue_seconds=0, poll_after_ms=100)
+    # every download hangs: the first worker records each completion and then stalls saving it
+    simulator.state.faults.set("content", Faults(slow_responses=sys.maxsize, delay=60))
+    group = workers(simulator)
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    first, _ = group.start("first", create=4, lease_seconds=2, download_dir=str(videos))
+
+    async def completed_unsaved() -> bool:
+        tasks = await read_tasks(group.db)
+        return len(tasks) == 4 and all(
+            t.status is TaskStatus.COMPLETED and t.content_pending for t in tasks
+        )
+
+    await eventually(completed_unsaved, timeout=30, what="four completed tasks, videos unsaved")
+    first.send_signal(signal.SIGKILL)
+    assert first.wait(timeout=10) == -signal.SIGKILL
+    assert not any(videos.iterdir())
+
+    simulator.state.faults.set("content", None)
+    second, _ = group.start("second", lease_seconds=2, download_dir=str(videos))
+
+    async def all_saved() -> bool:
+        tasks = await read_tasks(group.db)
+        return bool(tasks) and all(not t.content_pending for t in tasks)
+
+    await eventually(all_saved, timeout=60, what="every video saved")
+    expected = hashlib.sha256(simulator.state.config.content.data).hexdigest()
+    for task in await read_tasks(group.db):
+        assert task.status is TaskStatus.COMPLETED
+        assert task.result is not None and task.result.local_path is not None
+        saved = Path(task.result.local_path)
+        assert saved.parent == videos
+        assert hashlib.sha256(saved.read_bytes()).hexdigest() == expected == task.result.sha256
+    assert simulator.state.creates == 4
+    second.send_signal(signal.SIGTERM)
+    assert second.wait(timeout=15) == 0

@@ -59,6 +59,7 @@ async def main(config: dict[str, object]) -> None:
         providers={"sim": provider},
         store=SQLStore(f"sqlite+aiosqlite:///{config['db']}"),
         policy=policy,
+        download_dir=config.get("download_dir"),  # type: ignore[arg-type]
     )
     async with manager:
         for index in range(int(str(config.get("create", 0)))):

@@ -22,8 +22,9 @@ from sora_tasks import (
     TaskStatus,
 )
 from sora_tasks._models import ImageData, TaskQuery
+from sora_tasks._states import Phase, is_claimable, phase_of
 from sora_tasks.storage import TaskStore
-from tests.factories import make_task
+from tests.factories import make_task, phase_grid
 
 pytestmark = pytest.mark.anyio
 
@@ -416,3 +417,24 @@ async def test_submissions_respect_max_in_flight(store: TaskStore) -> None:
     assert full == []
     uncapped = await store.claim_submissions(provider="fake", owner="w", limit=10, lease_seconds=30)
     assert len(uncapped) == 3
+
+
+async def test_claims_hand_out_exactly_what_the_phase_definitions_say(store: TaskStore) -> None:
+    now = await store.now()
+    grid = phase_grid(now)
+    for task in grid:
+        await store.insert(task)
+
+    def expected(phases: set[Phase]) -> set[str]:
+        return {t.id for t in grid if phase_of(t) in phases and is_claimable(t, now)}
+
+    without_content = {Phase.SUBMITTING, Phase.RENDERING}
+    claimed = await store.claim_due(owner="w1", limit=1000, lease_seconds=60)
+    assert {t.id for t in claimed} == expected(without_content)
+    collecting = await store.claim_due(owner="w1", limit=1000, lease_seconds=60, content=True)
+    assert {t.id for t in collecting} == expected({Phase.COLLECTING})
+    waiting = await store.claim_submissions(
+        provider="fake", owner="w1", limit=1000, lease_seconds=60
+    )
+    assert {t.id for t in waiting} == expected({Phase.WAITING})
+    assert all(phase_of(t) is not Phase.DONE for t in [*claimed, *collecting, *waiting])

@@ -22,11 +22,18 @@ import httpx2
 import pytest
 from fastapi import FastAPI, Header, HTTPException
 
-from sora_tasks import PollingPolicy, ProviderServerError, TaskManager
+from sora_tasks import (
+    PollingPolicy,
+    ProviderServerError,
+    StoreUnavailableError,
+    Task,
+    TaskManager,
+)
 from sora_tasks._models import TaskQuery
 from sora_tasks.contrib.fastapi import create_router
 from sora_tasks.providers import ContentStream
 from sora_tasks.providers._base import ContentVariant, SubmitRequest
+from sora_tasks.storage import InMemoryStore, TaskStore
 from sora_tasks.testing import FakeBehaviour, FakeProvider, sample_video
 from sora_tasks.testing._server import base_url, bind, make_server
 from tests.images import make_image
@@ -121,11 +128,13 @@ async def running(
     *,
     poll: bool = True,
     download_dir: Path | None = None,
+    store: TaskStore | None = None,
     **router_options: Any,
 ) -> AsyncIterator[Api]:
     fake = fake or FakeProvider(behaviour=QUICK, script=slow_when_asked)
     manager = TaskManager(
         providers={"fake": fake},
+        store=store,
         policy=FAST,
         poll=poll,
         webhook_secrets={"fake": SECRET},
@@ -415,10 +424,63 @@ async def test_a_body_over_the_limit_is_refused_before_it_is_parsed() -> None:
             yield b'"}'
 
         streamed = await api.client.post(
-            "/api/video/tasks", content=chunks(), headers={"x-user": "u1"}
+            "/api/video/tasks",
+            content=chunks(),
+            headers={"x-user": "u1", "content-type": "application/json"},
         )
         assert streamed.status_code == 413 and streamed.json()["error"]["limit"] == 1024
         assert await api.stored() == 0 and api.fake.submissions == []
+
+
+NOT_JSON = {
+    "a cross-site form's text/plain": "text/plain",
+    "text/plain with a charset": "text/plain;charset=UTF-8",
+    "a urlencoded form": "application/x-www-form-urlencoded",
+    "a multipart form": "multipart/form-data; boundary=x",
+    "json under another top-level type": "text/json",
+    "no content-type at all": None,
+}
+
+
+@pytest.mark.parametrize("content_type", NOT_JSON.values(), ids=NOT_JSON.keys())
+async def test_a_body_not_declared_as_json_is_refused_with_415(content_type: str | None) -> None:
+    # a cross-site form may send text/plain (or a no-cors fetch no type) without a preflight
+    async with running() as api:
+        headers = {"x-user": "u1"}
+        if content_type is not None:
+            headers["content-type"] = content_type
+        answer = await api.client.post(
+            "/api/video/tasks", content=json.dumps({"prompt": "a"}).encode(), headers=headers
+        )
+        assert answer.status_code == 415, answer.text
+        error = answer.json()["error"]
+        assert (error["code"], error["field"], error["limit"]) == (
+            "unsupported_media_type",
+            "content-type",
+            "application/json",
+        )
+        assert "accepts only application/json" in error["message"]
+        assert await api.stored() == 0 and api.fake.submissions == []
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    [
+        "application/json",
+        "application/json; charset=utf-8",
+        "Application/JSON",
+        "application/vnd.api+json",
+    ],
+)
+async def test_json_media_types_are_accepted(content_type: str) -> None:
+    async with running() as api:
+        answer = await api.client.post(
+            "/api/video/tasks",
+            content=json.dumps({"prompt": "a"}).encode(),
+            headers={"x-user": "u1", "content-type": content_type},
+        )
+        assert answer.status_code == 201, answer.text
+        assert len(api.fake.submissions) == 1
 
 
 async def test_another_users_task_is_not_found() -> None:
@@ -476,6 +538,20 @@ async def test_a_provider_failure_before_the_first_byte_answers_502() -> None:
             "field": None,
             "limit": None,
         }
+
+
+class _StoreAway(InMemoryStore):
+    async def get(self, task_id: str) -> Task:
+        raise StoreUnavailableError("the sqlite task store at /srv/private/tasks.db is unavailable")
+
+
+async def test_a_store_outage_answers_503_with_retry_after_and_no_detail() -> None:
+    async with running(store=_StoreAway()) as api:
+        answer = await api.get("/tasks/video_00000000-0000-4000-8000-000000000000")
+    assert answer.status_code == 503
+    assert answer.headers["retry-after"] == "5"
+    assert answer.json()["error"]["code"] == "store_unavailable"
+    assert "/srv/private" not in answer.text
 
 
 def sign(body: bytes, webhook_id: str = "msg_1", key: bytes = KEY) -> Mapping[str, str]:

@@ -242,11 +242,27 @@ async def test_a_slow_create_past_the_timeout_is_uncertain_and_sent_once(
     assert app.state.hits["create"] == 1
 
 
-async def test_a_download_cut_half_way_is_an_error_and_leaves_no_file(
+async def test_a_download_cut_half_way_is_fetched_again_whole(
     openai_for: OpenAIFor, tmp_path: Path
 ) -> None:
     app = create_simulator_app(
         queue_seconds=0, render_seconds=0, faults={"content": Faults(truncated_bodies=1)}
+    )
+    provider = openai_for(app)
+    external_id = (await provider.submit(submit_request())).external_id
+    target = tmp_path / "cut.mp4"
+    async with provider.open_content(external_id) as stream:
+        saved = await save_stream(stream, target, max_bytes=1 << 20)
+    assert target.read_bytes() == SAMPLE
+    assert saved.byte_size == len(SAMPLE)
+    assert app.state.hits["content"] == 2
+
+
+async def test_a_download_cut_more_often_than_its_retries_is_an_error_and_leaves_no_file(
+    openai_for: OpenAIFor, tmp_path: Path
+) -> None:
+    app = create_simulator_app(
+        queue_seconds=0, render_seconds=0, faults={"content": Faults(truncated_bodies=4)}
     )
     provider = openai_for(app)
     external_id = (await provider.submit(submit_request())).external_id

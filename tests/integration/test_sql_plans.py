@@ -68,7 +68,9 @@ async def test_sqlite_claims_walk_the_due_index_in_order(tmp_path: Path, analyze
             await conn.execute(tasks.insert(), rows(2000, now))
             if analyzed:
                 await conn.exec_driver_sql("ANALYZE")
-        claim = await plan(store, q.claim_due("sqlite", owner="w", limit=100, lease_seconds=30))
+        claim = await plan(
+            store, q.claim_due("sqlite", owner="w", limit=100, lease_seconds=30, content=True)
+        )
         page = await plan(
             store, q.list_tasks(TaskQuery(user_id="user_1", status=TaskStatus.FAILED))
         )

@@ -26,10 +26,11 @@ from sora_tasks import (
     TaskStatus,
 )
 from sora_tasks._models import ImageData
+from sora_tasks._states import Phase, phase_of
 from sora_tasks.storage import SQLStore
-from sora_tasks.storage._sql_schema import VERSION_TABLE, images, metadata, tasks
-from tests.factories import make_task
-from tests.sql_databases import postgres_database
+from sora_tasks.storage._sql_schema import VERSION_TABLE, images, in_phase, metadata, tasks
+from tests.factories import make_task, phase_grid
+from tests.sql_databases import open_sql_store, postgres_database
 
 pytestmark = pytest.mark.anyio
 
@@ -161,3 +162,19 @@ async def test_image_bytes_live_in_their_own_table_once(sql_store: SQLStore, sql
         assert all(not isinstance(value, bytes) for value in row.values())
         assert content.hex() not in str(dict(row))
     assert (await sql_store.get_image(sha)).data == content
+
+
+@pytest.mark.parametrize(
+    "backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
+async def test_the_sql_phase_predicates_agree_with_the_python_ones(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    async with open_sql_store(backend, tmp_path, request) as store:
+        grid = phase_grid(await store.now())
+        for task in grid:
+            await store.insert(task)
+        async with store._read() as conn:
+            for phase in Phase:
+                rows = (await conn.execute(select(tasks.c.id).where(in_phase(phase)))).scalars()
+                assert set(rows) == {t.id for t in grid if phase_of(t) is phase}, phase

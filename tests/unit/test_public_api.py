@@ -36,6 +36,7 @@ CORE = {
     "ProviderUnsupportedError",
     "ReferenceImage",
     "SoraTasksError",
+    "StoreNotMigratedError",
     "StoreUnavailableError",
     "SubmissionUncertainError",
     "SyncTaskManager",

@@ -26,8 +26,8 @@ SQLITE = dialect_of("sqlite+aiosqlite://")
 POSTGRES = dialect_of("postgresql+asyncpg://")
 
 
-def compiled(dialect: Dialect) -> str:
-    statement = q.claim_due(dialect.name, owner="w1", limit=100, lease_seconds=30)
+def compiled(dialect: Dialect, *, content: bool = True) -> str:
+    statement = q.claim_due(dialect.name, owner="w1", limit=100, lease_seconds=30, content=content)
     return " ".join(str(statement.compile(dialect=dialect)).split())
 
 
@@ -52,7 +52,7 @@ def test_postgres_claim_skips_rows_other_claimers_hold() -> None:
 
 def test_claims_measure_time_with_the_database_clock_only() -> None:
     for dialect, clock in [(SQLITE, "strftime("), (POSTGRES, "now()")]:
-        statement = q.claim_due(dialect.name, owner="w1", limit=5, lease_seconds=30)
+        statement = q.claim_due(dialect.name, owner="w1", limit=5, lease_seconds=30, content=False)
         compiled_statement = statement.compile(dialect=dialect)
         assert clock in str(compiled_statement)
         assert not any(isinstance(v, datetime) for v in compiled_statement.params.values())
@@ -61,10 +61,16 @@ def test_claims_measure_time_with_the_database_clock_only() -> None:
 def test_claim_filter_repeats_the_partial_index_predicate_literally() -> None:
     # planners prove a partial index usable only from literal predicates
     sql = compiled(SQLITE)
-    assert "sora_tasks.status IN ('QUEUED', 'PROCESSING')" in sql
+    assert "sora_tasks.status IN ('PROCESSING', 'QUEUED')" in sql
     assert "sora_tasks.next_poll_at IS NOT NULL" in sql
     due = next(index for index in tasks.indexes if index.name == "ix_sora_tasks_due")
     assert [column.name for column in due.columns] == ["next_poll_at", "id"]
+
+
+def test_claims_without_content_leave_collecting_tasks_alone() -> None:
+    with_content, without = compiled(SQLITE), compiled(SQLITE, content=False)
+    assert "sora_tasks.content_pending" in with_content
+    assert "sora_tasks.content_pending" not in without
 
 
 def test_migrations_ship_inside_the_package() -> None:
@@ -74,7 +80,7 @@ def test_migrations_ship_inside_the_package() -> None:
 
     config = Config()
     config.set_main_option("script_location", SCRIPT_LOCATION)
-    assert ScriptDirectory.from_config(config).get_heads() == ["0001"]
+    assert ScriptDirectory.from_config(config).get_heads() == ["0002"]
 
 
 def test_storage_imports_without_the_sql_extra_and_says_how_to_get_it() -> None:

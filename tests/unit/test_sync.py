@@ -55,6 +55,13 @@ def test_generate_blocks_until_the_video_is_on_disk(tmp_path: Path) -> None:
         assert manager.stats().by_status[TaskStatus.COMPLETED] == 1
 
 
+def test_open_content_yields_the_bytes_of_the_video() -> None:
+    with sync_manager() as manager:
+        task = manager.wait(manager.create("a bird").id, timeout=10)
+        with manager.open_content(task.id) as chunks:
+            assert b"".join(chunks) == sample_video()
+
+
 def test_create_wait_download_and_cancel_each_block(tmp_path: Path) -> None:
     with sync_manager() as manager:
         task = manager.create("a dog", user_id="u1")

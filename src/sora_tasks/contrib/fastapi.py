@@ -19,14 +19,12 @@ the caller's user id (or raises 401). Every route but the webhook acts only on t
 # no `from __future__ import annotations`: FastAPI reads the route signatures at runtime, and
 # they use aliases local to create_router
 import re
-import stat
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from functools import partial
 from typing import Annotated, Any
 
-import anyio
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
@@ -40,12 +38,14 @@ from .._exceptions import (
     InvalidRequestError,
     ProviderError,
     SoraTasksError,
+    StoreUnavailableError,
     TaskNotFoundError,
     TaskNotReadyError,
     WebhookVerificationError,
 )
 from .._manager import TaskManager
 from .._models import Limits, MediaType, Task, TaskStatus
+from .._saved import SavedContent
 from ..providers._base import ContentStream
 from ._rest_models import (
     CreateTaskBody,
@@ -67,16 +67,25 @@ class PayloadTooLargeError(InvalidRequestError):
     """The request body is larger than the router reads."""
 
 
+class UnsupportedMediaTypeError(InvalidRequestError):
+    """A JSON route got a body that does not say it is JSON."""
+
+
 # the one place where errors become HTTP answers; the first matching class wins
 _STATUS: tuple[tuple[type[SoraTasksError], int], ...] = (
     (PayloadTooLargeError, 413),
+    (UnsupportedMediaTypeError, 415),
     (ImageTooLargeError, 413),
     (InvalidRequestError, 400),
     (WebhookVerificationError, 400),
     (TaskNotFoundError, 404),
     (TaskNotReadyError, 409),
     (ProviderError, 502),
+    (StoreUnavailableError, 503),
 )
+# the store's own message may name a file or a server: clients get only this, and a retry hint
+_STORE_AWAY = "the task store is unavailable; try again shortly"
+_STORE_RETRY_AFTER = "5"
 # the library's parameter names, as the API's clients know them
 _API_FIELDS = {"reference_image": "referenceImage", "media_type": "mediaType", "user_id": "userId"}
 
@@ -87,14 +96,18 @@ def error_response(exc: SoraTasksError) -> JSONResponse | None:
     if status is None:
         return None
     field = getattr(exc, "field", None)
+    away = isinstance(exc, StoreUnavailableError)
     problem = ProblemBody(
-        code=_code(type(exc)),
-        message=str(exc),
+        code="store_unavailable" if away else _code(type(exc)),
+        message=_STORE_AWAY if away else str(exc),
         field=_API_FIELDS.get(field, field) if isinstance(field, str) else None,
         limit=jsonable_encoder(getattr(exc, "limit", None)),
     )
     answer = ProblemAnswer(error=problem)
-    return JSONResponse(answer.model_dump(mode="json", by_alias=True), status_code=status)
+    headers = {"Retry-After": _STORE_RETRY_AFTER} if away else None
+    return JSONResponse(
+        answer.model_dump(mode="json", by_alias=True), status_code=status, headers=headers
+    )
 
 
 def _code(kind: type[SoraTasksError]) -> str:
@@ -153,6 +166,26 @@ async def _read_body(request: Request, limit: int) -> bytes:
     return bytes(body)
 
 
+def _require_json(request: Request) -> None:
+    """Refuse a body not declared as JSON, before reading it.
+
+    A cross-site HTML form (or a no-cors ``fetch``) can send ``text/plain`` or no type at all
+    without a CORS preflight, with the user's cookies: parsing such a body as JSON would let
+    another site start paid jobs where the host authenticates by cookie.
+    """
+    declared = request.headers.get("content-type", "")
+    media_type = declared.partition(";")[0].strip().lower()
+    kind, _, subtype = media_type.partition("/")
+    if kind == "application" and (subtype == "json" or subtype.endswith("+json")):
+        return
+    shown = repr(declared) if declared else "missing"
+    raise UnsupportedMediaTypeError(
+        f"Content-Type is {shown}; this route accepts only application/json",
+        field="content-type",
+        limit="application/json",
+    )
+
+
 def _too_large(size: int, limit: int) -> PayloadTooLargeError:
     return PayloadTooLargeError(
         f"request body is at least {size:,} bytes; the limit is {limit:,} bytes",
@@ -169,12 +202,13 @@ def _reference_image(value: str | None) -> str | None:
     return f"data:;base64,{value}"
 
 
-class _ProviderContent(Response):
-    """Streams a job's content from the provider, opened and closed within the response.
+class _TaskContent(Response):
+    """Sends a task's content through ``TaskManager.open_content``, opened within the response.
 
     Opening happens here rather than in the endpoint so the download's context (and any cancel
-    scope inside it) lives in one task; a provider error before the first byte still gets a
-    proper error answer.
+    scope inside it) lives in one task; an error before the first byte (not ready, not found,
+    the provider's) still gets a proper error answer. A saved copy goes out as a file, which
+    answers Range requests (a browser's player seeks with them; Safari plays nothing without).
     """
 
     def __init__(self, opener: Callable[[], AbstractAsyncContextManager[ContentStream]]) -> None:
@@ -191,6 +225,9 @@ class _ProviderContent(Response):
 
         try:
             async with self._opener() as stream:
+                if isinstance(stream, SavedContent):
+                    await FileResponse(stream.path)(scope, receive, tracked)
+                    return
                 headers = {}
                 if stream.content_length is not None:
                     headers["content-length"] = str(stream.content_length)
@@ -202,19 +239,6 @@ class _ProviderContent(Response):
             if started or answer is None:
                 raise
             await answer(scope, receive, send)
-
-
-async def _downloaded(task: Task) -> str | None:
-    """The task's downloaded file, if it is on this machine whole (its recorded size)."""
-    result = task.result
-    if result is None or result.local_path is None or result.byte_size is None:
-        return None
-    try:
-        found = await anyio.Path(result.local_path).stat()
-    except OSError:
-        return None
-    whole = stat.S_ISREG(found.st_mode) and found.st_size == result.byte_size
-    return result.local_path if whole else None
 
 
 async def _chunks(stream: ContentStream) -> AsyncIterator[bytes]:
@@ -254,7 +278,7 @@ def create_router(
     @router.post(
         "/tasks",
         status_code=201,
-        responses={413: {"model": ProblemAnswer}},
+        responses={413: {"model": ProblemAnswer}, 415: {"model": ProblemAnswer}},
         openapi_extra={
             "requestBody": {
                 "required": True,
@@ -269,7 +293,8 @@ def create_router(
         },
     )
     async def create_task(request: Request, user: User) -> TaskBody:
-        """Validate and submit a task; 400/413 for bad input, and then nothing is stored or sent."""
+        """Validate and submit a task; on bad input (400, 413, 415) nothing is stored or sent."""
+        _require_json(request)
         raw = await _read_body(request, body_limit)
         try:
             body = CreateTaskBody.model_validate_json(raw)
@@ -336,23 +361,10 @@ def create_router(
     async def get_content(video_id: VideoId, user: User) -> Response:
         """A COMPLETED task's video; 409 before then.
 
-        Served from the downloaded copy when this machine has it whole (with Range support),
+        Served from the saved copy when this machine has it whole (with Range support),
         otherwise streamed from the provider.
         """
-        task = await manager.get(video_id, user_id=user)
-        if task.status is not TaskStatus.COMPLETED or task.external_id is None:
-            raise TaskNotReadyError(
-                f"task {task.id} is {task.status.value}; only COMPLETED tasks have content"
-            )
-        local = await _downloaded(task)
-        if local is not None:
-            # the copy on this machine outlives the provider's link, and answers Range requests
-            # (a browser's player seeks with them; Safari plays nothing without)
-            return FileResponse(local)
-        provider = manager.providers.get(task.provider)
-        if provider is None:
-            raise ProviderError(f"provider {task.provider!r} is not configured here")
-        return _ProviderContent(partial(provider.open_content, task.external_id))
+        return _TaskContent(partial(manager.open_content, video_id, user_id=user))
 
     @router.post("/tasks/{videoId}/cancel")
     async def cancel_task(request: Request, video_id: VideoId, user: User) -> TaskBody:

@@ -7,7 +7,7 @@ no task state of its own: the manager owns both.
 from __future__ import annotations
 
 import abc
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -105,14 +105,28 @@ class ProviderJob(BaseModel):
 
 
 class ContentStream(abc.ABC):
-    """An open download of a job's content: its declared length and type, and its bytes."""
+    """An open download of a job's content: its declared length, type and MD5, and its bytes.
+
+    ``md5`` is the digest of the whole body as the server declared it (``Content-MD5``,
+    ``x-goog-hash``), or ``None``; a saver checks it. A stream that had to start over (see
+    :meth:`aiter_restartable`) describes the new body in these attributes from then on.
+    """
 
     content_length: int | None = None
     content_type: str | None = None
+    md5: bytes | None = None
 
     @abc.abstractmethod
     def aiter_bytes(self) -> AsyncIterator[bytes]:
         """Yield the body in chunks as they arrive."""
+
+    def aiter_restartable(self, restart: Callable[[], Awaitable[None]]) -> AsyncIterator[bytes]:
+        """Yield the body like :meth:`aiter_bytes`, but allowed to start it over from byte zero.
+
+        A stream that cannot continue where it broke off awaits ``restart()`` (the consumer
+        discards what it has) and then yields the whole body again. The default never restarts.
+        """
+        return self.aiter_bytes()
 
 
 class Provider(abc.ABC):

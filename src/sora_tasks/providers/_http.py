@@ -236,17 +236,29 @@ class ProviderClient:
 
     @asynccontextmanager
     async def stream(
-        self, url: str, *, params: Mapping[str, str] | None = None
+        self, url: str, *, params: Mapping[str, str] | None = None, resumes: int = 3
     ) -> AsyncIterator[ContentStream]:
-        """GET ``url`` as a stream, following redirects; credentials only to our own origin."""
+        """GET ``url`` as a stream, following redirects; credentials only to our own origin.
+
+        A body that breaks off is asked for again, up to ``resumes`` times: from where it broke
+        off when the server serves byte ranges, else whole (see :mod:`._content`).
+        """
         parsed = httpx2.URL(url)
         target = _Target("GET", parsed, own_origin=origin(parsed) == self._origin)
         kwargs: dict[str, Any] = {"params": params, "headers": {"Accept-Encoding": "identity"}}
+
+        async def reopen(headers: Mapping[str, str]) -> httpx2.Response:
+            again = {**kwargs, "headers": {**kwargs["headers"], **headers}}
+            return await self._with_retries(target, create=False, stream=True, kwargs=again)
+
         response = await self._with_retries(target, create=False, stream=True, kwargs=kwargs)
+        content = ResponseContent(
+            response, reopen, resumes=resumes, backoff=self._backoff.initial, sleep=self._sleep
+        )
         try:
-            yield ResponseContent(response)
+            yield content
         finally:
-            await response.aclose()
+            await content.aclose()
 
     async def aclose(self) -> None:
         """Close the underlying client if this object created it."""

@@ -79,9 +79,13 @@ class TaskStore(Protocol):
         """Delete terminal tasks finished before ``before``, and images no task uses any more."""
         ...
 
-    async def claim_due(self, *, owner: str, limit: int, lease_seconds: float) -> Sequence[Task]:
-        """Lease up to ``limit`` unfinished tasks whose ``next_poll_at`` has come, among those
-        bound to a provider job or with a submission under way (to poll or to reconcile).
+    async def claim_due(
+        self, *, owner: str, limit: int, lease_seconds: float, content: bool = False
+    ) -> Sequence[Task]:
+        """Lease up to ``limit`` tasks whose ``next_poll_at`` has come, among those in the
+        engine's phases (:data:`sora_tasks._states.ENGINE_PHASES`): a submission under way (to
+        reconcile), a provider job to poll and, with ``content``, a completed task whose content
+        is still to be saved.
 
         A task is claimable when no live lease holds it. Claiming sets ``lease_owner`` and
         ``lease_expires_at`` and bumps ``version``, which the claimant passes back as
@@ -101,10 +105,10 @@ class TaskStore(Protocol):
     ) -> Sequence[Task]:
         """Lease tasks of ``provider`` that wait to be submitted, highest priority then oldest.
 
-        A task waits to be submitted while it has neither a provider job nor a submission under
-        way, and its ``next_poll_at`` has come. With ``max_in_flight``, no more are handed out
-        than leave the provider's unfinished jobs within it: those bound to a job, those with a
-        submission under way, and those leased (claimed for submission but not sent yet).
+        A task waits to be submitted in the ``WAITING`` phase, once its ``next_poll_at`` has
+        come. With ``max_in_flight``, no more are handed out than leave the provider's unfinished
+        jobs within it: those ``SUBMITTING`` or ``RENDERING``, and those leased (claimed for
+        submission but not sent yet).
         """
         ...
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import Any, Final
 
@@ -44,22 +45,31 @@ def masked_url(url: URL) -> str:
 
 
 def make_engine(url: URL, **engine_kwargs: Any) -> AsyncEngine:
-    """Create the engine; SQLite connections get WAL, a busy timeout and foreign keys."""
+    """Create the engine; SQLite connections get WAL, a busy timeout and foreign keys.
+
+    The busy timeout (how long a statement waits for another writer's lock) is 30 seconds, or
+    the driver's own ``timeout`` in seconds when given: ``connect_args={"timeout": 5}``.
+    """
     engine = create_async_engine(url, **engine_kwargs)
     if engine.dialect.name == "sqlite":
-        event.listen(engine.sync_engine, "connect", _configure_sqlite_connection)
+        timeout = engine_kwargs.get("connect_args", {}).get("timeout")
+        busy_ms = _BUSY_TIMEOUT_MS if timeout is None else round(float(timeout) * 1000)
+        configure = partial(_configure_sqlite_connection, busy_ms=busy_ms)
+        event.listen(engine.sync_engine, "connect", configure)
         event.listen(engine.sync_engine, "begin", _begin_sqlite_transaction)
     return engine
 
 
-def _configure_sqlite_connection(dbapi_connection: DBAPIConnection, _: ConnectionPoolEntry) -> None:
+def _configure_sqlite_connection(
+    dbapi_connection: DBAPIConnection, _: ConnectionPoolEntry, *, busy_ms: int
+) -> None:
     # the driver's own implicit BEGIN skips SELECTs and cannot take the write lock up front;
     # turning it off lets _begin_sqlite_transaction emit BEGIN (IMMEDIATE) itself
     dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     try:
         cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
+        cursor.execute(f"PRAGMA busy_timeout={busy_ms}")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA synchronous=NORMAL")
     finally:

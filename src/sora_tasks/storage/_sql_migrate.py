@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from functools import cache
 from typing import Final
 
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Connection
 
-__all__ = ["upgrade_to_head"]
+from ._sql_schema import VERSION_TABLE
+
+__all__ = ["schema_behind", "upgrade_to_head"]
 
 SCRIPT_LOCATION: Final = "sora_tasks.storage:migrations"
 # any fixed number: it names the lock that makes concurrent upgrades take turns
@@ -28,3 +33,31 @@ def upgrade_to_head(connection: Connection) -> None:
     if connection.dialect.name == "postgresql":
         connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_PG_LOCK_KEY})")
     command.upgrade(alembic_config(connection), "head")
+
+
+def schema_behind(connection: Connection) -> str | None:
+    """Why the database's schema is too old for this code (never migrated, or at an older
+    revision); None when it is at the head or at a revision this code does not know, which
+    is a newer one during a rolling upgrade.
+    """
+    context = MigrationContext.configure(connection, opts={"version_table": VERSION_TABLE})
+    current = set(context.get_current_heads())
+    heads, known = _revisions()
+    if not current:
+        return "it has no sora-tasks tables"
+    if current & heads or not current <= known:
+        return None
+    return (
+        f"it is at revision {', '.join(sorted(current))}; "
+        f"this code needs {', '.join(sorted(heads))}"
+    )
+
+
+@cache
+def _revisions() -> tuple[frozenset[str], frozenset[str]]:
+    """The head revisions and every revision shipped in the package."""
+    config = Config()
+    config.set_main_option("script_location", SCRIPT_LOCATION)
+    script = ScriptDirectory.from_config(config)
+    known = frozenset(revision.revision for revision in script.walk_revisions())
+    return frozenset(script.get_heads()), known

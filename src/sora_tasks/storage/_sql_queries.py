@@ -16,11 +16,11 @@ from sqlalchemy import (
     Interval,
     Select,
     Update,
+    and_,
     delete,
     exists,
     func,
     literal,
-    literal_column,
     or_,
     select,
     type_coerce,
@@ -29,8 +29,9 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.elements import ColumnElement
 
 from .._models import TaskQuery
+from .._states import ENGINE_PHASES, Phase
 from ._base import decode_cursor
-from ._sql_schema import TERMINAL_STATUSES, UTCDateTime, images, is_pollable, tasks
+from ._sql_schema import UTCDateTime, images, in_phase, is_due, tasks
 
 __all__ = [
     "claim_due",
@@ -163,20 +164,26 @@ def render_value_at(user_id: str | None, offset: int) -> Select[Any]:
     )
 
 
-def claim_due(dialect: str, *, owner: str, limit: int, lease_seconds: float) -> Update:
+def claim_due(
+    dialect: str, *, owner: str, limit: int, lease_seconds: float, content: bool
+) -> Update:
     """Lease up to ``limit`` due tasks to ``owner`` and return their rows.
 
-    PostgreSQL locks the chosen rows with ``FOR UPDATE SKIP LOCKED`` so concurrent claimers
-    pick disjoint tasks; on SQLite that clause compiles to nothing and the caller's
-    ``BEGIN IMMEDIATE`` serialises claimers instead. The outer lease check keeps the write
-    conditional either way. Claiming bumps ``version``: it is the lease's fencing token.
+    Due tasks are those in the engine's phases (:data:`~sora_tasks._states.ENGINE_PHASES`,
+    without ``COLLECTING`` unless ``content``). PostgreSQL locks the chosen rows with
+    ``FOR UPDATE SKIP LOCKED`` so concurrent claimers pick disjoint tasks; on SQLite that clause
+    compiles to nothing and the caller's ``BEGIN IMMEDIATE`` serialises claimers instead. The
+    outer lease check keeps the write conditional either way. Claiming bumps ``version``: it is
+    the lease's fencing token.
     """
     now = db_now(dialect)
     lease_free = or_(tasks.c.lease_expires_at.is_(None), tasks.c.lease_expires_at <= now)
-    started = or_(tasks.c.external_id.is_not(None), tasks.c.submission_id.is_not(None))
+    phases = (
+        ENGINE_PHASES if content else tuple(p for p in ENGINE_PHASES if p is not Phase.COLLECTING)
+    )
     due = (
         select(tasks.c.id)
-        .where(is_pollable(), tasks.c.next_poll_at <= now, lease_free, started)
+        .where(is_due(), tasks.c.next_poll_at <= now, lease_free, in_phase(*phases))
         .order_by(tasks.c.next_poll_at, tasks.c.id)
         .limit(limit)
         .with_for_update(skip_locked=True)
@@ -196,12 +203,11 @@ def claim_submissions(
     waiting = (
         select(tasks.c.id)
         .where(
-            is_pollable(),
+            is_due(),
             tasks.c.next_poll_at <= now,
             lease_free,
             tasks.c.provider == provider,
-            tasks.c.external_id.is_(None),
-            tasks.c.submission_id.is_(None),
+            in_phase(Phase.WAITING),
         )
         .order_by(tasks.c.priority.desc(), tasks.c.created_at, tasks.c.id)
         .limit(limit)
@@ -211,7 +217,7 @@ def claim_submissions(
 
 
 def count_in_flight(dialect: str, provider: str, *, up_to: int) -> Select[Any]:
-    """How many of ``provider``'s unfinished tasks hold a job, a submission or a live lease.
+    """How many of ``provider``'s jobs are running or being sent, or tasks leased to be sent.
 
     Counting stops at ``up_to`` (the cap): past it the exact number does not matter, and a
     fleet with many jobs in flight would otherwise scan them all on every admission.
@@ -221,11 +227,9 @@ def count_in_flight(dialect: str, provider: str, *, up_to: int) -> Select[Any]:
         select(literal(1))
         .where(
             tasks.c.provider == provider,
-            tasks.c.status.in_([literal_column("'QUEUED'"), literal_column("'PROCESSING'")]),
             or_(
-                tasks.c.external_id.is_not(None),
-                tasks.c.submission_id.is_not(None),
-                tasks.c.lease_expires_at > now,
+                in_phase(Phase.SUBMITTING, Phase.RENDERING),
+                and_(in_phase(Phase.WAITING), tasks.c.lease_expires_at > now),
             ),
         )
         .limit(up_to)
@@ -275,9 +279,7 @@ def _lease(
 def delete_finished(before: datetime) -> Delete:
     """Delete terminal tasks that finished before ``before``."""
     finished = func.coalesce(tasks.c.completed_at, tasks.c.updated_at)
-    return tasks.delete().where(
-        tasks.c.status.in_(TERMINAL_STATUSES), type_coerce(finished, UTCDateTime()) < before
-    )
+    return tasks.delete().where(in_phase(Phase.DONE), type_coerce(finished, UTCDateTime()) < before)
 
 
 def delete_unused_images() -> Delete:

@@ -11,6 +11,7 @@ from typing import Any, Final
 
 from sqlalchemy import (
     JSON,
+    Boolean,
     Column,
     DateTime,
     Dialect,
@@ -25,25 +26,31 @@ from sqlalchemy import (
     TypeDecorator,
     UniqueConstraint,
     and_,
+    false,
     literal_column,
+    or_,
     text,
+    true,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.sql.elements import ColumnElement
 
+from .._states import PHASES, Condition, Phase
+
 __all__ = [
-    "TERMINAL_STATUSES",
     "UTCDateTime",
     "VERSION_TABLE",
     "images",
-    "is_pollable",
+    "in_phase",
+    "is_due",
     "metadata",
     "tasks",
 ]
 
 VERSION_TABLE: Final = "sora_tasks_alembic_version"
-TERMINAL_STATUSES: Final = ("COMPLETED", "FAILED", "CANCELLED")
-_ACTIVE_SQL: Final = "status IN ('QUEUED', 'PROCESSING') AND next_poll_at IS NOT NULL"
+# every task the engine still owes work carries a due time, and a finished one none (the state
+# machine guarantees both), so the due index needs no status filter
+_DUE_SQL: Final = "next_poll_at IS NOT NULL"
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -124,6 +131,7 @@ tasks = Table(
     Column("poll_failures", Integer, nullable=False),
     Column("lease_owner", String(255)),
     Column("lease_expires_at", UTCDateTime),
+    Column("content_pending", Boolean, nullable=False, server_default=false()),
     Column("version", Integer, nullable=False),
     UniqueConstraint("provider", "external_id"),
     Index(None, "external_id"),
@@ -136,8 +144,8 @@ tasks = Table(
         "ix_sora_tasks_due",
         "next_poll_at",
         "id",
-        postgresql_where=text(_ACTIVE_SQL),
-        sqlite_where=text(_ACTIVE_SQL),
+        postgresql_where=text(_DUE_SQL),
+        sqlite_where=text(_DUE_SQL),
     ),
 )
 
@@ -153,13 +161,40 @@ images = Table(
 )
 
 
-def is_pollable() -> ColumnElement[bool]:
-    """The predicate of the partial due-for-poll index, with literal statuses.
+def is_due() -> ColumnElement[bool]:
+    """The predicate of the partial due index, which a claim must repeat for the index to serve.
 
-    Both planners use a partial index only when they can prove the query implies its predicate,
-    which they cannot do through bound parameters.
+    Both planners use a partial index only when they can prove the query implies its predicate.
     """
-    return and_(
-        tasks.c.status.in_([literal_column("'QUEUED'"), literal_column("'PROCESSING'")]),
-        tasks.c.next_poll_at.is_not(None),
+    return tasks.c.next_poll_at.is_not(None)
+
+
+def in_phase(*phases: Phase) -> ColumnElement[bool]:
+    """The SQL form of :data:`sora_tasks._states.PHASES` for ``phases``, with literal values.
+
+    Literals rather than bound parameters keep one statement text per phase set, and let the
+    planners match the conditions against indexes.
+    """
+    return or_(
+        *(
+            and_(*(_condition(tasks.c[name], cond) for name, cond in conditions.items()))
+            for phase in phases
+            for conditions in PHASES[phase]
+        )
     )
+
+
+def _condition(column: ColumnElement[Any], condition: Condition) -> ColumnElement[bool]:
+    parts: list[ColumnElement[bool]] = []
+    if condition.null is not None:
+        parts.append(column.is_(None) if condition.null else column.is_not(None))
+    if condition.values is not None:
+        parts.append(_values(column, condition.values))
+    return and_(*parts)
+
+
+def _values(column: ColumnElement[Any], values: frozenset[object]) -> ColumnElement[bool]:
+    if all(isinstance(value, bool) for value in values):
+        return or_(*(column.is_(true() if value else false()) for value in sorted(values, key=str)))
+    words = sorted(str(value) for value in values)
+    return column.in_([literal_column(f"'{word}'") for word in words])

@@ -9,7 +9,7 @@ from typing import Unpack
 
 from .._exceptions import ConflictError, DuplicateExternalIdError, TaskNotFoundError
 from .._models import ImageData, Task, TaskPage, TaskQuery, TaskStats, TaskStatus
-from .._states import TaskChanges, apply
+from .._states import ENGINE_PHASES, Phase, TaskChanges, apply, is_claimable, phase_of
 from ._base import decode_cursor, encode_cursor, stats_from
 
 __all__ = ["InMemoryStore"]
@@ -132,7 +132,7 @@ class InMemoryStore:
         doomed = [
             task
             for task in self._tasks.values()
-            if task.is_terminal and (task.completed_at or task.updated_at) < before
+            if phase_of(task) is Phase.DONE and (task.completed_at or task.updated_at) < before
         ]
         for task in doomed:
             del self._tasks[task.id]
@@ -147,15 +147,25 @@ class InMemoryStore:
             del self._images[sha256]
         return len(doomed)
 
-    async def claim_due(self, *, owner: str, limit: int, lease_seconds: float) -> Sequence[Task]:
+    async def claim_due(
+        self, *, owner: str, limit: int, lease_seconds: float, content: bool = False
+    ) -> Sequence[Task]:
         """See :meth:`TaskStore.claim_due`."""
         now = self._clock()
+        phases = set(ENGINE_PHASES) if content else set(ENGINE_PHASES) - {Phase.COLLECTING}
         chosen: list[Task] = []
+        passed_over: list[tuple[datetime, str, int]] = []
         while self._due and len(chosen) < limit and self._due[0][0] <= now:
-            _, task_id, version = heapq.heappop(self._due)
-            task = self._tasks.get(task_id)
-            if task is not None and task.version == version:
+            entry = heapq.heappop(self._due)
+            task = self._tasks.get(entry[1])
+            if task is None or task.version != entry[2] or not is_claimable(task, now):
+                continue
+            if phase_of(task) in phases:
                 chosen.append(task)
+            else:
+                passed_over.append(entry)
+        for entry in passed_over:
+            heapq.heappush(self._due, entry)
         return self._lease(chosen, owner, now, lease_seconds)
 
     async def claim_submissions(
@@ -172,10 +182,7 @@ class InMemoryStore:
         waiting = [
             task
             for task in (self._tasks[task_id] for task_id in self._awaiting)
-            if task.provider == provider
-            and task.next_poll_at is not None
-            and task.next_poll_at <= now
-            and (task.lease_expires_at is None or task.lease_expires_at <= now)
+            if task.provider == provider and is_claimable(task, now)
         ]
         if not waiting:
             return []
@@ -185,8 +192,7 @@ class InMemoryStore:
                 for task in (self._tasks[task_id] for task_id in self._active)
                 if task.provider == provider
                 and (
-                    task.external_id is not None
-                    or task.submission_id is not None
+                    phase_of(task) is not Phase.WAITING
                     or (task.lease_expires_at is not None and task.lease_expires_at > now)
                 )
             )
@@ -213,13 +219,14 @@ class InMemoryStore:
         if task.external_id is not None:
             self._by_external[(task.provider, task.external_id)] = task.id
         self._awaiting.discard(task.id)
-        if task.is_terminal:
+        phase = phase_of(task)
+        if phase in (Phase.COLLECTING, Phase.DONE):
             self._active.discard(task.id)
-            return
-        self._active.add(task.id)
-        if task.external_id is None and task.submission_id is None:
+        else:
+            self._active.add(task.id)
+        if phase is Phase.WAITING:
             self._awaiting.add(task.id)
-        elif task.next_poll_at is not None:
+        elif phase is not Phase.DONE and task.next_poll_at is not None:
             self._schedule(task)
 
     def _schedule(self, task: Task) -> None:

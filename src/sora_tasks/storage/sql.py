@@ -11,12 +11,14 @@ from typing import Any, Unpack
 
 import anyio
 from sqlalchemy import URL, RowMapping
-from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from .._exceptions import (
     ConflictError,
     DuplicateExternalIdError,
+    StoreNotMigratedError,
     StoreUnavailableError,
     TaskNotFoundError,
 )
@@ -25,7 +27,8 @@ from .._states import TaskChanges, apply
 from . import _sql_queries as q
 from ._base import encode_cursor, stats_from
 from ._sql_engine import BEGIN_OPTION, make_engine, masked_url, resolve_url
-from ._sql_migrate import upgrade_to_head
+from ._sql_errors import missing_schema, unavailable_kind
+from ._sql_migrate import schema_behind, upgrade_to_head
 from ._sql_rows import changed_columns, image_from_row, image_to_row, task_from_row, task_to_row
 
 __all__ = ["SQLStore"]
@@ -51,6 +54,7 @@ class SQLStore:
         self._engine = make_engine(self._url, **engine_kwargs)
         self._dialect = self._engine.dialect.name
         self._migrate_on_first_use = create and self._dialect == "sqlite"
+        self._schema_checked = False
         self._ready_lock = anyio.Lock()
         self._location_checked = False
 
@@ -62,6 +66,7 @@ class SQLStore:
         async with self._transaction(write=True) as conn:
             await conn.run_sync(upgrade_to_head)
         self._migrate_on_first_use = False
+        self._schema_checked = True
 
     async def now(self) -> datetime:
         """The database's clock, timezone-aware UTC."""
@@ -166,14 +171,18 @@ class SQLStore:
             await conn.execute(q.delete_unused_images())
         return deleted.rowcount
 
-    async def claim_due(self, *, owner: str, limit: int, lease_seconds: float) -> Sequence[Task]:
+    async def claim_due(
+        self, *, owner: str, limit: int, lease_seconds: float, content: bool = False
+    ) -> Sequence[Task]:
         """Lease due tasks with one conditional ``UPDATE … RETURNING``.
 
         See :meth:`TaskStore.claim_due`.
         """
         if limit <= 0:
             return []
-        stmt = q.claim_due(self._dialect, owner=owner, limit=limit, lease_seconds=lease_seconds)
+        stmt = q.claim_due(
+            self._dialect, owner=owner, limit=limit, lease_seconds=lease_seconds, content=content
+        )
         async with self._write() as conn:
             rows = (await conn.execute(stmt)).mappings().all()
         claimed = [task_from_row(row) for row in rows]
@@ -244,11 +253,23 @@ class SQLStore:
         ) from None
 
     async def _ready(self) -> None:
-        if not self._migrate_on_first_use:
+        # once per store, not per call: missing tables and columns found later are mapped
+        # from the driver's errors in _translated
+        if self._schema_checked:
             return
         async with self._ready_lock:
-            if self._migrate_on_first_use:
-                await self.migrate()
+            if not self._schema_checked:
+                await self._prepare_schema()
+
+    async def _prepare_schema(self) -> None:
+        if self._migrate_on_first_use:
+            await self.migrate()
+            return
+        async with self._transaction(write=False) as conn:
+            behind = await conn.run_sync(schema_behind)
+        if behind is not None:
+            raise StoreNotMigratedError(self._not_migrated_message(behind))
+        self._schema_checked = True
 
     def _check_location(self) -> None:
         # a missing directory makes the SQLite driver fail from its worker thread, noisily
@@ -281,6 +302,7 @@ class SQLStore:
     async def _transaction(self, *, write: bool) -> AsyncIterator[AsyncConnection]:
         if not self._location_checked:
             self._check_location()
+        committing = False
         try:
             # a statement interrupted by cancellation leaves the driver's connection to be
             # torn down in the background, which can outlive the event loop: let it finish
@@ -292,14 +314,39 @@ class SQLStore:
                         await conn.execution_options(**{BEGIN_OPTION: "IMMEDIATE"})
                     async with conn.begin():
                         yield conn
-        except (OperationalError, InterfaceError, OSError) as exc:
-            # the driver's text may carry connection details: name the kind of failure only
-            cause = type(getattr(exc, "orig", None) or exc).__name__
-            raise StoreUnavailableError(
-                f"the {self._dialect} task store is unavailable ({cause}); nothing was written"
-                if write
-                else f"the {self._dialect} task store is unavailable ({cause})"
-            ) from exc
+                        committing = True
+        except (DBAPIError, PoolTimeoutError, OSError) as exc:
+            translated = self._translated(exc, write=write, committing=committing)
+            if translated is None:
+                raise
+            raise translated from exc
+
+    def _translated(
+        self, exc: Exception, *, write: bool, committing: bool
+    ) -> StoreUnavailableError | None:
+        """The library's error for a driver failure; None when it is not about the database's
+        reachability or schema (integrity and programming errors stay as they are).
+        """
+        # the driver's text may carry connection details: name the kind of failure only
+        missing = missing_schema(exc)
+        if missing is not None:
+            return StoreNotMigratedError(self._not_migrated_message(missing))
+        kind = unavailable_kind(exc)
+        if kind is None:
+            return None
+        message = f"the {self._dialect} task store is unavailable ({kind})"
+        if write and committing and self._dialect != "sqlite":
+            # a lost connection hides whether the server committed; SQLite's commit is local
+            message += "; the connection failed during the commit, so the write may have happened"
+        elif write:
+            message += "; nothing was written"
+        return StoreUnavailableError(message)
+
+    def _not_migrated_message(self, reason: str) -> str:
+        return (
+            f"the {self._dialect} database is not migrated for this version of sora-tasks "
+            f"({reason}): run `await store.migrate()` or `sora-tasks db upgrade` once"
+        )
 
 
 async def _sqlite_percentile(

@@ -8,6 +8,7 @@ injected per route. Serve it with any ASGI server, or ``python -m sora_tasks.tes
 from __future__ import annotations
 
 import hmac
+import json
 import re
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -62,6 +63,8 @@ def create_simulator_app(
     relay_path: str = "/relay/v1/videos",
     files_host: str | None = None,
     models: Iterable[str] | None = DEFAULT_MODELS,
+    unique_content: bool = False,
+    echo_key_in_failures: bool = False,
 ) -> SimulatorApp:
     """Build a simulator.
 
@@ -74,7 +77,10 @@ def create_simulator_app(
     the raw key). Finished jobs serve ``content`` (default: the MP4 shipped with the package) or,
     with ``content_size``, a synthetic body of that many bytes generated chunk by chunk.
     ``files_host`` makes the relay's download redirect go to another host name (same port), to
-    check that credentials are not forwarded across origins.
+    check that credentials are not forwarded across origins. With ``unique_content`` each job's
+    body is that content followed by the job id (so a test knows every video's checksum and can
+    tell them apart); with ``echo_key_in_failures`` a failed job's error quotes the key the status
+    request sent, as a careless provider might (an ``echoed_keys`` fault does so for any route).
     """
     if content is not None and content_size is not None:
         raise ValueError("pass content or content_size, not both")
@@ -96,6 +102,8 @@ def create_simulator_app(
         relay_path=relay_path,
         files_host=files_host,
         content=body,
+        unique_content=unique_content,
+        echo_key_in_failures=echo_key_in_failures,
         clock=clock,
     )
     return SimulatorApp(config, faults)
@@ -125,9 +133,31 @@ class SimulatorApp:
         except HTTPFault as fault:
             await send_reply(send, fault.reply)
             return
-        route, handler = self._resolve(request)
+        route, handler, job_id = self._resolve(request)
         self.state.arrived(route)
-        reply, cut_at, fault_name = await self._answer(route, handler, request)
+        tally = self.state.tally
+        in_flight = job_id is not None
+
+        def client_gone() -> None:
+            nonlocal in_flight
+            if in_flight:
+                in_flight = False
+                tally.leave(route, str(job_id))
+
+        if job_id is not None:
+            tally.enter(route, job_id)
+        try:
+            reply, cut_at, fault_name = await self._answer(
+                route, handler, request, _Departure(receive, client_gone)
+            )
+            if fault_name is not None:
+                tally.fault(route, job_id or _create_subject(route, request), fault_name)
+            self._record(route, request, reply.status, fault_name)
+            await send_reply(send, reply, cut_at=cut_at)
+        finally:
+            client_gone()
+
+    def _record(self, route: str, request: Request, status: int, fault: str | None) -> None:
         self.state.record(
             RequestRecord(
                 route=route,
@@ -136,14 +166,13 @@ class SimulatorApp:
                 query=request.query,
                 headers={k: v for k, v in request.headers.items() if k != "authorization"},
                 has_authorization="authorization" in request.headers,
-                status=reply.status,
-                fault=fault_name,
+                status=status,
+                fault=fault,
             )
         )
-        await send_reply(send, reply, cut_at=cut_at)
 
     async def _answer(
-        self, route: str, handler: Handler, request: Request
+        self, route: str, handler: Handler, request: Request, departure: _Departure
     ) -> tuple[Reply, int | None, str | None]:
         plan = self.state.faults
         if route == "unknown":
@@ -153,11 +182,13 @@ class SimulatorApp:
         fault_name: str | None = None
         if (slow := plan.take(route, "slow_responses")) is not None:
             fault_name = "slow_responses"
-            await anyio.sleep(slow.delay)
+            await departure.watch_for(slow.delay)
         if (limited := plan.take(route, "rate_limits")) is not None:
             return _rate_limited(route, limited.retry_after), None, "rate_limits"
         if plan.take(route, "server_errors") is not None:
             return _server_error(route), None, "server_errors"
+        if plan.take(route, "echoed_keys") is not None:
+            return _echoed_key(route, openai_shape.bearer_token(request)), None, "echoed_keys"
         reply = _call(handler, self.state, request)
         if 200 <= reply.status < 300:
             if plan.take(route, "dropped_responses") is not None:
@@ -176,7 +207,8 @@ class SimulatorApp:
             accepted.append(key)
         return any(hmac.compare_digest(sent.encode(), a.encode()) for a in accepted)
 
-    def _resolve(self, request: Request) -> tuple[str, Handler]:
+    def _resolve(self, request: Request) -> tuple[str, Handler, str | None]:
+        """The route, its handler and the job (or task) id the path names, if any."""
         matched = False
         for pattern, methods in self._routes:
             found = pattern.fullmatch(request.path)
@@ -185,8 +217,10 @@ class SimulatorApp:
             matched = True
             if request.method in methods:
                 route, handler = methods[request.method]
-                return route, partial(handler, **found.groupdict())
-        return "unknown", partial(_not_routed, status=405 if matched else 404)
+                params = found.groupdict()
+                job_id = params.get("video_id") or params.get("task_id")
+                return route, partial(handler, **params), job_id
+        return "unknown", partial(_not_routed, status=405 if matched else 404), None
 
 
 def _route_table(relay_path: str) -> list[tuple[re.Pattern[str], dict[str, tuple[str, Handler]]]]:
@@ -256,6 +290,45 @@ def _server_error(route: str) -> Reply:
     return openai_shape.error(
         500, "The server had an error while processing your request.", kind="server_error"
     ).reply
+
+
+def _echoed_key(route: str, key: str) -> Reply:
+    if _is_relay(route):
+        return relay_shape.error(400, f"bad request for key {key}").reply
+    return openai_shape.error(
+        400, f"Request with key {key} was rejected.", kind=f"invalid_request:{key}", code=key
+    ).reply
+
+
+def _create_subject(route: str, request: Request) -> str:
+    """A JSON create's prompt (what the tally files its faults under); ``""`` otherwise."""
+    if route not in ("create", "relay_create") or request.content_type != "application/json":
+        return ""
+    try:
+        prompt = json.loads(request.body).get("prompt")
+    except (ValueError, AttributeError):
+        return ""
+    return prompt if isinstance(prompt, str) else ""
+
+
+class _Departure:
+    """Tells ``gone`` when the client disconnects during a slow answer's wait.
+
+    The work still happens after the wait (a slow create whose client gave up still creates its
+    job), but the request no longer counts as in flight once nobody waits for its answer.
+    """
+
+    def __init__(self, receive: Receive, gone: Callable[[], None]) -> None:
+        self._receive = receive
+        self._gone = gone
+
+    async def watch_for(self, delay: float) -> None:
+        """Wait ``delay`` seconds, reporting a disconnect as soon as it happens."""
+        with anyio.move_on_after(delay):
+            while (await self._receive())["type"] != "http.disconnect":
+                pass
+            self._gone()
+            await anyio.sleep_forever()
 
 
 async def _lifespan(receive: Receive, send: Send) -> None:

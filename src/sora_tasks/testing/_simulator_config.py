@@ -123,6 +123,8 @@ class SimulatorConfig:
     files_host: str | None = None
     max_body_bytes: int = 32 * 1024 * 1024
     content: Content = field(default_factory=Content.sample)
+    unique_content: bool = False
+    echo_key_in_failures: bool = False
     clock: Callable[[], float] = time.monotonic
 
     def __post_init__(self) -> None:

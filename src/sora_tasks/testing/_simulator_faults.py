@@ -26,7 +26,12 @@ ROUTES = frozenset(
 """The route names faults attach to; ``"*"`` stands for every route without its own entry."""
 
 FaultKind = Literal[
-    "slow_responses", "rate_limits", "server_errors", "dropped_responses", "truncated_bodies"
+    "slow_responses",
+    "rate_limits",
+    "server_errors",
+    "echoed_keys",
+    "dropped_responses",
+    "truncated_bodies",
 ]
 
 
@@ -35,16 +40,20 @@ class Faults:
     """Misbehaviour for one route: the first N requests get each fault, later ones answer normally.
 
     Per request the kinds apply in this order: a slow answer waits ``delay`` seconds first; then a
-    rate limit (429 with ``Retry-After: retry_after``) or else a server error (500) answers without
-    doing anything. A request that was handled successfully may then be dropped (the work is done —
-    a create creates its job — but the connection closes before the body) or truncated (the full
-    ``Content-Length`` is announced, half the body is sent, then the connection closes).
+    rate limit (429 with ``Retry-After: retry_after``), or else a server error (500), or else an
+    echoed key (400 whose error code, type and message quote the credential the request sent, as a
+    careless provider might) answers without doing anything. A slow answer whose client goes away
+    during the wait is not answered at all. A request that was handled successfully may then be
+    dropped (the work is done — a create creates its job — but the connection closes before the
+    body) or truncated (the full ``Content-Length`` is announced, half the body is sent, then the
+    connection closes).
     Use ``sys.maxsize`` for "every request".
     """
 
     rate_limits: int = 0
     retry_after: float = 1.0
     server_errors: int = 0
+    echoed_keys: int = 0
     slow_responses: int = 0
     delay: float = 1.0
     dropped_responses: int = 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Mapping
 
@@ -13,6 +14,7 @@ from ._simulator_state import SimulatedJob, SimulatorState
 
 __all__ = [
     "OPENAI_PATH",
+    "bearer_token",
     "create",
     "delete",
     "download",
@@ -43,8 +45,13 @@ def error(
     return HTTPFault(Reply.json(status, body, headers))
 
 
-def video_object(state: SimulatorState, job: SimulatedJob) -> dict[str, object]:
-    """The Video object for ``job`` as of now (with an extra field, as real answers carry)."""
+def video_object(
+    state: SimulatorState, job: SimulatedJob, *, echoed_key: str | None = None
+) -> dict[str, object]:
+    """The Video object for ``job`` as of now (with an extra field, as real answers carry).
+
+    ``echoed_key``, when given, is quoted in a failed job's error code and message.
+    """
     view = state.view(job)
     failure = None
     if view.phase == "failed":
@@ -52,6 +59,11 @@ def video_object(state: SimulatorState, job: SimulatedJob) -> dict[str, object]:
             "code": "moderation_blocked",
             "message": "Your request was blocked by our moderation system.",
         }
+        if echoed_key is not None:
+            failure = {
+                "code": f"moderation_blocked:{echoed_key}",
+                "message": f"{failure['message']} (request made with key {echoed_key})",
+            }
     return {
         "id": job.id,
         "object": "video",
@@ -120,7 +132,9 @@ def create(state: SimulatorState, request: Request) -> Reply:
 
 def retrieve(state: SimulatorState, request: Request, video_id: str) -> Reply:
     """``GET /v1/videos/{id}``."""
-    return Reply.json(200, video_object(state, _job(state, video_id)), _poll_hint(state))
+    job = _job(state, video_id)
+    echoed = bearer_token(request) if state.config.echo_key_in_failures else None
+    return Reply.json(200, video_object(state, job, echoed_key=echoed), _poll_hint(state))
 
 
 def delete(state: SimulatorState, request: Request, video_id: str) -> Reply:
@@ -178,7 +192,17 @@ def download(state: SimulatorState, request: Request, video_id: str) -> Reply:
     if variant != "video":
         raise error(404, f"The simulator has no {variant} for video '{video_id}'.", param="variant")
     content = state.config.content
+    if state.config.unique_content:
+        tail = job.id.encode()
+        chunks = itertools.chain(content.chunks(), (tail,))
+        return Reply(200, [("content-type", "video/mp4")], chunks, content.size + len(tail))
     return Reply(200, [("content-type", "video/mp4")], content.chunks(), content.size)
+
+
+def bearer_token(request: Request) -> str:
+    """The credential of ``Authorization: Bearer <token>`` (or the raw header) as sent."""
+    sent = request.headers.get("authorization", "")
+    return sent.removeprefix("Bearer ").strip()
 
 
 def _poll_hint(state: SimulatorState) -> tuple[tuple[str, str], ...]:

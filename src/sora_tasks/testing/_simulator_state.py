@@ -17,6 +17,7 @@ from typing import Literal
 from ._simulator_config import SimulatorConfig
 from ._simulator_faults import FaultPlan, Faults
 from ._simulator_multipart import Upload
+from ._simulator_tally import Tally
 
 __all__ = ["JobView", "RequestRecord", "SimulatedJob", "SimulatorState"]
 
@@ -80,7 +81,8 @@ class SimulatorState:
     ``creates`` counts jobs created (both shapes, dropped answers included); ``hits`` counts
     requests per route as they arrive; ``requests`` keeps the last 10,000 answered requests (a
     slow one is logged when its answer goes out); ``faults`` is the live fault plan
-    (``faults.set(route, Faults(...))`` changes it between requests).
+    (``faults.set(route, Faults(...))`` changes it between requests); ``tally`` counts per job
+    (creates per prompt, requests in flight, faults received).
     """
 
     config: SimulatorConfig
@@ -90,6 +92,7 @@ class SimulatorState:
     creates: int = 0
     hits: Counter[str] = field(default_factory=Counter)
     requests: deque[RequestRecord] = field(default_factory=lambda: deque(maxlen=_REQUEST_LOG_SIZE))
+    tally: Tally = field(default_factory=Tally)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @classmethod
@@ -143,6 +146,7 @@ class SimulatorState:
         with self._lock:
             self.jobs[job.id] = job
             self.creates += 1
+        self.tally.created(prompt)
         return job
 
     def delete(self, job_id: str) -> None:
