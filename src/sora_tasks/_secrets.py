@@ -11,9 +11,13 @@ from __future__ import annotations
 
 import threading
 
-__all__ = ["REDACTED", "register_secret", "scrub"]
+__all__ = ["MIN_SECRET_CHARS", "REDACTED", "register_secret", "scrub"]
 
 REDACTED = "[redacted]"
+
+MIN_SECRET_CHARS = 8
+"""Shorter values are not registered: no real key is that short, and masking a two-letter test
+key process-wide would mangle every word that contains it (``task`` for ``sk``)."""
 
 _lock = threading.Lock()
 # longest first, so a header value ("Bearer <key>") is masked whole before the key inside it;
@@ -22,9 +26,12 @@ _known: tuple[str, ...] = ()
 
 
 def register_secret(value: str) -> None:
-    """Remember ``value`` as a secret; :func:`scrub` masks it from now on. Empty is ignored."""
+    """Remember ``value`` as a secret; :func:`scrub` masks it from now on.
+
+    Values shorter than :data:`MIN_SECRET_CHARS` are ignored.
+    """
     global _known
-    if not value:
+    if len(value) < MIN_SECRET_CHARS:
         return
     with _lock:
         if value not in _known:
