@@ -23,10 +23,12 @@ Every error derives from one root, so ``except SoraTasksError`` catches them all
     ├── WaitTimeoutError               ``wait`` gave up before the task finished
     ├── ManagerNotRunningError         a call needs ``async with TaskManager(...)``
     ├── DownloadError                  truncated, oversized or corrupt content
-    ├── WebhookVerificationError       a webhook delivery is not authentic (nothing changed)
+    ├── WebhookVerificationError       a webhook delivery was refused (nothing changed)
     └── ProviderError                  a provider call failed
         ├── ProviderUnsupportedError   the provider cannot do this (cancel, list, ...)
-        ├── ProviderTransportError     the request failed on the wire
+        ├── ProviderTransportError     the request failed on the wire, or took too long
+        ├── ProviderResponseError      an answer too large, too deep, unreadable or about
+        │                              another job
         ├── SubmissionUncertainError   a create may or may not have reached the provider
         └── ProviderHTTPError          the provider answered with an error status
             ├── ProviderAuthError      401, 403
@@ -61,6 +63,7 @@ __all__ = [
     "ProviderHTTPError",
     "ProviderRateLimitError",
     "ProviderRejectedError",
+    "ProviderResponseError",
     "ProviderServerError",
     "ProviderTransportError",
     "ProviderUnsupportedError",
@@ -191,9 +194,11 @@ class DownloadError(SoraTasksError):
 
 
 class WebhookVerificationError(SoraTasksError):
-    """A webhook was refused: missing or malformed headers, a bad signature or a stale timestamp.
+    """A webhook was refused: missing or malformed headers, a bad signature, a stale timestamp,
+    or a body over the size or nesting limit.
 
-    Nothing was changed. The message says why, and never contains the secret.
+    Nothing was changed; answer it with a 400. The message says why (and names the limit it
+    broke), and never contains the secret.
     """
 
 
@@ -212,9 +217,26 @@ class ProviderUnsupportedError(ProviderError):
 
 
 class ProviderTransportError(ProviderError):
-    """The request failed on the wire (connect error, timeout, dropped connection)."""
+    """The request failed on the wire (connect error, timeout, dropped connection), or the
+    whole call took longer than its total time limit."""
 
     retryable = True
+
+
+class ProviderResponseError(ProviderError):
+    """The provider answered, but the answer cannot be used: larger or more deeply nested than
+    the limit, not the JSON the API promises, or about another job than the one asked about.
+
+    ``limit`` is the bound it broke, when there is one (bytes or nesting levels).
+    """
+
+    retryable = True
+
+    def __init__(
+        self, message: str, *, provider: str | None = None, limit: int | None = None
+    ) -> None:
+        super().__init__(message, provider=provider)
+        self.limit = limit
 
 
 class SubmissionUncertainError(ProviderError):

@@ -4,16 +4,17 @@ The signature check is the ``standardwebhooks`` reference implementation: HMAC-S
 ``"{webhook-id}.{webhook-timestamp}.{raw body}"`` with the key base64-decoded from a
 ``whsec_<base64>`` secret, every ``v1,<base64>`` entry of ``webhook-signature`` compared in
 constant time (``hmac.compare_digest``), and timestamps more than 300 s off either way refused.
-In front of it this module parses the headers strictly, so malformed input is a clear refusal and
-never a crash; after it, it de-duplicates on ``webhook-id`` and asks the provider for the job's
-real state, since an event is a hint and the provider's status is the truth.
+In front of it this module parses the headers strictly and bounds the body (its size before the
+signature is checked, its JSON nesting before it is parsed), so malformed or hostile input is a
+clear refusal and never a crash; after it, it de-duplicates on ``webhook-id`` and asks the
+provider for the job's real state, since an event is a hint and the provider's status is the
+truth.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import json
 import logging
 import re
 import time
@@ -29,6 +30,8 @@ from pydantic import SecretStr
 from ._exceptions import TaskNotFoundError, UnknownProviderError, WebhookVerificationError
 from ._logging import log_task, logger
 from ._models import Task
+from ._secrets import register_secret
+from .providers._json import DEFAULT_MAX_JSON_BYTES, DEFAULT_MAX_JSON_DEPTH, JSONLimitError, loads
 
 if TYPE_CHECKING:
     from ._manager import TaskManager
@@ -119,6 +122,8 @@ class WebhookReceiver:
 
     ``secrets`` maps provider names (as registered with the manager) to their ``whsec_`` signing
     secrets. ``TaskManager(webhook_secrets=...)`` builds one; ``manager.handle_webhook`` uses it.
+    A body longer than ``max_body_bytes`` or nesting JSON deeper than ``max_json_depth`` is
+    refused with :class:`WebhookVerificationError`, like any delivery that cannot be trusted.
     """
 
     def __init__(
@@ -127,7 +132,11 @@ class WebhookReceiver:
         secrets: Mapping[str, str | SecretStr],
         *,
         deduplicator: WebhookDeduplicator | None = None,
+        max_body_bytes: int = DEFAULT_MAX_JSON_BYTES,
+        max_json_depth: int = DEFAULT_MAX_JSON_DEPTH,
     ) -> None:
+        if max_body_bytes < 1 or max_json_depth < 1:
+            raise ValueError("max_body_bytes and max_json_depth must be at least 1")
         unknown = sorted(set(secrets) - set(manager.providers))
         if unknown:
             raise UnknownProviderError(
@@ -141,7 +150,11 @@ class WebhookReceiver:
             )
             for name, secret in secrets.items()
         }
+        for secret in self._secrets.values():
+            register_secret(secret.get_secret_value())
         self._seen = deduplicator if deduplicator is not None else MemoryDeduplicator()
+        self._max_body_bytes = max_body_bytes
+        self._max_json_depth = max_json_depth
 
     def __repr__(self) -> str:
         return f"WebhookReceiver(providers={sorted(self._secrets)})"
@@ -151,8 +164,12 @@ class WebhookReceiver:
 
         Raises :class:`WebhookVerificationError` (and changes nothing) when it is not authentic.
         """
+        if len(body) > self._max_body_bytes:
+            raise WebhookVerificationError(
+                f"webhook body is {len(body):,} bytes; the limit is {self._max_body_bytes:,}"
+            )
         webhook_id = self._verify(provider, headers, body)
-        event = _parse_event(body)
+        event = _parse_event(body, self._max_json_depth)
         event_type = _str_or_none(event.get("type"))
         key = f"{provider}\x00{webhook_id}"
         if not await self._seen.claim(key):
@@ -272,10 +289,15 @@ def _checked_secret(provider: str, secret: SecretStr) -> SecretStr:
     return secret
 
 
-def _parse_event(body: bytes) -> dict[str, object]:
-    """The event envelope; an authentic body that is not a JSON object counts as empty."""
+def _parse_event(body: bytes, max_depth: int) -> dict[str, object]:
+    """The event envelope; an authentic body that is not a JSON object counts as empty.
+
+    One nested deeper than ``max_depth`` is refused: parsing it could exhaust the stack.
+    """
     try:
-        event = json.loads(body)
+        event = loads(body, max_depth=max_depth)
+    except JSONLimitError as exc:
+        raise WebhookVerificationError(f"webhook body refused: {exc}") from None
     except ValueError:
         return {}
     return event if isinstance(event, dict) else {}

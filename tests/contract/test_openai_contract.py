@@ -312,13 +312,14 @@ async def test_every_schema_valid_video_is_parsed(
     status: TaskStatus | None,
     progress: int | None,
 ) -> None:
-    route = httpx2_mock.get(f"{BASE}/videos/v").respond(200, json=dict(body))
+    asked = str(body["id"]) or "v"  # a status answer must be about the job asked for
+    route = httpx2_mock.get(f"{BASE}/videos/{asked}").respond(200, json=dict(body))
     if body["id"] == "":
         # the schema allows an empty id; nothing can be tracked under it, so it is refused
         with pytest.raises(ProviderError, match="no id"):
-            await provider.status("v")
+            await provider.status(asked)
     else:
-        job = await provider.status("v")
+        job = await provider.status(asked)
         assert (job.status, job.progress) == (status, progress)
     check_calls(route)
 
@@ -335,7 +336,7 @@ async def test_statuses_seen_in_practice_but_not_in_the_contract(
     httpx2_mock: respx.Router, provider: OpenAIVideosProvider, word: str, status: TaskStatus
 ) -> None:
     """Disagreement: VideoStatus lists four words; servers also answer these three."""
-    route = httpx2_mock.get(f"{BASE}/videos/v").respond(200, json=video(status=word))
+    route = httpx2_mock.get(f"{BASE}/videos/v").respond(200, json=video(id="v", status=word))
     job = await provider.status("v")
     assert job.status is status
     call = route.calls.last

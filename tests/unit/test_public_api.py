@@ -30,6 +30,7 @@ CORE = {
     "ProviderHTTPError",
     "ProviderRateLimitError",
     "ProviderRejectedError",
+    "ProviderResponseError",
     "ProviderServerError",
     "ProviderTransportError",
     "ProviderUnsupportedError",

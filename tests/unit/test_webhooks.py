@@ -114,6 +114,14 @@ def without(headers: Headers, name: str) -> Headers:
 
 Case = Callable[[bytes], tuple[Headers, bytes]]
 
+DEEP = b'{"type": "video.completed", "data": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+
+
+def padded(body: bytes) -> bytes:
+    """``body`` made one byte longer than 1 MiB with trailing whitespace (still valid JSON)."""
+    return body + b" " * (1024 * 1024 + 1 - len(body))
+
+
 ACCEPTED: dict[str, Case] = {
     "valid": lambda body: (sign(body), body),
     "header names in any case": lambda body: (
@@ -219,6 +227,18 @@ REFUSED: dict[str, tuple[Case, str]] = {
     ),
     "no headers at all": (lambda body: ({}, body), "missing header"),
     "body not UTF-8": (lambda body: (sign(b"\xff" + body), b"\xff" + body), "not UTF-8"),
+    "body nested 100,000 deep": (
+        lambda body: (sign(DEEP), DEEP),
+        "deeper than 64 levels",
+    ),
+    "body over 1 MiB": (
+        lambda body: (sign(padded(body)), padded(body)),
+        "1,048,577 bytes; the limit is 1,048,576",
+    ),
+    "body over 1 MiB, checked before the signature": (
+        lambda body: (replace(sign(body), webhook_signature=bad_signature(body)), padded(body)),
+        "the limit is 1,048,576",
+    ),
 }
 
 

@@ -1,10 +1,10 @@
 """Error answers: the one status-code → exception mapping, error payloads in the shapes
-providers use, and keeping secrets out of every message built from them."""
+providers use, and :func:`provider_text`, which every string a provider sends passes through."""
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterable, Mapping
+import re
+from collections.abc import Mapping
 
 import httpx2
 
@@ -15,18 +15,29 @@ from .._exceptions import (
     ProviderRejectedError,
     ProviderServerError,
 )
+from .._secrets import scrub
+from ._json import loads
 
 __all__ = [
+    "MAX_CODE_CHARS",
     "MAX_MESSAGE_CHARS",
     "display_url",
     "error_details",
     "error_fields",
     "error_for_status",
-    "scrub",
+    "provider_text",
 ]
 
 MAX_MESSAGE_CHARS = 500
 """Server messages are clipped: an HTML error page is not an error message."""
+
+MAX_CODE_CHARS = 100
+"""Codes and status words are identifiers; anything longer is clipped."""
+
+# C0/C1 controls and the invisible format characters that reorder or hide text in a terminal
+_CONTROLS = re.compile(
+    "[\x00-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]"
+)
 
 _MESSAGE_KEYS = ("message", "msg", "error_message", "detail", "fail_reason", "reason")
 _CODE_KEYS = ("code", "error_code", "type")
@@ -38,12 +49,11 @@ def error_for_status(
     *,
     provider: str,
     retry_after: float | None,
-    secrets: Iterable[str] = (),
 ) -> ProviderHTTPError:
     """Map an error response to its exception: 401/403, 429, 5xx, anything else final.
 
-    The server's ``error.code``/``error.message`` are kept when the body is JSON; any secret the
-    server echoed back is scrubbed from the message.
+    The server's ``error.code``/``error.message`` are kept when the body is JSON, cleaned by
+    :func:`provider_text` like the whole message (the URL may carry a provider's id).
     """
     status = response.status_code
     code, detail = error_details(body)
@@ -62,7 +72,7 @@ def error_for_status(
     else:
         cls = ProviderRejectedError
     return cls(
-        scrub(message, secrets),
+        scrub(message),
         status_code=status,
         code=code,
         provider=provider,
@@ -75,12 +85,17 @@ def display_url(url: httpx2.URL | str) -> str:
     return str(url).split("#", 1)[0].split("?", 1)[0]
 
 
-def scrub(text: str, secrets: Iterable[str]) -> str:
-    """``text`` with every occurrence of each secret replaced by ``[redacted]``."""
-    for secret in sorted(secrets, key=len, reverse=True):
-        if secret:
-            text = text.replace(secret, "[redacted]")
-    return text
+def provider_text(text: str, max_chars: int = MAX_MESSAGE_CHARS) -> str:
+    """A string from a provider made safe to keep: one line, no control characters, no known
+    secret (:func:`sora_tasks._secrets.scrub`), at most ``max_chars`` long.
+
+    Controls go before secrets are looked for, so a key split by one is still found; clipping
+    comes last, so no fragment of a key is left at the cut.
+    """
+    # whitespace controls become spaces (words stay apart); the others vanish
+    text = " ".join(_CONTROLS.sub("", " ".join(text.split())).split())
+    text = scrub(text)
+    return text if len(text) <= max_chars else text[: max_chars - 1] + "…"
 
 
 def error_fields(payload: object) -> tuple[str | None, str | None]:
@@ -90,7 +105,7 @@ def error_fields(payload: object) -> tuple[str | None, str | None]:
     "message"}``, ``{"detail": ...}`` and a bare string. Either part may be ``None``.
     """
     if isinstance(payload, str):
-        return None, _clip(payload)
+        return None, provider_text(payload)
     if not isinstance(payload, Mapping):
         return None, None
     nested = payload.get("error")
@@ -99,30 +114,30 @@ def error_fields(payload: object) -> tuple[str | None, str | None]:
         if code or message:
             return code, message
     elif isinstance(nested, str) and nested.strip():
-        return _text(payload, _CODE_KEYS), _clip(nested)
-    return _text(payload, _CODE_KEYS), _text(payload, _MESSAGE_KEYS)
+        return _text(payload, _CODE_KEYS, MAX_CODE_CHARS), provider_text(nested)
+    return _text(payload, _CODE_KEYS, MAX_CODE_CHARS), _text(payload, _MESSAGE_KEYS)
 
 
 def error_details(body: bytes) -> tuple[str | None, str | None]:
-    """``(code, message)`` from an error response body: JSON in any known shape, else its text."""
+    """``(code, message)`` from an error response body: JSON in any known shape, else its text.
+
+    JSON nested too deep to parse safely counts as text, like any body that is not JSON.
+    """
     try:
-        payload = json.loads(body)
+        payload = loads(body)
     except ValueError:
-        text = body.decode("utf-8", "replace").strip()
-        return None, _clip(text) if text else None
+        text = provider_text(body.decode("utf-8", "replace"))
+        return None, text or None
     return error_fields(payload)
 
 
-def _text(payload: Mapping[str, object], keys: tuple[str, ...]) -> str | None:
+def _text(
+    payload: Mapping[str, object], keys: tuple[str, ...], max_chars: int = MAX_MESSAGE_CHARS
+) -> str | None:
     for key in keys:
         value = payload.get(key)
         if isinstance(value, str) and value.strip():
-            return _clip(value)
+            return provider_text(value, max_chars) or None
         if isinstance(value, int) and not isinstance(value, bool):
-            return str(value)
+            return provider_text(str(value), max_chars)
     return None
-
-
-def _clip(text: str) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= MAX_MESSAGE_CHARS else text[: MAX_MESSAGE_CHARS - 1] + "…"

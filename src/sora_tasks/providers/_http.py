@@ -3,14 +3,22 @@
 :class:`ProviderClient` owns (or borrows) one ``httpx2.AsyncClient`` per provider. It retries in
 call as :mod:`sora_tasks._retry` decides, turns every failure into the library's error tree
 (through ``_errors.error_for_status``, the one place a status code becomes an exception) and
-never lets the key out: it is added per request, only for the provider's own origin, scrubbed
-from server messages and redacted from every log line.
+never lets the key out: it is added per request, only for the provider's own origin, registered
+with :mod:`sora_tasks._secrets` so it is scrubbed from all server text, and redacted from every
+log line.
+
+Every :meth:`ProviderClient.request` is bounded twice: in time, by one total deadline over
+connect, send, body and retries (the earlier of ``call_timeout`` and the caller's
+:func:`sora_tasks._deadlines.bounded`), and in size, by ``max_response_bytes`` for the body,
+read as a stream so an oversized answer is refused before it is held.
 """
 
 from __future__ import annotations
 
+import enum
 import itertools
 import logging
+import math
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
@@ -24,9 +32,11 @@ import httpx2
 import tenacity
 from pydantic import SecretStr
 
+from .._deadlines import remaining
 from .._exceptions import (
     DownloadError,
     ProviderError,
+    ProviderResponseError,
     ProviderTransportError,
     SubmissionUncertainError,
 )
@@ -39,17 +49,29 @@ from .._retry import (
     parse_should_retry,
     sleep_before_retry,
 )
+from .._secrets import register_secret, scrub
 from ._base import ContentStream
 from ._content import ResponseContent
-from ._errors import display_url, error_for_status, scrub
+from ._errors import display_url, error_for_status
+from ._json import DEFAULT_MAX_JSON_BYTES
 from ._transport import PollingTransport, environment_proxies
 
-__all__ = ["DEFAULT_TIMEOUT", "SENSITIVE_HEADERS", "ProviderClient", "origin", "redact_headers"]
+__all__ = [
+    "DEFAULT_CALL_TIMEOUT",
+    "DEFAULT_TIMEOUT",
+    "SENSITIVE_HEADERS",
+    "ProviderClient",
+    "origin",
+    "redact_headers",
+]
 
 logger = logging.getLogger("sora_tasks.providers")
 
 DEFAULT_TIMEOUT = httpx2.Timeout(60.0, connect=5.0)
 """Connect within 5 s; 60 s for everything else (a slow create still answers within it)."""
+
+DEFAULT_CALL_TIMEOUT = 120.0
+"""Seconds one :meth:`ProviderClient.request` may take in all, retries included."""
 
 SENSITIVE_HEADERS = frozenset({"authorization", "proxy-authorization", "api-key", "x-api-key"})
 _ERROR_BODY_LIMIT = 64 * 1024
@@ -70,6 +92,16 @@ def _user_agent() -> str:
         return f"sora-tasks/{metadata.version('sora-tasks')}"
     except metadata.PackageNotFoundError:
         return "sora-tasks"
+
+
+def _require_httpx2(client: object) -> None:
+    # an httpx (not httpx2) client looks alike but fails deep inside the first call
+    if client is not None and not isinstance(client, httpx2.AsyncClient):
+        kind = f"{type(client).__module__}.{type(client).__qualname__}"
+        raise TypeError(
+            f"client= must be an httpx2.AsyncClient, not {kind}: sora_tasks speaks httpx2; "
+            "pass httpx2.AsyncClient(...) (in tests, with transport=httpx2.MockTransport(handler))"
+        )
 
 
 def _default_client(timeout: httpx2.Timeout | float) -> httpx2.AsyncClient:
@@ -101,8 +133,10 @@ class _RetryLater(Exception):
 class ProviderClient:
     """HTTP for one provider: ``base_url``, credentials, timeouts and the retry policy.
 
-    A ``client`` passed in is used as is and never closed here; otherwise one is created with
-    :data:`DEFAULT_TIMEOUT` (or ``timeout``) and closed by :meth:`aclose`.
+    A ``client`` passed in must be an ``httpx2.AsyncClient``; it is used as is and never closed
+    here. Otherwise one is created with :data:`DEFAULT_TIMEOUT` (or ``timeout``, which bounds
+    each network operation) and closed by :meth:`aclose`. ``call_timeout`` bounds a whole
+    :meth:`request`, retries included; ``max_response_bytes`` bounds the body it reads.
     """
 
     def __init__(
@@ -116,30 +150,41 @@ class ProviderClient:
         headers: Mapping[str, str] | None = None,
         client: httpx2.AsyncClient | None = None,
         timeout: httpx2.Timeout | float | None = None,
+        call_timeout: float = DEFAULT_CALL_TIMEOUT,
+        max_response_bytes: int = DEFAULT_MAX_JSON_BYTES,
         max_retries: int = 2,
         backoff: Backoff | None = None,
         max_redirects: int = 5,
         sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
         random_source: Callable[[], float] = random.random,
     ) -> None:
+        _require_httpx2(client)
         if max_retries < 0 or max_redirects < 0:
             raise ValueError("max_retries and max_redirects must not be negative")
+        if not (isinstance(call_timeout, int | float) and 0 < call_timeout < math.inf):
+            raise ValueError(
+                f"call_timeout must be a positive number of seconds, not {call_timeout!r}"
+            )
+        if max_response_bytes < 1:
+            raise ValueError(f"max_response_bytes must be at least 1, not {max_response_bytes!r}")
         self.provider = provider
         self.base_url = httpx2.URL(base_url.rstrip("/") + "/")
         self._base = str(self.base_url)
         self._origin = origin(self.base_url)
         self._foreign_headers = {"User-Agent": _user_agent(), **(headers or {})}
         self._own_headers = dict(self._foreign_headers)
-        self._secrets: tuple[str, ...] = ()
         if api_key is not None and api_key.get_secret_value():
             key = api_key.get_secret_value()
             value = f"{auth_scheme} {key}" if auth_scheme else key
             self._own_headers[auth_header] = value
-            self._secrets = (value, key)
+            register_secret(value)
+            register_secret(key)
         self._sensitive = SENSITIVE_HEADERS | {auth_header.lower()}
         self._owns_client = client is None
         self._client = client or _default_client(timeout or DEFAULT_TIMEOUT)
         self._timeout = {} if timeout is None else {"timeout": timeout}
+        self._call_timeout = float(call_timeout)
+        self._max_response_bytes = max_response_bytes
         self._max_retries = max_retries
         self._backoff = backoff or Backoff()
         self._max_redirects = max_redirects
@@ -158,8 +203,8 @@ class ProviderClient:
         return str(self.base_url.join(reference))
 
     def scrub(self, text: str) -> str:
-        """``text`` with this client's secrets masked (for messages built from server data)."""
-        return scrub(text, self._secrets)
+        """``text`` with every known secret masked (for messages built from server data)."""
+        return scrub(text)
 
     async def request(
         self, method: str, path: str, *, create: bool = False, **kwargs: Any
@@ -168,9 +213,26 @@ class ProviderClient:
 
         ``create=True`` applies the create-safety rules: :class:`SubmissionUncertainError` when
         the job may have started. ``kwargs`` go to ``httpx2.AsyncClient.build_request``.
+
+        The whole call, retries included, ends by ``call_timeout`` or the caller's
+        :func:`~sora_tasks._deadlines.bounded`, whichever comes first; past it, it fails like a
+        read timeout (:class:`ProviderTransportError`, or for a create that may have been sent
+        :class:`SubmissionUncertainError`). A body over ``max_response_bytes`` is refused with
+        :class:`ProviderResponseError` (for a create: uncertain, since the job may exist).
         """
+        left = remaining()
+        if left is None or left >= self._call_timeout:
+            call = _Call(self._call_timeout, "call_timeout")
+        else:
+            call = _Call(left, "the caller's bound")
         target = _Target(method, self.url(path), own_origin=True)
-        return await self._with_retries(target, create=create, stream=False, kwargs=kwargs)
+        if create:
+            kwargs = {**kwargs, "extensions": {**kwargs.get("extensions", {}), "trace": call.trace}}
+        with anyio.CancelScope(deadline=call.deadline):
+            return await self._with_retries(
+                target, create=create, stream=False, kwargs=kwargs, call=call
+            )
+        raise self._expired(target, create, call)
 
     @asynccontextmanager
     async def stream(
@@ -204,12 +266,25 @@ class ProviderClient:
             await self._client.aclose()
 
     async def _with_retries(
-        self, target: _Target, *, create: bool, stream: bool, kwargs: dict[str, Any]
+        self,
+        target: _Target,
+        *,
+        create: bool,
+        stream: bool,
+        kwargs: dict[str, Any],
+        call: _Call | None = None,
     ) -> httpx2.Response:
         attempts = itertools.count(1)
 
         async def attempt() -> httpx2.Response:
-            return await self._attempt(target, next(attempts), create, stream, kwargs)
+            if call is not None:
+                call.phase = _Phase.UNKNOWN
+            try:
+                return await self._attempt(target, next(attempts), create, stream, kwargs, call)
+            except _RetryLater:
+                if call is not None:
+                    call.phase = _Phase.IDLE
+                raise
 
         # the first attempt runs outside tenacity: its setup costs more than a status parse, and
         # nearly every call succeeds at once (see benchmarks/bench_provider_poll.py)
@@ -235,12 +310,20 @@ class ProviderClient:
         return response
 
     async def _attempt(
-        self, target: _Target, number: int, create: bool, stream: bool, kwargs: dict[str, Any]
+        self,
+        target: _Target,
+        number: int,
+        create: bool,
+        stream: bool,
+        kwargs: dict[str, Any],
+        call: _Call | None,
     ) -> httpx2.Response:
         hops = 0
         while True:
             try:
-                response = await self._send(target, stream=stream, kwargs=kwargs)
+                response = await self._send(target, kwargs=kwargs)
+                if response.is_success and not stream:
+                    return await self._read_body(response, target, create, number)
             except httpx2.TransportError as exc:
                 delivery = Delivery.NOT_SENT if isinstance(exc, _NOT_SENT) else Delivery.MAYBE_SENT
                 error = ProviderTransportError(
@@ -249,12 +332,13 @@ class ProviderClient:
                 )
                 error.__cause__ = exc
                 action = classify(create=create, delivery=delivery)
-                raise self._verdict(action, error, number, retry_after=None) from exc
+                raise self._verdict(action, error, number, retry_after=None, call=call) from exc
             if response.is_success:
                 return response
             next_request = response.next_request if stream else None
             if next_request is None:
-                raise self._failure(response, await _error_body(response), create, number)
+                body = await _error_body(response)
+                raise self._failure(response, body, create, number, call)
             await response.aclose()
             if hops == self._max_redirects:
                 raise DownloadError(f"more than {self._max_redirects} redirects")
@@ -265,9 +349,7 @@ class ProviderClient:
             target = _Target("GET", next_request.url, own_origin=own)
             kwargs = {**kwargs, "params": None}
 
-    async def _send(
-        self, target: _Target, *, stream: bool, kwargs: dict[str, Any]
-    ) -> httpx2.Response:
+    async def _send(self, target: _Target, *, kwargs: dict[str, Any]) -> httpx2.Response:
         headers = self._own_headers if target.own_origin else self._foreign_headers
         extra = kwargs.get("headers")
         request = self._client.build_request(
@@ -287,25 +369,84 @@ class ProviderClient:
                 extra={"provider": self.provider, "action": "http"},
             )
         auth = httpx2.USE_CLIENT_DEFAULT if target.own_origin else None
-        return await self._client.send(request, stream=stream, follow_redirects=False, auth=auth)
+        # always a stream: a JSON body is read here, under the size limit (see _read_body)
+        return await self._client.send(request, stream=True, follow_redirects=False, auth=auth)
+
+    async def _read_body(
+        self, response: httpx2.Response, target: _Target, create: bool, number: int
+    ) -> httpx2.Response:
+        """The response with its body read, or the refusal of a body over the size limit."""
+        limit = self._max_response_bytes
+        declared = _declared_length(response.headers)
+        too_large = declared is not None and declared > limit
+        body = bytearray()
+        try:
+            if not too_large:
+                async for chunk in response.aiter_bytes():
+                    body += chunk
+                    if len(body) > limit:
+                        too_large = True
+                        break
+        finally:
+            await response.aclose()
+        if too_large:
+            error = ProviderResponseError(
+                f"{target.method} {display_url(target.url)} answered {response.status_code} "
+                f"with a body over the {limit:,}-byte limit (max_response_bytes)",
+                provider=self.provider,
+                limit=limit,
+            )
+            action = Action.UNCERTAIN if create else Action.FAIL
+            raise self._verdict(action, error, number, retry_after=None)
+        # where Response.aread() keeps the body it reads; building a new Response around it
+        # instead costs as much as parsing a status (see benchmarks/bench_provider_poll.py)
+        response._content = bytes(body)
+        return response
+
+    def _expired(self, target: _Target, create: bool, call: _Call) -> ProviderError:
+        seconds = f"{round(call.bound, 2):g}"
+        error = ProviderTransportError(
+            f"{target.method} {display_url(target.url)} took longer than {seconds} s "
+            f"({call.limit_name})",
+            provider=self.provider,
+        )
+        sent = call.phase in (_Phase.UNKNOWN, _Phase.SENT)
+        delivery = Delivery.MAYBE_SENT if sent else Delivery.NOT_SENT
+        if classify(create=create, delivery=delivery) is Action.UNCERTAIN:
+            uncertain = SubmissionUncertainError(
+                f"{error}; the job may have started, so it was not sent again",
+                provider=self.provider,
+            )
+            uncertain.__cause__ = error
+            return uncertain
+        return error
 
     def _failure(
-        self, response: httpx2.Response, body: bytes, create: bool, number: int
+        self,
+        response: httpx2.Response,
+        body: bytes,
+        create: bool,
+        number: int,
+        call: _Call | None,
     ) -> Exception:
         retry_after = parse_retry_after(response.headers, now=datetime.now(UTC))
-        error = error_for_status(
-            response, body, provider=self.provider, retry_after=retry_after, secrets=self._secrets
-        )
+        error = error_for_status(response, body, provider=self.provider, retry_after=retry_after)
         action = classify(
             create=create,
             status_code=response.status_code,
             should_retry=parse_should_retry(response.headers),
             retry_after=retry_after,
         )
-        return self._verdict(action, error, number, retry_after=retry_after)
+        return self._verdict(action, error, number, retry_after=retry_after, call=call)
 
     def _verdict(
-        self, action: Action, error: ProviderError, number: int, *, retry_after: float | None
+        self,
+        action: Action,
+        error: ProviderError,
+        number: int,
+        *,
+        retry_after: float | None,
+        call: _Call | None = None,
     ) -> Exception:
         if action is Action.UNCERTAIN:
             uncertain = SubmissionUncertainError(
@@ -318,7 +459,8 @@ class ProviderClient:
             delay = sleep_before_retry(
                 number - 1, self._backoff, retry_after=retry_after, random_source=self._random
             )
-            if delay is not None:
+            # a wait that would end past the call's deadline is not begun: the error stands
+            if delay is not None and (call is None or not call.ends_within(delay)):
                 return _RetryLater(error, delay)
         return error
 
@@ -337,6 +479,36 @@ class ProviderClient:
         self._log_retry(state.upcoming_sleep, state.attempt_number + 1, error)
 
 
+class _Phase(enum.Enum):
+    IDLE = "idle"  # between attempts: nothing in flight
+    UNKNOWN = "unknown"  # in flight, no trace seen yet (a pooled connection, or no tracing)
+    CONNECTING = "connecting"  # opening a connection: nothing has been sent
+    SENT = "sent"  # the request has begun to go out
+
+
+class _Call:
+    """One :meth:`ProviderClient.request`: its deadline, and how far its attempt has got."""
+
+    __slots__ = ("bound", "deadline", "limit_name", "phase")
+
+    def __init__(self, bound: float, limit_name: str) -> None:
+        self.bound = bound
+        self.deadline = anyio.current_time() + bound
+        self.limit_name = limit_name
+        self.phase = _Phase.IDLE
+
+    def ends_within(self, delay: float) -> bool:
+        """Whether waiting ``delay`` seconds would reach the deadline."""
+        return anyio.current_time() + delay >= self.deadline
+
+    async def trace(self, event: str, info: dict[str, Any]) -> None:
+        """httpcore2's ``trace`` extension: sent once request headers start to go out."""
+        if event.endswith(".send_request_headers.started"):
+            self.phase = _Phase.SENT
+        elif event.startswith("connection.") and self.phase is _Phase.UNKNOWN:
+            self.phase = _Phase.CONNECTING
+
+
 @dataclass(frozen=True, slots=True)
 class _Target:
     method: str
@@ -347,6 +519,16 @@ class _Target:
 def _planned_delay(state: tenacity.RetryCallState) -> float:
     error = state.outcome.exception() if state.outcome else None
     return error.delay if isinstance(error, _RetryLater) else 0.0
+
+
+def _declared_length(headers: httpx2.Headers) -> int | None:
+    value = headers.get("content-length")
+    if value is None:
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        return None
 
 
 async def _error_body(response: httpx2.Response) -> bytes:

@@ -3,23 +3,28 @@
 Providers disagree on small things (``"36%"`` or ``0.36``, seconds or milliseconds, ``status`` or
 ``state``); these functions absorb the differences so each adapter only says where to look.
 Anything unreadable becomes ``None`` rather than an exception, except a body that is not a JSON
-object at all (:class:`MalformedResponseError`).
+object at all (:class:`MalformedResponseError`, or :class:`JSONLimitError` when it nests too
+deep). Every string kept from a payload goes through ``provider_text``: no secret, no control
+character, a bounded length.
 """
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Literal
 
+from .._exceptions import ProviderResponseError
 from .._models import TaskError, TaskStatus
+from .._secrets import scrub
 from ._base import ProviderJob
-from ._errors import error_fields
+from ._errors import MAX_CODE_CHARS, error_fields, provider_text
+from ._json import DEFAULT_MAX_JSON_DEPTH, JSONLimitError, loads
 
 __all__ = [
     "DEFAULT_STATUS_WORDS",
+    "JSONLimitError",
     "JobState",
     "MalformedResponseError",
     "build_job",
@@ -29,6 +34,7 @@ __all__ = [
     "parse_poll_after",
     "parse_progress",
     "parse_timestamp",
+    "same_job",
 ]
 
 JobState = Literal["QUEUED", "PROCESSING", "COMPLETED", "FAILED", "CANCELLED", "EXPIRED"]
@@ -53,10 +59,16 @@ class MalformedResponseError(ValueError):
     """A success response whose body is not the JSON object the adapter expects."""
 
 
-def json_object(body: bytes) -> dict[str, object]:
-    """Decode a JSON object, or raise :class:`MalformedResponseError`."""
+def json_object(body: bytes, *, max_depth: int = DEFAULT_MAX_JSON_DEPTH) -> dict[str, object]:
+    """Decode a JSON object, or raise :class:`MalformedResponseError`.
+
+    Nesting deeper than ``max_depth`` raises :class:`~._json.JSONLimitError` (a ``ValueError``
+    too) before the parser sees it.
+    """
     try:
-        data = json.loads(body)
+        data = loads(body, max_depth=max_depth)
+    except JSONLimitError:
+        raise
     except ValueError:
         raise MalformedResponseError("the response body is not JSON") from None
     if not isinstance(data, dict):
@@ -155,8 +167,16 @@ def build_job(
 
     ``expired`` becomes FAILED with ``expired=True`` and error code ``expired``; an unknown word
     gives status ``None`` with ``raw_status`` kept, so the manager decides how long to wait.
+    Strings are cleaned (``provider_text``); an id that holds a known secret is refused, since
+    it could be neither stored as it is nor polled once masked.
     """
+    if scrub(external_id) != external_id:
+        raise MalformedResponseError("the job id contains a secret of ours; it is not kept")
     state = words.get(raw_status.strip().lower())
+    raw_status = provider_text(raw_status, MAX_CODE_CHARS)
+    for name, value in fields.items():
+        if isinstance(value, str):
+            fields[name] = scrub(value)
     task_error = _task_error(error)
     if state == "EXPIRED":
         message = task_error.message if task_error else "the provider let the job expire"
@@ -174,6 +194,18 @@ def build_job(
             **fields,
         }
     )
+
+
+def same_job(job: ProviderJob, external_id: str, *, provider: str) -> ProviderJob:
+    """``job``, when it is the one asked about; a status or cancel answer about another job
+    (a proxy's mix-up, a cache keyed wrongly) must not move this task, so it is refused."""
+    if job.external_id != external_id:
+        raise ProviderResponseError(
+            f"asked {provider} about job {external_id!r} but the answer is about job "
+            f"{provider_text(job.external_id, MAX_CODE_CHARS)!r}",
+            provider=provider,
+        )
+    return job
 
 
 def _task_error(payload: object) -> TaskError | None:

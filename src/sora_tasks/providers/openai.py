@@ -18,8 +18,8 @@ from pydantic import SecretStr
 
 from .._exceptions import (
     InvalidRequestError,
-    ProviderError,
     ProviderRejectedError,
+    ProviderResponseError,
     SubmissionUncertainError,
 )
 from .._retry import Backoff
@@ -31,15 +31,18 @@ from ._base import (
     ProviderJob,
     SubmitRequest,
 )
-from ._http import ProviderClient
+from ._http import DEFAULT_CALL_TIMEOUT, ProviderClient
+from ._json import DEFAULT_MAX_JSON_BYTES
 from ._parsing import (
     DEFAULT_STATUS_WORDS,
+    JSONLimitError,
     MalformedResponseError,
     build_job,
     json_object,
     parse_poll_after,
     parse_progress,
     parse_timestamp,
+    same_job,
 )
 
 __all__ = ["DEFAULT_OPENAI_CAPABILITIES", "OpenAIVideosProvider", "parse_video"]
@@ -93,7 +96,8 @@ class OpenAIVideosProvider(Provider):
     ``api_key`` falls back to ``OPENAI_API_KEY`` and ``base_url`` to ``OPENAI_BASE_URL``. Creates
     carry ``Idempotency-Key: <submission id>`` (harmless where ignored), and :meth:`find` looks an
     uncertain create up in the list of recent videos. ``client`` may be a shared
-    ``httpx2.AsyncClient``; it is then never closed here.
+    ``httpx2.AsyncClient``; it is then never closed here. ``call_timeout`` bounds each call in
+    all (retries included) and ``max_response_bytes`` each JSON answer.
     """
 
     def __init__(
@@ -103,6 +107,8 @@ class OpenAIVideosProvider(Provider):
         base_url: str | None = None,
         client: httpx2.AsyncClient | None = None,
         timeout: httpx2.Timeout | float | None = None,
+        call_timeout: float = DEFAULT_CALL_TIMEOUT,
+        max_response_bytes: int = DEFAULT_MAX_JSON_BYTES,
         max_retries: int = 2,
         backoff: Backoff | None = None,
         organization: str | None = None,
@@ -125,6 +131,8 @@ class OpenAIVideosProvider(Provider):
             headers={header: value for header, value in headers.items() if value},
             client=client,
             timeout=timeout,
+            call_timeout=call_timeout,
+            max_response_bytes=max_response_bytes,
             max_retries=max_retries,
             backoff=backoff,
         )
@@ -177,9 +185,9 @@ class OpenAIVideosProvider(Provider):
             ) from None
 
     async def status(self, external_id: str) -> ProviderJob:
-        """GET ``/videos/{id}``, with the server's poll-after hint."""
+        """GET ``/videos/{id}``, with the server's poll-after hint; refused if about another job."""
         response = await self._http.request("GET", self._video_path(external_id))
-        return self._parse(response)
+        return same_job(self._parse(response), external_id, provider=self._http.provider)
 
     @asynccontextmanager
     async def open_content(
@@ -243,7 +251,7 @@ class OpenAIVideosProvider(Provider):
         """The page's video objects and the cursor of the next page, if there is one."""
         try:
             data = json_object(response.content)
-        except MalformedResponseError as exc:
+        except ValueError as exc:
             raise self._unreadable(exc) from None
         raw = data.get("data")
         items = [item for item in raw if isinstance(item, dict)] if isinstance(raw, list) else []
@@ -251,9 +259,13 @@ class OpenAIVideosProvider(Provider):
         has_more = data.get("has_more") is True
         return items, last_id if has_more and isinstance(last_id, str) else None
 
-    def _unreadable(self, exc: ValueError) -> ProviderError:
+    def _unreadable(self, exc: ValueError) -> ProviderResponseError:
         provider = self._http.provider
-        return ProviderError(f"unreadable answer from {provider}: {exc}", provider=provider)
+        return ProviderResponseError(
+            f"unreadable answer from {provider}: {exc}",
+            provider=provider,
+            limit=exc.limit if isinstance(exc, JSONLimitError) else None,
+        )
 
     def _listed(self, item: Mapping[str, object]) -> ProviderJob | None:
         try:

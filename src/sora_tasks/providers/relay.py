@@ -13,7 +13,7 @@ from urllib.parse import quote
 import httpx2
 from pydantic import SecretStr
 
-from .._exceptions import ProviderError, SubmissionUncertainError
+from .._exceptions import ProviderError, ProviderResponseError, SubmissionUncertainError
 from .._retry import Backoff
 from ._base import (
     ContentStream,
@@ -23,8 +23,10 @@ from ._base import (
     ProviderJob,
     SubmitRequest,
 )
-from ._http import ProviderClient
-from ._parsing import DEFAULT_STATUS_WORDS, json_object
+from ._errors import provider_text
+from ._http import DEFAULT_CALL_TIMEOUT, ProviderClient
+from ._json import DEFAULT_MAX_JSON_BYTES
+from ._parsing import DEFAULT_STATUS_WORDS, JSONLimitError, json_object, same_job
 from ._relay_config import RelayConfig, form_parts, parse_relay_job
 
 __all__ = ["DEFAULT_STATUS_WORDS", "MultipartRelayProvider", "RelayConfig"]
@@ -48,7 +50,8 @@ class MultipartRelayProvider(Provider):
     ``base_url`` is the relay's origin (``https://relay.example``); ``config.path_prefix`` adds
     the path. Creates are always multipart and carry ``Idempotency-Key``. The result is fetched
     from the URL the status names (credentials only when it is on the relay's own origin), or
-    from ``config.content_path`` under the job.
+    from ``config.content_path`` under the job. ``call_timeout`` bounds each call in all
+    (retries included) and ``max_response_bytes`` each JSON answer.
     """
 
     def __init__(
@@ -59,6 +62,8 @@ class MultipartRelayProvider(Provider):
         config: RelayConfig | None = None,
         client: httpx2.AsyncClient | None = None,
         timeout: httpx2.Timeout | float | None = None,
+        call_timeout: float = DEFAULT_CALL_TIMEOUT,
+        max_response_bytes: int = DEFAULT_MAX_JSON_BYTES,
         max_retries: int = 2,
         backoff: Backoff | None = None,
         capabilities: ProviderCapabilities | None = None,
@@ -73,6 +78,8 @@ class MultipartRelayProvider(Provider):
             auth_scheme="Bearer" if self._config.auth_scheme == "bearer" else None,
             client=client,
             timeout=timeout,
+            call_timeout=call_timeout,
+            max_response_bytes=max_response_bytes,
             max_retries=max_retries,
             backoff=backoff,
         )
@@ -105,7 +112,7 @@ class MultipartRelayProvider(Provider):
         try:
             return parse_relay_job(json_object(response.content), self._config, response.headers)
         except ValueError as exc:
-            body = self._http.scrub(response.text)[:200]
+            body = provider_text(response.content.decode("utf-8", "replace"), 200)
             raise SubmissionUncertainError(
                 f"the create answered {response.status_code} without a readable job ({exc}): "
                 f"{body}; the job may have started",
@@ -113,15 +120,18 @@ class MultipartRelayProvider(Provider):
             ) from None
 
     async def status(self, external_id: str) -> ProviderJob:
-        """GET ``{prefix}/{id}``."""
+        """GET ``{prefix}/{id}``; an answer about another job is refused."""
         response = await self._http.request("GET", self._job_path(external_id))
+        provider = self._http.provider
         try:
-            return parse_relay_job(json_object(response.content), self._config, response.headers)
+            job = parse_relay_job(json_object(response.content), self._config, response.headers)
         except ValueError as exc:
-            provider = self._http.provider
-            raise ProviderError(
-                f"unreadable job from {provider}: {exc}", provider=provider
+            raise ProviderResponseError(
+                f"unreadable job from {provider}: {exc}",
+                provider=provider,
+                limit=exc.limit if isinstance(exc, JSONLimitError) else None,
             ) from None
+        return same_job(job, external_id, provider=provider)
 
     @asynccontextmanager
     async def open_content(
