@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from ._models import Task
+from ._secrets import scrub
 
 __all__ = ["log_task", "logger"]
 
@@ -23,8 +24,9 @@ def log_task(
     """Log ``message`` with ``task_id``, ``external_id``, ``provider``, ``action`` and ``fields``.
 
     Only task identifiers and the caller's fields are attached: never a request, a header or a
-    provider object, so no secret can reach a log record through here. ``exc_info`` attaches the
-    exception being handled (it is an argument of the call, not a field of the record).
+    provider object; the message, which may quote a provider's error, is scrubbed of every
+    secret the process knows. ``exc_info`` attaches the exception being handled (it is an
+    argument of the call, not a field of the record).
     """
     if not logger.isEnabledFor(level):
         return
@@ -38,7 +40,7 @@ def log_task(
     logger.log(
         level,
         "%s [task=%s provider=%s external_id=%s]",
-        message,
+        scrub(message),
         task.id,
         task.provider,
         task.external_id,

@@ -35,6 +35,7 @@ from ._logging import log_task
 from ._models import ImageData, Limits, Task, TaskError, TaskResult, TaskStatus
 from ._policy import PollingPolicy
 from ._schedule import Track, next_delay
+from ._secrets import scrub
 from ._states import Phase, TaskChanges, phase_of
 from .providers._base import ContentStream, Provider, ProviderJob, SubmitRequest
 from .storage._base import TaskStore
@@ -320,7 +321,7 @@ class TaskOperations:
                 )
                 if job.expired:
                     error = TaskError(code="expired", message=error.message)
-                changes.update({"status": TaskStatus.FAILED, "error": error})
+                changes.update({"status": TaskStatus.FAILED, "error": _scrubbed(error)})
                 return changes
             case TaskStatus.CANCELLED:
                 changes["status"] = TaskStatus.CANCELLED
@@ -419,6 +420,7 @@ class TaskOperations:
     async def _finish(
         self, task: Task, status: TaskStatus, *, error: TaskError | None = None
     ) -> Task:
+        error = _scrubbed(error) if error is not None else None
         log_task(
             logging.INFO,
             f"task ended {status.value}",
@@ -503,6 +505,14 @@ def _link_expires(task: Task, lifetime: timedelta) -> datetime:
     if task.result is not None and task.result.expires_at is not None:
         return task.result.expires_at
     return (task.completed_at or task.updated_at) + lifetime
+
+
+def _scrubbed(error: TaskError) -> TaskError:
+    """``error`` without any secret the process knows: its text may come from a provider."""
+    code, message = scrub(error.code), scrub(error.message)
+    if code == error.code and message == error.message:
+        return error
+    return error.model_copy(update={"code": code, "message": message})
 
 
 def _uncertain_error(policy: str) -> TaskError:
