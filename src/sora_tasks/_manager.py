@@ -432,7 +432,7 @@ class TaskManager:
         provider = self._providers.get(task.provider)
         if provider is None:
             raise ProviderError(f"provider {task.provider!r} is not configured here")
-        async with provider.open_content(task.external_id) as stream:
+        async with provider.open_content(task.external_id, task=task) as stream:
             yield stream
 
     async def download(

@@ -180,7 +180,7 @@ class TaskOperations:
         provider = self._providers[task.provider]
         await check_target(path)  # a bad target fails before the content is asked for
         try:
-            async with provider.open_content(task.external_id) as stream:
+            async with provider.open_content(task.external_id, task=task) as stream:
                 return await self.save(stream, path)
         except ProviderError as exc:
             raise DownloadError(f"could not download task {task.id}: {exc}") from exc

@@ -521,7 +521,7 @@ class _Refused(AbstractAsyncContextManager[ContentStream]):
 
 class _BrokenContent(FakeProvider):
     def open_content(
-        self, external_id: str, variant: ContentVariant = "video"
+        self, external_id: str, variant: ContentVariant = "video", *, task: Task | None = None
     ) -> AbstractAsyncContextManager[ContentStream]:
         return _Refused()
 

@@ -173,7 +173,7 @@ class BrokenContentProvider(FakeProvider):
         self.opened = 0
 
     def open_content(
-        self, external_id: str, variant: ContentVariant = "video"
+        self, external_id: str, variant: ContentVariant = "video", *, task: Task | None = None
     ) -> AbstractAsyncContextManager[ContentStream]:
         self.opened += 1
         if self.failures > 0:
@@ -295,7 +295,7 @@ class DrippingProvider(FakeProvider):
     """A fake whose video arrives a byte at a time, for ever."""
 
     def open_content(
-        self, external_id: str, variant: ContentVariant = "video"
+        self, external_id: str, variant: ContentVariant = "video", *, task: Task | None = None
     ) -> AbstractAsyncContextManager[ContentStream]:
         return nullcontext(_Drip())
 

@@ -21,6 +21,7 @@ from sora_tasks import (
     ProviderServerError,
     ProviderTransportError,
     SubmissionUncertainError,
+    Task,
     TaskError,
     TaskFailedError,
     TaskManager,
@@ -181,7 +182,7 @@ class _ShortStream(ContentStream):
 
 class _TruncatingProvider(FakeProvider):
     def open_content(
-        self, external_id: str, variant: ContentVariant = "video"
+        self, external_id: str, variant: ContentVariant = "video", *, task: Task | None = None
     ) -> AbstractAsyncContextManager[ContentStream]:
         @asynccontextmanager
         async def opened() -> AsyncIterator[ContentStream]:

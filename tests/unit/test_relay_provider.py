@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import logging
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpcore2
@@ -13,7 +13,7 @@ import pytest
 import respx
 
 from sora_tasks._exceptions import ProviderError, SubmissionUncertainError
-from sora_tasks._models import ImageData, TaskStatus
+from sora_tasks._models import ImageData, TaskResult, TaskStatus
 from sora_tasks.providers import Backoff, MultipartRelayProvider, RelayConfig, SubmitRequest
 from sora_tasks.providers._parsing import (
     DEFAULT_STATUS_WORDS,
@@ -23,6 +23,7 @@ from sora_tasks.providers._parsing import (
     parse_timestamp,
 )
 from sora_tasks.providers._relay_config import form_parts, parse_relay_job
+from tests.factories import make_task
 from tests.forms import parse_form
 
 pytestmark = pytest.mark.anyio
@@ -456,6 +457,35 @@ async def test_content_from_a_foreign_result_url_goes_without_the_key(
     cdn = httpx2_mock.get("https://cdn.test/tk_1.mp4").respond(200, content=b"mp4")
     assert await read(relay) == b"mp4"
     assert "authorization" not in cdn.calls.last.request.headers
+
+
+async def test_content_uses_the_result_url_stored_in_the_task_without_asking_again(
+    httpx2_mock: respx.Router, relay: MultipartRelayProvider
+) -> None:
+    cdn = httpx2_mock.get("https://cdn.test/tk_1.mp4").respond(200, content=b"mp4")
+    now = datetime.now(UTC)
+    task = make_task(
+        now,
+        external_id="tk_1",
+        result=TaskResult(url="https://cdn.test/tk_1.mp4", expires_at=now + timedelta(hours=1)),
+    )
+    async with relay.open_content("tk_1", task=task) as stream:
+        assert b"".join([chunk async for chunk in stream.aiter_bytes()]) == b"mp4"
+    # the mock router fails the test on any request it was not told of, a status call included
+    assert cdn.call_count == 1
+
+
+async def test_an_expired_stored_result_url_is_asked_for_again(
+    httpx2_mock: respx.Router, relay: MultipartRelayProvider
+) -> None:
+    done = {"id": "tk_1", "status": "completed", "video_url": "https://cdn.test/fresh.mp4"}
+    httpx2_mock.get(f"{VIDEOS}/tk_1").respond(200, json=done)
+    httpx2_mock.get("https://cdn.test/fresh.mp4").respond(200, content=b"fresh")
+    now = datetime.now(UTC)
+    stale = TaskResult(url="https://cdn.test/old.mp4", expires_at=now - timedelta(seconds=1))
+    task = make_task(now, external_id="tk_1", result=stale)
+    async with relay.open_content("tk_1", task=task) as stream:
+        assert b"".join([chunk async for chunk in stream.aiter_bytes()]) == b"fresh"
 
 
 async def test_content_from_a_relative_result_url_keeps_the_key(

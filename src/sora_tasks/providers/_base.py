@@ -16,7 +16,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from .._exceptions import ProviderUnsupportedError
-from .._models import ImageData, MediaType, TaskError, TaskStatus
+from .._models import ImageData, MediaType, Task, TaskError, TaskStatus
 from .._schedule import PollSchedule
 
 __all__ = [
@@ -152,9 +152,13 @@ class Provider(abc.ABC):
 
     @abc.abstractmethod
     def open_content(
-        self, external_id: str, variant: ContentVariant = "video"
+        self, external_id: str, variant: ContentVariant = "video", *, task: Task | None = None
     ) -> AbstractAsyncContextManager[ContentStream]:
-        """Open a streamed download of a finished job's content."""
+        """Open a streamed download of a finished job's content.
+
+        The manager passes the stored ``task``, so an adapter can use what it recorded (the
+        result URL the job named, say) instead of asking the provider again.
+        """
 
     async def cancel(self, external_id: str) -> ProviderJob | None:
         """Ask the provider to stop the job; returns its new state when the API says."""

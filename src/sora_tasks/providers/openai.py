@@ -22,6 +22,7 @@ from .._exceptions import (
     ProviderResponseError,
     SubmissionUncertainError,
 )
+from .._models import Task
 from .._retry import Backoff
 from ._base import (
     ContentStream,
@@ -191,7 +192,7 @@ class OpenAIVideosProvider(Provider):
 
     @asynccontextmanager
     async def open_content(
-        self, external_id: str, variant: ContentVariant = "video"
+        self, external_id: str, variant: ContentVariant = "video", *, task: Task | None = None
     ) -> AsyncIterator[ContentStream]:
         """Stream ``/videos/{id}/content?variant=`` (video, thumbnail or spritesheet)."""
         url = self._http.url(self._video_path(external_id, "/content"))

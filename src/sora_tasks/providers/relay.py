@@ -8,12 +8,14 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from urllib.parse import quote
 
 import httpx2
 from pydantic import SecretStr
 
 from .._exceptions import ProviderError, ProviderResponseError, SubmissionUncertainError
+from .._models import Task
 from .._retry import Backoff
 from ._base import (
     ContentStream,
@@ -135,12 +137,16 @@ class MultipartRelayProvider(Provider):
 
     @asynccontextmanager
     async def open_content(
-        self, external_id: str, variant: ContentVariant = "video"
+        self, external_id: str, variant: ContentVariant = "video", *, task: Task | None = None
     ) -> AsyncIterator[ContentStream]:
-        """Stream the result: the job's result URL when it names one, else the content path."""
-        job = await self.status(external_id)
-        if job.result_url is not None:
-            url = self._http.resolve(job.result_url)
+        """Stream the result: the job's result URL when it names one, else the content path.
+
+        The URL stored in ``task`` is used while it is valid; otherwise the job is asked again.
+        """
+        stored = _stored_url(task) if variant == "video" else None
+        result_url = stored or (await self.status(external_id)).result_url
+        if result_url is not None:
+            url = self._http.resolve(result_url)
             params = None
         elif self._config.content_path is not None:
             url = self._http.url(self._job_path(external_id, self._config.content_path))
@@ -160,3 +166,13 @@ class MultipartRelayProvider(Provider):
     def _job_path(self, external_id: str, suffix: str = "") -> str:
         path = f"{self._config.path_prefix}/{quote(external_id, safe='')}"
         return path + ("/" + suffix.lstrip("/") if suffix else "")
+
+
+def _stored_url(task: Task | None) -> str | None:
+    """The result URL recorded in ``task``, unless it is known to have expired."""
+    result = task.result if task is not None else None
+    if result is None or result.url is None:
+        return None
+    if result.expires_at is not None and result.expires_at <= datetime.now(UTC):
+        return None
+    return result.url

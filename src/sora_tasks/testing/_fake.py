@@ -13,7 +13,7 @@ from typing import Literal
 from pydantic import SecretStr
 
 from .._exceptions import ProviderRejectedError
-from .._models import MediaType, TaskError, TaskStatus
+from .._models import MediaType, Task, TaskError, TaskStatus
 from .._schedule import PollSchedule
 from ..providers._base import (
     ContentStream,
@@ -170,7 +170,7 @@ class FakeProvider(Provider):
         yield _BytesStream(self._content)
 
     def open_content(
-        self, external_id: str, variant: ContentVariant = "video"
+        self, external_id: str, variant: ContentVariant = "video", *, task: Task | None = None
     ) -> AbstractAsyncContextManager[ContentStream]:
         """Stream the sample video of a completed job."""
         return self._open(external_id)
