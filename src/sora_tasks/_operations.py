@@ -436,9 +436,13 @@ class TaskOperations:
         """Run one provider call within the task's bound (see ``PollingPolicy.call_timeout``).
 
         The HTTP layer enforces the bound itself (through :func:`bounded`); a cancel scope a
-        little later, still inside the lease, is the backstop for providers that do not.
+        little later, still inside the lease, is the backstop for providers that do not say
+        they honour it (``Provider.honours_call_bounds``).
         """
         seconds, backstop = self._bound(task, create=create)
+        if self._providers[task.provider].honours_call_bounds:
+            with bounded(seconds):
+                return await call()
         with bounded(seconds), anyio.move_on_after(backstop):
             return await call()
         message = f"the {task.provider} call took longer than its bound of {seconds:.1f} s"

@@ -137,11 +137,21 @@ ENGINE_PHASES: Final = (Phase.SUBMITTING, Phase.RENDERING, Phase.COLLECTING)
 """The phases :meth:`TaskStore.claim_due` hands out (``WAITING`` goes through admission)."""
 
 
+# PHASES flattened once: phase_of runs several times per poll
+_CHECKS: Final = tuple(
+    (phase, tuple(tuple(conditions.items()) for conditions in alternatives))
+    for phase, alternatives in PHASES.items()
+)
+
+
 def phase_of(task: Task) -> Phase:
     """The phase ``task`` is in, by the predicates of :data:`PHASES`."""
-    for phase, alternatives in PHASES.items():
+    for phase, alternatives in _CHECKS:
         for conditions in alternatives:
-            if all(cond.holds(getattr(task, name)) for name, cond in conditions.items()):
+            for name, condition in conditions:
+                if not condition.holds(getattr(task, name)):
+                    break
+            else:
                 return phase
     raise AssertionError(f"task {task.id} is in no phase")  # PHASES covers every task
 

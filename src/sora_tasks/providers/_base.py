@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -136,6 +136,10 @@ class Provider(abc.ABC):
     :meth:`cancel`, :meth:`delete` and :meth:`find` raise :class:`ProviderUnsupportedError` or
     return ``None`` unless the service offers them (and ``capabilities`` says so).
     """
+
+    honours_call_bounds: ClassVar[bool] = False
+    """Whether every call ends by the bound the engine sets around it (adapters built on the
+    library's HTTP client do); otherwise the engine adds a cancel scope of its own."""
 
     @property
     @abc.abstractmethod

@@ -101,6 +101,8 @@ class OpenAIVideosProvider(Provider):
     all (retries included) and ``max_response_bytes`` each JSON answer.
     """
 
+    honours_call_bounds = True  # every call goes through ProviderClient's total deadline
+
     def __init__(
         self,
         api_key: str | SecretStr | None = None,
