@@ -78,6 +78,7 @@ class Limits(_Frozen):
     max_prompt_chars: int = Field(10_000, ge=1)
     max_image_bytes: int = Field(5 * 1024 * 1024, ge=1)
     max_metadata_bytes: int = Field(16 * 1024, ge=0)
+    max_provider_options_bytes: int = Field(64 * 1024, ge=0)
     max_download_bytes: int = Field(4 * 1024**3, ge=1)
     download_min_bytes_per_second: int = Field(1024, ge=0)
     download_speed_window: float = Field(20.0, gt=0)
@@ -88,8 +89,9 @@ class TaskError(_Frozen):
     """Why a task failed: a stable machine-readable ``code`` and a human ``message``.
 
     Codes the library itself sets: ``timeout``, ``expired``, ``lost``, ``submit_uncertain``,
-    ``submit_rejected``, ``submit_failed`` and ``provider_error``; any other code is the
-    provider's own (``moderation_blocked``, say).
+    ``submit_rejected``, ``submit_failed``, ``provider_error`` and ``content_filtered`` (the
+    provider finished but returned nothing, its safety filter having removed the output); any
+    other code is the provider's own (``moderation_blocked``, say).
     """
 
     code: str
@@ -115,7 +117,7 @@ class ImageData:
 
 
 class ReferenceImage(_Frozen):
-    """What is known of a task's reference image. The bytes themselves live in the store."""
+    """What is known of one of a task's input images. The bytes themselves live in the store."""
 
     sha256: str | None = None
     mime_type: str | None = None
@@ -142,7 +144,11 @@ class Task(_Frozen):
     the state machine and bumps ``version``. ``started_at`` is when rendering began, as well as
     the provider's answers tell. The scheduling fields (``polled_at``, ``progress_at``,
     ``start_progress``, ``next_poll_at``, leases, ...) belong to the polling engine and are shown
-    for observability. ``content_pending`` is set while a COMPLETED task's video is still to be
+    for observability. ``size``, ``aspect_ratio`` and ``resolution`` describe one frame (each
+    completed from the others at creation; tasks stored before 0.3 carry ``size`` only).
+    ``reference_image`` is the first frame, ``last_frame`` the last and ``reference_images``
+    guide the look; ``provider_options`` were sent to the provider verbatim.
+    ``content_pending`` is set while a COMPLETED task's video is still to be
     saved by the engine (see ``download_dir``): until then the task may yet end FAILED with
     ``error.code == "expired"``.
     """
@@ -157,7 +163,15 @@ class Task(_Frozen):
     model: str
     size: str
     seconds: int
+    aspect_ratio: str | None = None
+    resolution: str | None = None
+    negative_prompt: str | None = None
+    seed: int | None = None
+    audio: bool | None = None
     reference_image: ReferenceImage | None = None
+    last_frame: ReferenceImage | None = None
+    reference_images: list[ReferenceImage] = Field(default_factory=list)
+    provider_options: dict[str, JsonValue] = Field(default_factory=dict)
     progress: Progress = 0
     result: TaskResult | None = None
     error: TaskError | None = None
@@ -192,9 +206,13 @@ class Task(_Frozen):
 class GenerationRequest(BaseModel):
     """What a caller asks for. ``TaskManager.create`` builds one from its keyword arguments.
 
-    ``model``, ``size`` and ``seconds`` left as ``None`` take the provider's defaults. The
-    reference image may be bytes, a path, a data URL, bare base64 or an http(s) URL.
-    ``allow_unsupported`` is the explicit override for values the provider does not declare.
+    ``model``, ``size`` and ``seconds`` left as ``None`` take the provider's defaults; the frame
+    may be asked for as a ``size`` (``"1280x720"``) or as an ``aspect_ratio`` (``"16:9"``) and a
+    ``resolution`` (``"720p"``). Each image (``reference_image``, the first frame;
+    ``last_frame``; each of ``reference_images``) may be bytes, a path, a data URL, bare base64
+    or an http(s) URL. ``provider_options`` go into the provider's input verbatim, for anything
+    the common fields do not cover. ``allow_unsupported`` is the explicit override for values
+    the provider does not declare.
     """
 
     model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
@@ -204,7 +222,15 @@ class GenerationRequest(BaseModel):
     size: str | None = None
     seconds: int | None = Field(None, ge=1)
     media_type: MediaType = MediaType.VIDEO
+    aspect_ratio: str | None = None
+    resolution: str | None = None
+    negative_prompt: str | None = None
+    seed: int | None = Field(None, ge=0, le=2**32 - 1)
+    audio: bool | None = None
     reference_image: bytes | Path | str | None = Field(None, repr=False)
+    last_frame: bytes | Path | str | None = Field(None, repr=False)
+    reference_images: list[bytes | Path | str] = Field(default_factory=list, repr=False)
+    provider_options: dict[str, JsonValue] = Field(default_factory=dict)
     user_id: str | None = None
     provider: str | None = None
     metadata: Metadata = Field(default_factory=dict)

@@ -13,7 +13,6 @@ import hashlib
 import io
 import json
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,12 +28,12 @@ from ._exceptions import (
     UnsupportedImageTypeError,
     UnsupportedParameterError,
 )
+from ._frame import parse_size
 from ._models import GenerationRequest, ImageData, Limits, ReferenceImage
 from .providers._base import ProviderCapabilities
 
 __all__ = ["PreparedRequest", "decode_image", "parse_size", "prepare", "sniff_image_type"]
 
-_SIZE = re.compile(r"^([1-9][0-9]{1,4})x([1-9][0-9]{1,4})$")
 _MAX_ID_CHARS = 255
 _PATH_HINT_CHARS = 4096
 
@@ -110,17 +109,6 @@ def prepare(
                 )
             image = decoded
     return PreparedRequest(prompt, model, size, seconds, image, image_url)
-
-
-def parse_size(size: str) -> tuple[int, int]:
-    """``"1280x720"`` → ``(1280, 720)``; anything else is an :class:`InvalidRequestError`."""
-    match = _SIZE.match(size)
-    if match is None:
-        raise InvalidRequestError(
-            f"size must look like WIDTHxHEIGHT in pixels (for example 1280x720), got {size!r}",
-            field="size",
-        )
-    return int(match[1]), int(match[2])
 
 
 def sniff_image_type(data: bytes) -> str | None:

@@ -197,11 +197,11 @@ async def test_file_part_carries_the_real_type_and_extension(
     assert (part.filename, part.content_type) == (filename, mime)
 
 
-async def test_extra_fields_are_sent_with_the_create(
+async def test_provider_options_are_sent_with_the_create(
     httpx2_mock: respx.Router, provider: OpenAIVideosProvider
 ) -> None:
     route = httpx2_mock.post(VIDEOS).respond(200, json=video())
-    await provider.submit(submit_request(extra={"quality": "high"}))
+    await provider.submit(submit_request(provider_options={"quality": "high"}))
     assert json.loads(route.calls.last.request.content)["quality"] == "high"
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 from .._exceptions import ProviderUnsupportedError
 from .._models import ImageData, MediaType, Task, TaskError, TaskStatus
@@ -31,10 +31,17 @@ ContentVariant = Literal["video", "thumbnail", "spritesheet"]
 
 
 class ProviderCapabilities(BaseModel):
-    """What a provider declares it accepts and how it wants to be treated.
+    """What a provider (or one of its models) declares it accepts and how it wants to be treated.
 
-    ``None`` for ``models``, ``sizes`` or ``seconds`` means "any value". The manager checks every
-    request against these before storing it, unless the request sets ``allow_unsupported``.
+    ``None`` for ``models``, ``sizes``, ``aspect_ratios``, ``resolutions`` or ``seconds`` means
+    "any value". The manager checks every request against these before storing it, unless the
+    request sets ``allow_unsupported``. The frame is checked three ways: a request's ``size``,
+    ``aspect_ratio`` and ``resolution`` are first completed from one another (``1280x720`` is
+    ``16:9`` at ``720p``), so an adapter that speaks sizes and one that speaks ratios both get
+    what they need. ``negative_prompt``, ``seed``, ``last_frame`` and ``provider_options`` say
+    whether those fields are accepted at all; ``audio`` holds the values of the audio switch the
+    model takes (empty: no switch); ``max_reference_images`` caps ``reference_images``;
+    ``image_matches_size`` demands a first frame of exactly the requested size.
     ``schedule`` describes the provider's pace (the default suits renders of minutes);
     ``min_poll_interval`` is a floor no poll goes under; ``max_in_flight`` caps jobs running at
     once (further tasks wait locally, QUEUED).
@@ -45,6 +52,8 @@ class ProviderCapabilities(BaseModel):
     models: frozenset[str] | None = None
     sizes: frozenset[str] | None = None
     seconds: frozenset[int] | None = None
+    aspect_ratios: frozenset[str] | None = None
+    resolutions: frozenset[str] | None = None
     media_types: frozenset[MediaType] = frozenset({MediaType.VIDEO})
     default_model: str
     default_size: str
@@ -52,6 +61,13 @@ class ProviderCapabilities(BaseModel):
     image_upload: bool = True
     image_url: bool = False
     max_image_bytes: int | None = None
+    image_matches_size: bool = True
+    last_frame: bool = False
+    max_reference_images: int = Field(0, ge=0)
+    negative_prompt: bool = False
+    seed: bool = False
+    audio: frozenset[bool] = frozenset()
+    provider_options: bool = True
     can_cancel: bool = False
     can_delete: bool = False
     can_list: bool = False
@@ -67,6 +83,11 @@ class SubmitRequest:
     ``idempotency_key`` is the task's submission id: stable across retries of the same attempt,
     so a provider that honours idempotency keys never starts a second job for it.
     ``attempted_at`` is when this attempt was first sent (it narrows :meth:`Provider.find`).
+    ``size``, ``aspect_ratio`` and ``resolution`` always describe the same frame (the manager
+    completes each from the others); an adapter sends whichever its API takes. Images are
+    checked bytes (:class:`ImageData`) or http(s) URLs passed through; ``image`` /
+    ``image_url`` is the first frame. ``provider_options`` go into the provider's input verbatim,
+    over anything the adapter mapped.
     """
 
     task_id: str
@@ -79,7 +100,14 @@ class SubmitRequest:
     image: ImageData | None = None
     image_url: str | None = None
     attempted_at: datetime | None = None
-    extra: Mapping[str, object] = field(default_factory=dict)
+    aspect_ratio: str | None = None
+    resolution: str | None = None
+    negative_prompt: str | None = None
+    seed: int | None = None
+    audio: bool | None = None
+    last_frame: ImageData | str | None = None
+    reference_images: tuple[ImageData | str, ...] = ()
+    provider_options: Mapping[str, JsonValue] = field(default_factory=dict)
 
 
 class ProviderJob(BaseModel):
@@ -145,6 +173,19 @@ class Provider(abc.ABC):
     @abc.abstractmethod
     def capabilities(self) -> ProviderCapabilities:
         """What this provider accepts and how often it may be polled."""
+
+    def capabilities_for(self, model: str) -> ProviderCapabilities | None:
+        """What ``model`` accepts, or ``None`` when this adapter does not know the model.
+
+        Adapters that reach many models (each with its own durations, ratios and inputs) override
+        it; the default answers :attr:`capabilities` for every model those declare. A request
+        for an unknown model is refused unless it carries ``provider_options`` (the model's own
+        input) or ``allow_unsupported``.
+        """
+        capabilities = self.capabilities
+        if capabilities.models is None or model in capabilities.models:
+            return capabilities
+        return None
 
     @abc.abstractmethod
     async def submit(self, request: SubmitRequest) -> ProviderJob:

@@ -8,6 +8,7 @@ follow the common "sora2-async" shape described in PROVIDERS.md.
 from __future__ import annotations
 
 import base64
+import json
 from collections.abc import Callable, Mapping
 from typing import Literal, TypeVar
 
@@ -106,7 +107,7 @@ def form_parts(request: SubmitRequest, config: RelayConfig) -> dict[str, FormPar
         config.seconds_field: str(request.seconds),
         config.size_field: _size_value(request.size, config),
         **config.extra_fields,
-        **{key: value for key, value in request.extra.items() if isinstance(value, Scalar)},
+        **{key: _scalar(value) for key, value in request.provider_options.items()},
     }
     parts: dict[str, FormPart] = {key: (None, _text(value), None) for key, value in values.items()}
     image = request.image
@@ -127,6 +128,13 @@ def _size_value(size: str, config: RelayConfig) -> str:
     if config.size_format == "orientation":
         return "landscape" if wide else "portrait" if tall else "square"
     return "16:9" if wide else "9:16" if tall else "1:1"
+
+
+def _scalar(value: object) -> Scalar:
+    # a form field holds text: structured options travel as their JSON
+    if isinstance(value, Scalar):
+        return value
+    return json.dumps(value, separators=(",", ":"))
 
 
 def _text(value: Scalar) -> str:

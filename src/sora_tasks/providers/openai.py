@@ -160,7 +160,7 @@ class OpenAIVideosProvider(Provider):
             "model": request.model,
             "size": request.size,
             "seconds": str(request.seconds),
-            **request.extra,
+            **request.provider_options,
         }
         body: dict[str, Any]
         if request.image is not None:

@@ -19,9 +19,9 @@ from ._simulator_faults import FaultPlan, Faults
 from ._simulator_multipart import Upload
 from ._simulator_tally import Tally
 
-__all__ = ["JobView", "RequestRecord", "SimulatedJob", "SimulatorState"]
+__all__ = ["JobView", "Pin", "RequestRecord", "SimulatedJob", "SimulatorState"]
 
-Phase = Literal["queued", "in_progress", "completed", "failed"]
+Phase = Literal["queued", "in_progress", "completed", "failed", "cancelled"]
 Shape = Literal["openai", "relay"]
 
 _REQUEST_LOG_SIZE = 10_000
@@ -45,14 +45,43 @@ class SimulatedJob:
 
 
 @dataclass(frozen=True, slots=True)
+class Pin:
+    """A state a test forces on one job, in place of where the clock would have it.
+
+    It is how the conformance kit shows an adapter each of its provider's answers. ``word`` is
+    the provider's own status word to answer with verbatim (``None``: the shape's usual word for
+    ``phase``); ``progress`` ``None`` means the answer carries no progress; ``error_code`` and
+    ``error_message`` describe a failure; ``empty`` makes a finished job carry no output;
+    ``expired`` makes its output gone (past retention); ``queue_position``, ``poll_after``
+    (seconds) and ``logs`` are hints for the shapes that have them.
+    """
+
+    phase: Phase
+    progress: int | None = None
+    word: str | None = None
+    error_code: str | None = None
+    error_message: str | None = None
+    empty: bool = False
+    expired: bool = False
+    queue_position: int | None = None
+    poll_after: float | None = None
+    logs: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class JobView:
-    """Where a job stands at one instant. Times are unix seconds (floats)."""
+    """Where a job stands at one instant. Times are unix seconds (floats).
+
+    ``pin`` is the state a test forced on the job, when it did (see :class:`Pin`); the other
+    fields then follow it.
+    """
 
     phase: Phase
     progress: int
     updated_at: float
     completed_at: float | None
     expires_at: float | None
+    pin: Pin | None = None
 
     @property
     def expired(self) -> bool:
@@ -93,6 +122,7 @@ class SimulatorState:
     hits: Counter[str] = field(default_factory=Counter)
     requests: deque[RequestRecord] = field(default_factory=lambda: deque(maxlen=_REQUEST_LOG_SIZE))
     tally: Tally = field(default_factory=Tally)
+    pins: dict[str, Pin] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @classmethod
@@ -161,11 +191,22 @@ class SimulatorState:
             job if job is not None and job.shape == shape and job_id not in self.deleted else None
         )
 
+    def pin(self, job_id: str, pin: Pin | None) -> None:
+        """Force ``job_id`` into ``pin``'s state until pinned again (``None`` releases it)."""
+        with self._lock:
+            if pin is None:
+                self.pins.pop(job_id, None)
+            else:
+                self.pins[job_id] = pin
+
     def view(self, job: SimulatedJob) -> JobView:
         """Where ``job`` stands now: queued, then rendering along the curve, then finished."""
         config = self.config
         elapsed = max(0.0, config.clock() - job.created_clock)
         now = job.created_wall + elapsed
+        pin = self.pins.get(job.id)
+        if pin is not None:
+            return _pinned(pin, now, config.asset_ttl_seconds)
         if elapsed < config.queue_seconds:
             return JobView("queued", 0, now, None, None)
         if job.blocked:
@@ -176,3 +217,14 @@ class SimulatorState:
             return JobView("in_progress", min(99, int(fraction * 100)), now, None, None)
         completed_at = job.created_wall + config.queue_seconds + config.render_seconds
         return JobView("completed", 100, now, completed_at, completed_at + config.asset_ttl_seconds)
+
+
+def _pinned(pin: Pin, now: float, ttl: float) -> JobView:
+    finished = pin.phase in ("completed", "failed", "cancelled")
+    progress = pin.progress if pin.progress is not None else (100 if finished else 0)
+    completed_at = now if finished else None
+    if pin.expired:
+        expires_at: float | None = now
+    else:
+        expires_at = now + ttl if pin.phase == "completed" else None
+    return JobView(pin.phase, progress, now, completed_at, expires_at, pin)
