@@ -308,7 +308,9 @@ def test_renamed_fields_explicit_size_values_and_flags() -> None:
         size_values={"1792x1024": "landscape-hd"},
         extra_fields={"hd": True, "watermark": False, "private": 1},
     )
-    request = submit_request(size="1792x1024", seconds=12, provider_options={"style": "anime", "skip": [1]})
+    request = submit_request(
+        size="1792x1024", seconds=12, provider_options={"style": "anime", "skip": [1]}
+    )
     assert texts(form_parts(request, config)) == {
         "prompt": "a paper boat in the rain",
         "model": "sora-2",
