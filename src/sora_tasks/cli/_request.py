@@ -7,6 +7,8 @@ from typing import Annotated, Any
 
 import typer
 
+from .._exceptions import InvalidRequestError
+
 __all__ = [
     "AllowUnsupported",
     "AspectRatio",
@@ -102,8 +104,9 @@ def parse_options(pairs: list[str] | tuple[str, ...]) -> dict[str, Any]:
     for pair in pairs:
         key, equals, text = pair.partition("=")
         if not equals or not key.strip():
-            raise typer.BadParameter(
-                f"{pair!r} is not KEY=VALUE (e.g. --option steps=30)", param_hint="--option"
+            raise InvalidRequestError(
+                f"--option {pair!r} is not KEY=VALUE (e.g. --option steps=30)",
+                field="provider_options",
             )
         try:
             parsed[key.strip()] = json.loads(text)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import Annotated
 
@@ -75,7 +76,9 @@ def submit(
     json_output: JsonOption = False,
 ) -> None:
     """Submit a job and print its id; `wait`, `status` and `download` take it from there."""
-    asked = request_options(
+    # parsed inside the event loop, where a bad --option becomes one error line
+    asked = partial(
+        request_options,
         model=model,
         size=size,
         seconds=seconds,
@@ -99,7 +102,7 @@ def submit(
 
     async def main() -> Task:
         async with open_manager(settings) as manager:
-            return await manager.create(prompt, user_id=user, priority=priority, **asked)
+            return await manager.create(prompt, user_id=user, priority=priority, **asked())
 
     task = run(main)
     _print(task, json_output, brief=True)
@@ -133,7 +136,9 @@ def generate(
     json_output: JsonOption = False,
 ) -> None:
     """Submit a job, show its progress, and download the video."""
-    asked = request_options(
+    # parsed inside the event loop, where a bad --option becomes one error line
+    asked = partial(
+        request_options,
         model=model,
         size=size,
         seconds=seconds,
@@ -159,7 +164,7 @@ def generate(
                         output=output,
                         timeout=timeout,
                         user_id=user,
-                        **asked,
+                        **asked(),
                     )
                 except TaskFailedError as exc:
                     return exc.task
