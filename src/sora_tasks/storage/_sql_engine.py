@@ -6,14 +6,22 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Final
 
+import anyio
 import platformdirs
 from sqlalchemy import URL, event, make_url
 from sqlalchemy.engine import Connection
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
-from sqlalchemy.pool import ConnectionPoolEntry
+from sqlalchemy.pool import ConnectionPoolEntry, Pool, QueuePool
 
-__all__ = ["BEGIN_OPTION", "default_sqlite_url", "make_engine", "masked_url", "resolve_url"]
+__all__ = [
+    "BEGIN_OPTION",
+    "default_sqlite_url",
+    "engine_slots",
+    "make_engine",
+    "masked_url",
+    "resolve_url",
+]
 
 BEGIN_OPTION: Final = "sora_tasks_begin"
 """Execution option naming the SQLite ``BEGIN`` mode of a connection's next transaction."""
@@ -58,6 +66,25 @@ def make_engine(url: URL, **engine_kwargs: Any) -> AsyncEngine:
         event.listen(engine.sync_engine, "connect", configure)
         event.listen(engine.sync_engine, "begin", _begin_sqlite_transaction)
     return engine
+
+
+def engine_slots(pool: Pool, reserved: int | None) -> anyio.Semaphore | None:
+    """How many of ``pool``'s connections the polling engine may hold at once, as a semaphore.
+
+    ``reserved`` connections (by default a third of the pool, at least one) are kept for other
+    callers; the engine keeps at least one. ``None`` for pools without a bound (``NullPool``,
+    an unlimited overflow) or of one shared connection, where there is nothing to reserve.
+    """
+    if reserved is not None and reserved < 0:
+        raise ValueError(f"reserved_connections must be 0 or more, not {reserved}")
+    if not isinstance(pool, QueuePool):
+        return None
+    overflow = pool._max_overflow  # not public, but the only place the pool keeps it
+    if overflow < 0:
+        return None
+    capacity = pool.size() + overflow
+    reserve = max(1, capacity // 3) if reserved is None else reserved
+    return anyio.Semaphore(max(1, capacity - reserve))
 
 
 def _configure_sqlite_connection(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Unpack
@@ -26,7 +26,8 @@ from .._models import ImageData, Task, TaskPage, TaskQuery, TaskStats, TaskStatu
 from .._states import TaskChanges, apply
 from . import _sql_queries as q
 from ._base import encode_cursor, stats_from
-from ._sql_engine import BEGIN_OPTION, make_engine, masked_url, resolve_url
+from ._lanes import is_engine_work
+from ._sql_engine import BEGIN_OPTION, engine_slots, make_engine, masked_url, resolve_url
 from ._sql_errors import missing_schema, unavailable_kind
 from ._sql_migrate import schema_behind, upgrade_to_head
 from ._sql_rows import (
@@ -52,14 +53,29 @@ class SQLStore:
 
     Due tasks are handed out under leases whose times come from the database clock, and the
     ``version`` column is the fencing token every conditional write checks.
+
+    The polling engine of the same process never holds more than the pool's connections less
+    ``reserved_connections`` (at least one), so that API calls always find one free; the default
+    reserve is a third of the pool (5 of the default 5 + 10). On SQLite, writers of this process
+    wait their turn for the database's single write lock before they take a connection, never
+    while holding one.
     """
 
     def __init__(
-        self, url: str | URL | None = None, *, create: bool = True, **engine_kwargs: Any
+        self,
+        url: str | URL | None = None,
+        *,
+        create: bool = True,
+        reserved_connections: int | None = None,
+        **engine_kwargs: Any,
     ) -> None:
         self._url = resolve_url(url)
         self._engine = make_engine(self._url, **engine_kwargs)
         self._dialect = self._engine.dialect.name
+        self._engine_slots = engine_slots(self._engine.pool, reserved_connections)
+        # SQLite has one writer at a time: writers of this process queue here, holding no
+        # connection, rather than in the driver's busy wait, holding one each
+        self._writer_turn = anyio.Lock() if self._dialect == "sqlite" else None
         self._migrate_on_first_use = create and self._dialect == "sqlite"
         self._schema_checked = False
         self._ready_lock = anyio.Lock()
@@ -312,6 +328,17 @@ class SQLStore:
     async def _transaction(self, *, write: bool) -> AsyncIterator[AsyncConnection]:
         if not self._location_checked:
             self._check_location()
+        async with AsyncExitStack() as turns:
+            # waiting here holds no connection, and stays cancellable
+            if write and self._writer_turn is not None:
+                await turns.enter_async_context(self._writer_turn)
+            if self._engine_slots is not None and is_engine_work():
+                await turns.enter_async_context(self._engine_slots)
+            async with self._connected(write=write) as conn:
+                yield conn
+
+    @asynccontextmanager
+    async def _connected(self, *, write: bool) -> AsyncIterator[AsyncConnection]:
         committing = False
         try:
             # a statement interrupted by cancellation leaves the driver's connection to be
