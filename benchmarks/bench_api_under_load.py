@@ -147,7 +147,7 @@ async def phase(
             # warm up: the engine has claimed its first batches and polls at full pace
             target = fake.status_calls + 2 * policy.batch_size
             with anyio.fail_after(60):
-                while fake.status_calls < target:
+                while fake.status_calls < target:  # noqa: ASYNC110 (the fake has no event)
                     await anyio.sleep(0.01)
         else:
             for call in calls.values():  # open the connections, as the loaded side has
@@ -176,6 +176,8 @@ async def run(label: str, url: URL, args: argparse.Namespace) -> None:
     finally:
         await store.close()
     store_kwargs: dict[str, Any] = {}
+    if args.reserved is not None:
+        store_kwargs["reserved_connections"] = args.reserved
     pooled: dict[tuple[bool, str], list[float]] = {}
     per_round: dict[str, list[tuple[float, float]]] = {name: [] for name in CALLS}
     rates: list[float] = []
@@ -240,6 +242,9 @@ async def main() -> None:
     parser.add_argument("--in-flight", type=int, default=1_000)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--samples", type=int, default=100, help="calls of each kind per phase")
+    parser.add_argument(
+        "--reserved", type=int, help="the store's reserved_connections (default: its own)"
+    )
     parser.add_argument("--gap", type=float, default=5.0, help="ms between two API calls")
     parser.add_argument(
         "--postgres-url",

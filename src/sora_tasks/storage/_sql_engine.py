@@ -6,7 +6,6 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Final
 
-import anyio
 import platformdirs
 from sqlalchemy import URL, event, make_url
 from sqlalchemy.engine import Connection
@@ -68,8 +67,8 @@ def make_engine(url: URL, **engine_kwargs: Any) -> AsyncEngine:
     return engine
 
 
-def engine_slots(pool: Pool, reserved: int | None) -> anyio.Semaphore | None:
-    """How many of ``pool``'s connections the polling engine may hold at once, as a semaphore.
+def engine_slots(pool: Pool, reserved: int | None) -> int | None:
+    """How many of ``pool``'s connections the polling engine may hold at once.
 
     ``reserved`` connections (by default a third of the pool, at least one) are kept for other
     callers; the engine keeps at least one. ``None`` for pools without a bound (``NullPool``,
@@ -84,7 +83,7 @@ def engine_slots(pool: Pool, reserved: int | None) -> anyio.Semaphore | None:
         return None
     capacity = pool.size() + overflow
     reserve = max(1, capacity // 3) if reserved is None else reserved
-    return anyio.Semaphore(max(1, capacity - reserve))
+    return max(1, capacity - reserve)
 
 
 def _configure_sqlite_connection(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import AsyncIterator, Sequence
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import asynccontextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Unpack
@@ -26,7 +26,6 @@ from .._models import ImageData, Task, TaskPage, TaskQuery, TaskStats, TaskStatu
 from .._states import TaskChanges, apply
 from . import _sql_queries as q
 from ._base import encode_cursor, stats_from
-from ._lanes import is_engine_work
 from ._sql_engine import BEGIN_OPTION, engine_slots, make_engine, masked_url, resolve_url
 from ._sql_errors import missing_schema, unavailable_kind
 from ._sql_migrate import schema_behind, upgrade_to_head
@@ -38,6 +37,7 @@ from ._sql_rows import (
     task_from_row,
     task_to_row,
 )
+from ._sql_turns import ConnectionTurns
 
 __all__ = ["SQLStore"]
 
@@ -54,11 +54,12 @@ class SQLStore:
     Due tasks are handed out under leases whose times come from the database clock, and the
     ``version`` column is the fencing token every conditional write checks.
 
-    The polling engine of the same process never holds more than the pool's connections less
-    ``reserved_connections`` (at least one), so that API calls always find one free; the default
-    reserve is a third of the pool (5 of the default 5 + 10). On SQLite, writers of this process
-    wait their turn for the database's single write lock before they take a connection, never
-    while holding one.
+    API calls made in the same process as a polling engine stay fast while it works:
+    ``reserved_connections`` of the pool are kept from the engine (by default a third of the
+    pool, 5 of the default 5 + 10; the engine keeps at least one), and an engine transaction
+    waits up to ``api_first`` seconds for open API transactions to end before it starts
+    (``0`` turns that off). On SQLite, writers of the process take turns for the database's
+    single write lock before they take a connection, never while holding one.
     """
 
     def __init__(
@@ -67,15 +68,19 @@ class SQLStore:
         *,
         create: bool = True,
         reserved_connections: int | None = None,
+        api_first: float = 0.05,
         **engine_kwargs: Any,
     ) -> None:
+        if api_first < 0:
+            raise ValueError(f"api_first must be 0 seconds or more, not {api_first}")
         self._url = resolve_url(url)
         self._engine = make_engine(self._url, **engine_kwargs)
         self._dialect = self._engine.dialect.name
-        self._engine_slots = engine_slots(self._engine.pool, reserved_connections)
-        # SQLite has one writer at a time: writers of this process queue here, holding no
-        # connection, rather than in the driver's busy wait, holding one each
-        self._writer_turn = anyio.Lock() if self._dialect == "sqlite" else None
+        self._turns = ConnectionTurns(
+            engine_slots=engine_slots(self._engine.pool, reserved_connections),
+            single_writer=self._dialect == "sqlite",
+            api_first=api_first,
+        )
         self._migrate_on_first_use = create and self._dialect == "sqlite"
         self._schema_checked = False
         self._ready_lock = anyio.Lock()
@@ -328,14 +333,8 @@ class SQLStore:
     async def _transaction(self, *, write: bool) -> AsyncIterator[AsyncConnection]:
         if not self._location_checked:
             self._check_location()
-        async with AsyncExitStack() as turns:
-            # waiting here holds no connection, and stays cancellable
-            if write and self._writer_turn is not None:
-                await turns.enter_async_context(self._writer_turn)
-            if self._engine_slots is not None and is_engine_work():
-                await turns.enter_async_context(self._engine_slots)
-            async with self._connected(write=write) as conn:
-                yield conn
+        async with self._turns.take(write=write), self._connected(write=write) as conn:
+            yield conn
 
     @asynccontextmanager
     async def _connected(self, *, write: bool) -> AsyncIterator[AsyncConnection]:
