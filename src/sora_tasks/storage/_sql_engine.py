@@ -70,9 +70,11 @@ def make_engine(url: URL, **engine_kwargs: Any) -> AsyncEngine:
 def engine_slots(pool: Pool, reserved: int | None) -> int | None:
     """How many of ``pool``'s connections the polling engine may hold at once.
 
-    ``reserved`` connections (by default a third of the pool, at least one) are kept for other
-    callers; the engine keeps at least one. ``None`` for pools without a bound (``NullPool``,
-    an unlimited overflow) or of one shared connection, where there is nothing to reserve.
+    ``reserved`` connections are kept for other callers; the engine keeps at least one. By
+    default the overflow is reserved (at least one connection): the engine keeps to the pool's
+    persistent connections, so it never makes the pool open and close overflow connections for
+    it. ``None`` for pools without a bound (``NullPool``, an unlimited overflow) or of one shared
+    connection, where there is nothing to reserve.
     """
     if reserved is not None and reserved < 0:
         raise ValueError(f"reserved_connections must be 0 or more, not {reserved}")
@@ -82,7 +84,7 @@ def engine_slots(pool: Pool, reserved: int | None) -> int | None:
     if overflow < 0:
         return None
     capacity = pool.size() + overflow
-    reserve = max(1, capacity // 3) if reserved is None else reserved
+    reserve = max(1, overflow) if reserved is None else reserved
     return max(1, capacity - reserve)
 
 

@@ -55,11 +55,12 @@ class SQLStore:
     ``version`` column is the fencing token every conditional write checks.
 
     API calls made in the same process as a polling engine stay fast while it works:
-    ``reserved_connections`` of the pool are kept from the engine (by default a third of the
-    pool, 5 of the default 5 + 10; the engine keeps at least one), and an engine transaction
-    waits up to ``api_first`` seconds for open API transactions to end before it starts
-    (``0`` turns that off). On SQLite, writers of the process take turns for the database's
-    single write lock before they take a connection, never while holding one.
+    ``reserved_connections`` of the pool are kept from the engine (by default the overflow, 10 of
+    the default 5 + 10, and at least one; the engine keeps at least one); while API calls are
+    being served the engine runs at most two transactions at once, and each waits up to
+    ``api_first`` seconds for open API transactions to end (``0`` turns both off). On SQLite,
+    writers of the process take turns for the database's single write lock before they take a
+    connection, never while holding one.
     """
 
     def __init__(
