@@ -7,12 +7,13 @@ import sqlite3
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from functools import partial
+from typing import Any
 
 import anyio
 import pytest
 from sqlalchemy import URL, event, text
 from sqlalchemy.ext.asyncio import create_async_engine
-from sqlalchemy.pool import NullPool
+from sqlalchemy.pool import NullPool, QueuePool
 
 from sora_tasks import PollingPolicy, PollSchedule, TaskManager
 from sora_tasks._models import TaskQuery
@@ -36,7 +37,9 @@ class CheckedOut:
 
     def __init__(self, store: SQLStore) -> None:
         self.most = 0
-        self._pool = store._engine.sync_engine.pool
+        pool = store._engine.sync_engine.pool
+        assert isinstance(pool, QueuePool)
+        self._pool = pool
         event.listen(store._engine.sync_engine, "checkout", self._checkout)
 
     @property
@@ -198,7 +201,7 @@ async def test_an_engine_transaction_waits_for_open_api_transactions(sql_url: UR
     ],
 )
 async def test_the_engine_share_of_the_pool(
-    pool: dict[str, object], reserved: int | None, slots: int | None
+    pool: dict[str, Any], reserved: int | None, slots: int | None
 ) -> None:
     store = SQLStore("sqlite+aiosqlite:///unused.db", reserved_connections=reserved, **pool)
     assert store._turns.engine_slots == slots
