@@ -15,8 +15,9 @@ from sqlalchemy import URL, event, text
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool, QueuePool
 
-from sora_tasks import PollingPolicy, PollSchedule, TaskManager
+from sora_tasks import PollingPolicy, TaskManager
 from sora_tasks._models import TaskQuery
+from sora_tasks.providers import ProviderJob
 from sora_tasks.storage import SQLStore
 from sora_tasks.storage._lanes import engine_work
 from sora_tasks.testing import FakeBehaviour, FakeProvider
@@ -25,11 +26,6 @@ pytestmark = pytest.mark.anyio
 
 WORKERS = 20
 IN_FLIGHT = 30
-# every task is due again at once: the engine's workers always have a task to poll
-BUSY = PollingPolicy(
-    batch_size=WORKERS,
-    schedule=PollSchedule(first_interval=0.001, dense_interval=0.001, max_interval=0.001),
-)
 
 
 class CheckedOut:
@@ -89,10 +85,18 @@ def sqlite_write_lock(url: URL) -> Iterator[None]:
         conn.close()
 
 
-async def polls_reach(fake: FakeProvider, count: int) -> None:
-    with anyio.fail_after(20):
-        while fake.status_calls < count:  # noqa: ASYNC110 (the fake has no event)
-            await anyio.sleep(0.01)
+class HeldFake(FakeProvider):
+    """A provider whose status calls wait until the test lets them answer."""
+
+    def __init__(self) -> None:
+        super().__init__(behaviour=FakeBehaviour(render_for=3600))
+        self.answer = anyio.Event()
+        self.waiting = 0
+
+    async def status(self, external_id: str) -> ProviderJob:
+        self.waiting += 1
+        await self.answer.wait()
+        return await super().status(external_id)
 
 
 async def writers_wait(store: SQLStore) -> None:
@@ -108,14 +112,18 @@ async def test_engine_keeps_to_its_share_and_an_api_read_gets_through(sql_url: U
     # 3 + 3 connections, the overflow reserved: the engine may hold 3 (the reserve alone: API
     # calls going first would hold the engine to 2)
     store = SQLStore(sql_url, pool_size=3, max_overflow=3, api_first=0)
-    fake = FakeProvider(behaviour=FakeBehaviour(render_for=3600))
+    fake = HeldFake()
     pool = CheckedOut(store)
-    manager = TaskManager(providers={"fake": fake}, store=store, policy=BUSY)
+    policy = PollingPolicy(batch_size=WORKERS)
+    manager = TaskManager(providers={"fake": fake}, store=store, policy=policy)
     async with manager:
         for number in range(IN_FLIGHT):
             await manager.create(f"task {number}", user_id="u1")
-        await polls_reach(fake, IN_FLIGHT)
+        with anyio.fail_after(20):
+            while fake.waiting < WORKERS:  # noqa: ASYNC110 (the fake has no event)
+                await anyio.sleep(0.01)
         async with writes_blocked(store, sql_url):
+            fake.answer.set()
             # the workers poll, then wait to write: on PostgreSQL on connections of their own,
             # up to the engine's share; on SQLite for the write lock, without a connection
             if store._dialect == "postgresql":
@@ -186,6 +194,50 @@ async def test_an_engine_transaction_waits_for_open_api_transactions(sql_url: UR
     finally:
         await store.close()
     assert order == ["api opened", "api closing", "engine read"]
+
+
+async def test_engine_runs_two_transactions_at_once_while_api_calls_are_served(
+    sql_url: URL,
+) -> None:
+    store = SQLStore(sql_url)  # the engine's share is 5: two is the serving rule's
+    inside = 0
+    most_inside = 0
+    let_go = anyio.Event()
+
+    async def engine_read() -> None:
+        nonlocal inside, most_inside
+        with engine_work():
+            async with store._read():
+                inside += 1
+                most_inside = max(most_inside, inside)
+                await let_go.wait()
+                inside -= 1
+
+    async def api_read(opened: anyio.Event) -> None:
+        async with store._read():
+            opened.set()
+            await let_go.wait()
+
+    serving = store._turns._serving_slots
+    assert serving is not None
+    try:
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as group:
+                # an API transaction stays open: engine transactions wait for it up to
+                # api_first, then go on two at a time
+                api_open = anyio.Event()
+                group.start_soon(api_read, api_open)
+                await api_open.wait()
+                for _ in range(5):
+                    group.start_soon(engine_read)
+                while inside < 2 or serving.statistics().tasks_waiting < 3:  # noqa: ASYNC110
+                    await anyio.sleep(0.01)
+                waiting_while_serving = serving.statistics().tasks_waiting
+                let_go.set()
+    finally:
+        await store.close()
+    assert waiting_while_serving == 3
+    assert most_inside == 2
 
 
 @pytest.mark.parametrize(
