@@ -66,8 +66,10 @@ class ConnectionTurns:
                 await held.enter_async_context(self._engine_slots)
             yield
         if engine:
-            # what the engine does with the answer is CPU on the same event loop: it waits too
-            await self._after_api_calls()
+            # what the engine does with the answer is CPU on the same event loop: it waits too.
+            # Shielded: the write is done, and its caller must get to hear of it
+            with anyio.CancelScope(shield=True):
+                await self._after_api_calls()
 
     def _serving(self) -> bool:
         return self._api_open > 0 or anyio.current_time() - self._api_seen_at < _SERVING_WINDOW
