@@ -2,12 +2,14 @@
 
 from .._retry import Backoff
 from ._base import ContentStream, Provider, ProviderCapabilities, ProviderJob, SubmitRequest
+from .fal import FalProvider
 from .openai import OpenAIVideosProvider
 from .relay import MultipartRelayProvider, RelayConfig
 
 __all__ = [
     "Backoff",
     "ContentStream",
+    "FalProvider",
     "MultipartRelayProvider",
     "OpenAIVideosProvider",
     "Provider",

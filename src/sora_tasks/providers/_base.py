@@ -83,6 +83,8 @@ class SubmitRequest:
     ``idempotency_key`` is the task's submission id: stable across retries of the same attempt,
     so a provider that honours idempotency keys never starts a second job for it.
     ``attempted_at`` is when this attempt was first sent (it narrows :meth:`Provider.find`).
+    ``deadline_at`` is when the task gives up waiting, for providers that take a server-side
+    deadline (``None``: no deadline to pass on).
     ``size``, ``aspect_ratio`` and ``resolution`` always describe the same frame (the manager
     completes each from the others); an adapter sends whichever its API takes. Images are
     checked bytes (:class:`ImageData`) or http(s) URLs passed through; ``image`` /
@@ -108,6 +110,7 @@ class SubmitRequest:
     last_frame: ImageData | str | None = None
     reference_images: tuple[ImageData | str, ...] = ()
     provider_options: Mapping[str, JsonValue] = field(default_factory=dict)
+    deadline_at: datetime | None = None
 
 
 class ProviderJob(BaseModel):
@@ -115,6 +118,7 @@ class ProviderJob(BaseModel):
 
     ``status`` is ``None`` when the provider's word is unknown (``raw_status`` keeps it).
     ``poll_after`` is the provider's hint, in seconds, of when to ask again.
+    ``queue_position`` is how many jobs wait ahead of this one, where the provider says.
     """
 
     model_config = ConfigDict(frozen=True)
@@ -129,6 +133,7 @@ class ProviderJob(BaseModel):
     created_at: datetime | None = None
     completed_at: datetime | None = None
     poll_after: float | None = None
+    queue_position: int | None = Field(None, ge=0)
     expired: bool = False
 
 

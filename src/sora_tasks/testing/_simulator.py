@@ -1,4 +1,4 @@
-"""A provider simulator: an ASGI app speaking the OpenAI Videos and multipart relay shapes.
+"""A provider simulator: an ASGI app speaking the OpenAI Videos, multipart relay and fal shapes.
 
 It is what the integration tests, the benchmarks and users' own tests run against. Jobs advance
 with a clock (no background tasks), prompts can be made to fail moderation, and faults can be
@@ -16,6 +16,7 @@ from functools import partial
 
 import anyio
 
+from . import _simulator_fal as fal_shape
 from . import _simulator_openai as openai_shape
 from . import _simulator_relay as relay_shape
 from ._simulator_asgi import (
@@ -44,7 +45,7 @@ __all__ = ["Faults", "SimulatorApp", "create_simulator_app"]
 
 Handler = Callable[..., Reply]
 
-_PUBLIC_ROUTES = frozenset({"relay_download", "files"})
+_PUBLIC_ROUTES = frozenset({"relay_download", "files", "fal_files"})
 
 
 def create_simulator_app(
@@ -202,7 +203,7 @@ class SimulatorApp:
         if key is None:
             return True
         sent = request.headers.get("authorization", "")
-        accepted = [f"Bearer {key}"]
+        accepted = [f"Key {key}" if _is_fal(route) else f"Bearer {key}"]
         if route.startswith("relay_"):
             accepted.append(key)
         return any(hmac.compare_digest(sent.encode(), a.encode()) for a in accepted)
@@ -218,7 +219,7 @@ class SimulatorApp:
             if request.method in methods:
                 route, handler = methods[request.method]
                 params = found.groupdict()
-                job_id = params.get("video_id") or params.get("task_id")
+                job_id = params.get("video_id") or params.get("task_id") or params.get("request_id")
                 return route, partial(handler, **params), job_id
         return "unknown", partial(_not_routed, status=405 if matched else 404), None
 
@@ -250,6 +251,22 @@ def _route_table(relay_path: str) -> list[tuple[re.Pattern[str], dict[str, tuple
             {"GET": ("relay_download", relay_shape.redirect)},
         ),
         (re.compile(files + r"/(?P<task_id>[^/]+)\.mp4"), {"GET": ("files", relay_shape.file)}),
+        *_fal_routes(),
+    ]
+
+
+def _fal_routes() -> list[tuple[re.Pattern[str], dict[str, tuple[str, Handler]]]]:
+    fal = re.escape(fal_shape.FAL_PATH)
+    job = fal + r"/(?P<app>(?:workflows/|comfy/)?[^/]+/[^/]+)/requests/(?P<request_id>[^/]+)"
+    return [
+        (
+            re.compile(re.escape(fal_shape.FAL_FILES) + r"/(?P<request_id>[^/]+)\.mp4"),
+            {"GET": ("fal_files", fal_shape.file)},
+        ),
+        (re.compile(job + "/status"), {"GET": ("fal_status", fal_shape.status)}),
+        (re.compile(job + "/cancel"), {"PUT": ("fal_cancel", fal_shape.cancel)}),
+        (re.compile(job), {"GET": ("fal_result", fal_shape.result)}),
+        (re.compile(fal + r"/(?P<model>.+)"), {"POST": ("fal_submit", fal_shape.submit)}),
     ]
 
 
@@ -269,7 +286,13 @@ def _is_relay(route: str) -> bool:
     return route.startswith("relay_") or route == "files"
 
 
+def _is_fal(route: str) -> bool:
+    return route.startswith("fal_")
+
+
 def _unauthorized(route: str) -> Reply:
+    if _is_fal(route):
+        return fal_shape.error(401, "No user found for Key ID and Secret").reply
     if _is_relay(route):
         return relay_shape.error(401, "invalid api key").reply
     return openai_shape.error(401, "Incorrect API key provided.", code="invalid_api_key").reply
@@ -277,6 +300,8 @@ def _unauthorized(route: str) -> Reply:
 
 def _rate_limited(route: str, retry_after: float) -> Reply:
     headers = (("retry-after", f"{retry_after:g}"),)
+    if _is_fal(route):
+        return fal_shape.error(429, "Too many requests", headers).reply
     if _is_relay(route):
         return relay_shape.error(429, "rate limited, retry later", headers).reply
     return openai_shape.error(
@@ -285,6 +310,8 @@ def _rate_limited(route: str, retry_after: float) -> Reply:
 
 
 def _server_error(route: str) -> Reply:
+    if _is_fal(route):
+        return fal_shape.error(500, "Internal server error").reply
     if _is_relay(route):
         return relay_shape.error(500, "internal error").reply
     return openai_shape.error(
@@ -293,6 +320,8 @@ def _server_error(route: str) -> Reply:
 
 
 def _echoed_key(route: str, key: str) -> Reply:
+    if _is_fal(route):
+        return fal_shape.error(400, f"Bad request made with key {key}").reply
     if _is_relay(route):
         return relay_shape.error(400, f"bad request for key {key}").reply
     return openai_shape.error(
@@ -302,7 +331,8 @@ def _echoed_key(route: str, key: str) -> Reply:
 
 def _create_subject(route: str, request: Request) -> str:
     """A JSON create's prompt (what the tally files its faults under); ``""`` otherwise."""
-    if route not in ("create", "relay_create") or request.content_type != "application/json":
+    creates = ("create", "relay_create", "fal_submit")
+    if route not in creates or request.content_type != "application/json":
         return ""
     try:
         prompt = json.loads(request.body).get("prompt")

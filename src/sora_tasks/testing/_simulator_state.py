@@ -9,6 +9,7 @@ from __future__ import annotations
 import secrets
 import threading
 import time
+import uuid
 from collections import Counter, deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -22,7 +23,7 @@ from ._simulator_tally import Tally
 __all__ = ["JobView", "Pin", "RequestRecord", "SimulatedJob", "SimulatorState"]
 
 Phase = Literal["queued", "in_progress", "completed", "failed", "cancelled"]
-Shape = Literal["openai", "relay"]
+Shape = Literal["openai", "relay", "fal"]
 
 _REQUEST_LOG_SIZE = 10_000
 
@@ -159,9 +160,8 @@ class SimulatorState:
         reference: Upload | None,
     ) -> SimulatedJob:
         """Create and remember a job that starts now."""
-        prefix = "video_" if shape == "openai" else "task_"
         job = SimulatedJob(
-            id=prefix + secrets.token_hex(16),
+            id=_new_id(shape),
             shape=shape,
             prompt=prompt,
             model=model,
@@ -228,3 +228,10 @@ def _pinned(pin: Pin, now: float, ttl: float) -> JobView:
     else:
         expires_at = now + ttl if pin.phase == "completed" else None
     return JobView(pin.phase, progress, now, completed_at, expires_at, pin)
+
+
+def _new_id(shape: Shape) -> str:
+    # fal's request ids are UUIDs; the other shapes prefix a random hex string
+    if shape == "fal":
+        return str(uuid.uuid4())
+    return ("video_" if shape == "openai" else "task_") + secrets.token_hex(16)
