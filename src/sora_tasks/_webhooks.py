@@ -9,6 +9,10 @@ signature is checked, its JSON nesting before it is parsed), so malformed or hos
 clear refusal and never a crash; after it, it de-duplicates on ``webhook-id`` and asks the
 provider for the job's real state, since an event is a hint and the provider's status is the
 truth.
+
+A provider that signs its webhooks its own way (fal: Ed25519 against published keys) verifies
+them itself: an adapter with a ``verify_webhook`` method (:class:`SignedWebhooks`) is asked
+instead, when no Standard Webhooks secret is configured for it.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
 
 import anyio
 import standardwebhooks
@@ -38,6 +42,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "MemoryDeduplicator",
+    "SignedWebhooks",
+    "VerifiedWebhook",
     "WebhookDeduplicator",
     "WebhookReceiver",
     "WebhookResult",
@@ -64,6 +70,28 @@ class WebhookResult:
     webhook_id: str
     event_type: str | None = None
     task: Task | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class VerifiedWebhook:
+    """An authentic delivery, as a provider's own verifier reads it.
+
+    ``webhook_id`` is what repeats are recognised by; ``external_ids`` are the ids the job may
+    be stored under (the first one a task has is re-read); ``event_type`` is for the record.
+    """
+
+    webhook_id: str
+    external_ids: tuple[str, ...]
+    event_type: str | None = None
+
+
+@runtime_checkable
+class SignedWebhooks(Protocol):
+    """An adapter that verifies its provider's webhooks itself."""
+
+    async def verify_webhook(self, headers: Mapping[str, str], body: bytes) -> VerifiedWebhook:
+        """The delivery's job, or :class:`WebhookVerificationError` when it is not authentic."""
+        ...
 
 
 class WebhookDeduplicator(Protocol):
@@ -168,15 +196,24 @@ class WebhookReceiver:
             raise WebhookVerificationError(
                 f"webhook body is {len(body):,} bytes; the limit is {self._max_body_bytes:,}"
             )
-        webhook_id = self._verify(provider, headers, body)
-        event = _parse_event(body, self._max_json_depth)
-        event_type = _str_or_none(event.get("type"))
+        verifier: object = self._manager.providers.get(provider)
+        if provider not in self._secrets and isinstance(verifier, SignedWebhooks):
+            verified = await verifier.verify_webhook(headers, body)
+            webhook_id, event_type = verified.webhook_id, verified.event_type
+            external_ids = verified.external_ids
+        else:
+            webhook_id = self._verify(provider, headers, body)
+            event = _parse_event(body, self._max_json_depth)
+            event_type = _str_or_none(event.get("type"))
+            data = event.get("data")
+            named = data.get("id") if isinstance(data, dict) else None
+            external_ids = (named,) if isinstance(named, str) and named else ()
         key = f"{provider}\x00{webhook_id}"
         if not await self._seen.claim(key):
             logger.info("webhook %s from provider %r already handled", webhook_id, provider)
             return WebhookResult("duplicate", webhook_id, event_type)
         try:
-            return await self._apply(provider, webhook_id, event_type, event)
+            return await self._apply(provider, webhook_id, event_type, external_ids)
         except BaseException:
             with anyio.CancelScope(shield=True):
                 await self._seen.release(key)
@@ -210,11 +247,9 @@ class WebhookReceiver:
         return webhook_id
 
     async def _apply(
-        self, provider: str, webhook_id: str, event_type: str | None, event: dict[str, object]
+        self, provider: str, webhook_id: str, event_type: str | None, external_ids: tuple[str, ...]
     ) -> WebhookResult:
-        data = event.get("data")
-        external_id = data.get("id") if isinstance(data, dict) else None
-        if not isinstance(external_id, str) or not external_id:
+        if not external_ids:
             logger.warning(
                 "webhook %s (%s) from provider %r names no job; ignored",
                 webhook_id,
@@ -223,7 +258,7 @@ class WebhookReceiver:
             )
             return WebhookResult("ignored", webhook_id, event_type)
         try:
-            task = await self._manager.store.get_by_external_id(external_id, provider=provider)
+            task = await self._find(provider, external_ids)
             task = await self._manager.refresh(task.id)
         except TaskNotFoundError:
             logger.warning(
@@ -231,7 +266,7 @@ class WebhookReceiver:
                 webhook_id,
                 event_type,
                 provider,
-                external_id,
+                external_ids[0],
             )
             return WebhookResult("ignored", webhook_id, event_type)
         log_task(
@@ -242,6 +277,14 @@ class WebhookReceiver:
             webhook_id=webhook_id,
         )
         return WebhookResult("processed", webhook_id, event_type, task)
+
+    async def _find(self, provider: str, external_ids: tuple[str, ...]) -> Task:
+        for external_id in external_ids[:-1]:
+            try:
+                return await self._manager.store.get_by_external_id(external_id, provider=provider)
+            except TaskNotFoundError:
+                continue
+        return await self._manager.store.get_by_external_id(external_ids[-1], provider=provider)
 
 
 def _signed_headers(headers: Mapping[str, str]) -> tuple[str, str, str]:

@@ -15,7 +15,7 @@ import json
 import math
 import os
 import re
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Literal
@@ -33,6 +33,7 @@ from .._exceptions import (
 )
 from .._models import Task, TaskError, TaskStatus
 from .._retry import Backoff
+from .._webhooks import VerifiedWebhook
 from ._base import (
     ContentStream,
     ContentVariant,
@@ -43,6 +44,7 @@ from ._base import (
 )
 from ._errors import MAX_CODE_CHARS, error_fields, provider_text
 from ._fal_models import FAL_MODELS, FalModel, ImageMode, capabilities_of, fal_input
+from ._fal_webhooks import DEFAULT_JWKS_URL, FalWebhookVerifier
 from ._http import DEFAULT_CALL_TIMEOUT, ProviderClient
 from ._json import DEFAULT_MAX_JSON_BYTES
 from ._parsing import (
@@ -110,11 +112,13 @@ class FalProvider(Provider):
     is the default model id; every model in :data:`FAL_MODELS` has its inputs mapped (see
     :meth:`capabilities_for`), any other is sent its prompt, images and ``provider_options``.
     Images go as data URIs unless ``images="url_only"`` (then only URLs are accepted).
-    ``webhook_url`` asks fal to POST the outcome there (verify it with
-    ``TaskManager.handle_webhook``); ``object_lifetime`` (seconds) asks fal to keep outputs
-    that long and dates ``expires_at`` by it; ``priority`` is fal's queue priority. A request's
-    deadline goes out as ``X-Fal-Request-Timeout``, so a job still queued when the task would
-    time out never starts. fal cannot list requests, so an uncertain submit is never found.
+    ``webhook_url`` asks fal to POST the outcome there: ``TaskManager.handle_webhook`` checks
+    each delivery (:meth:`verify_webhook`) against fal's keys from ``jwks_url``, or against
+    ``webhook_keys`` (raw Ed25519 public keys) when given; ``object_lifetime`` (seconds) asks
+    fal to keep outputs that long and dates ``expires_at`` by it; ``priority`` is fal's queue
+    priority. A request's deadline goes out as ``X-Fal-Request-Timeout``, so a job still queued
+    when the task would time out never starts. fal cannot list requests, so an uncertain submit
+    is never found.
     """
 
     honours_call_bounds = True  # every call goes through ProviderClient's total deadline
@@ -135,6 +139,8 @@ class FalProvider(Provider):
         webhook_url: str | None = None,
         object_lifetime: int | None = None,
         priority: Literal["normal", "low"] | None = None,
+        webhook_keys: Iterable[bytes] | None = None,
+        jwks_url: str = DEFAULT_JWKS_URL,
         models: Mapping[str, FalModel] | None = None,
         capabilities: ProviderCapabilities | None = None,
         name: str = "fal",
@@ -173,6 +179,13 @@ class FalProvider(Provider):
         if object_lifetime is not None:
             preference = {"expiration_duration_seconds": object_lifetime}
             self._headers["X-Fal-Object-Lifecycle-Preference"] = json.dumps(preference)
+        self._verifier_options = {
+            "keys": None if webhook_keys is None else list(webhook_keys),
+            "jwks_url": jwks_url,
+            "client": client,
+            "name": name,
+        }
+        self._verifier: FalWebhookVerifier | None = None
         self._capabilities = self._base.model_copy(update={"default_model": model})
         known = self.capabilities_for(model)
         if known is not None:
@@ -270,9 +283,37 @@ class FalProvider(Provider):
             raw_status=provider_text(raw, MAX_CODE_CHARS),
         )
 
+    async def verify_webhook(self, headers: Mapping[str, str], body: bytes) -> VerifiedWebhook:
+        """Check a fal webhook's Ed25519 signature and name the job it is about.
+
+        fal's delivery carries the request id only; the job is looked for under the app of
+        the default model and of every model in the table (a job of another model is left to
+        polling). Raises :class:`WebhookVerificationError` when the delivery is not fal's.
+        """
+        if self._verifier is None:
+            self._verifier = FalWebhookVerifier(**self._verifier_options)  # type: ignore[arg-type]
+        webhook = await self._verifier.verify(headers, body)
+        apps = dict.fromkeys(app_of(model) for model in (self._model, *self._models))
+        outcome = None
+        try:
+            event = json_object(body)
+            word = event.get("status")
+            outcome = word if isinstance(word, str) else None
+        except ValueError:
+            pass  # an authentic body that is not JSON still names its request in the headers
+        return VerifiedWebhook(
+            webhook_id=webhook.request_id,
+            external_ids=tuple(f"{app}/requests/{webhook.request_id}" for app in apps),
+            event_type=outcome,
+        )
+
     async def aclose(self) -> None:
-        """Close the HTTP client this provider created (never an injected one)."""
-        await self._http.aclose()
+        """Close the HTTP clients this provider created (never an injected one)."""
+        try:
+            if self._verifier is not None:
+                await self._verifier.aclose()
+        finally:
+            await self._http.aclose()
 
     def _job_path(self, data: Mapping[str, object], app: str) -> str:
         """The job's path under ``base_url``: from fal's ``response_url`` when it is ours."""

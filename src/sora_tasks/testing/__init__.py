@@ -6,6 +6,7 @@ on a port (``serve_in_thread`` in a test, ``python -m sora_tasks.testing`` from 
 """
 
 from ._fake import FakeBehaviour, FakeProvider, sample_video
+from ._harness_fal import FalSimulatorHarness
 from ._server import serve_in_thread
 from ._simulator import SimulatorApp, create_simulator_app
 from ._simulator_faults import Faults
@@ -13,6 +14,7 @@ from ._simulator_faults import Faults
 __all__ = [
     "FakeBehaviour",
     "FakeProvider",
+    "FalSimulatorHarness",
     "Faults",
     "SimulatorApp",
     "create_simulator_app",

@@ -21,6 +21,11 @@ ROUTES = frozenset(
         "relay_status",
         "relay_download",
         "files",
+        "fal_submit",
+        "fal_status",
+        "fal_result",
+        "fal_cancel",
+        "fal_files",
     }
 )
 """The route names faults attach to; ``"*"`` stands for every route without its own entry."""

@@ -1,0 +1,171 @@
+"""The conformance kit's harness for :class:`~sora_tasks.providers.FalProvider`: the adapter
+wired to the simulator's fal shape, served on a real socket."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Mapping
+from contextlib import ExitStack
+from typing import Any
+
+from pydantic import JsonValue
+
+from ..providers._base import Provider
+from ..providers._fal_models import FAL_MODELS, FalModel
+from ..providers.fal import FalProvider
+from ._harness import Feature, Operation, ProviderHarness, Received
+from ._server import serve_in_thread
+from ._simulator import SimulatorApp, create_simulator_app
+from ._simulator_fal import FAL_PATH
+from ._simulator_faults import Faults
+from ._simulator_state import Phase, Pin
+
+__all__ = ["FalSimulatorHarness"]
+
+_ROUTES: Mapping[Operation, tuple[str, ...]] = {
+    "create": ("fal_submit",),
+    "status": ("fal_status",),
+    "content": ("fal_files",),
+    "cancel": ("fal_cancel",),
+}
+_FEATURES: tuple[Feature, ...] = (
+    "http",
+    "cancel",
+    "progress",
+    "queue_position",
+    "empty_result",
+    "expiry",
+    "image_upload",
+    "image_url",
+)
+_KEY = "fal-key-canary-0123456789abcdef"
+
+
+class FalSimulatorHarness(ProviderHarness):
+    """A :class:`FalProvider` talking to a simulator served on 127.0.0.1 for the test's life.
+
+    Keyword arguments go to :func:`create_simulator_app` (``render_seconds``, ``fail_prompts``,
+    ...); ``provider_options`` to :class:`FalProvider`. Close it with :meth:`aclose`.
+    """
+
+    status_words: Mapping[str, Phase] = {
+        "IN_QUEUE": "queued",
+        "IN_PROGRESS": "in_progress",
+        "COMPLETED": "completed",
+        "CANCELED": "cancelled",
+    }
+    features: frozenset[Feature] = frozenset(_FEATURES)
+
+    def __init__(
+        self,
+        *,
+        provider_options: Mapping[str, Any] | None = None,
+        **simulator: Any,
+    ) -> None:
+        self.secret = _KEY
+        self.app: SimulatorApp = create_simulator_app(api_key=_KEY, **simulator)
+        self._stack = ExitStack()
+        self.url = self._stack.enter_context(serve_in_thread(self.app)) + FAL_PATH
+        self._options = dict(provider_options or {})
+        self._provider = self._build(self.url)
+        self._others: list[Provider] = []
+
+    @property
+    def provider(self) -> Provider:
+        """The adapter under test."""
+        return self._provider
+
+    def provider_at(self, base_url: str) -> Provider:
+        """A second adapter configured alike, pointed at ``base_url``."""
+        other = self._build(base_url)
+        self._others.append(other)
+        return other
+
+    async def pin(self, external_id: str, pin: Pin) -> None:
+        """Force the job into ``pin``'s state."""
+        self.app.state.pin(_request_id(external_id), pin)
+
+    def inject(self, operation: Operation, faults: Faults) -> None:
+        """Arm ``faults`` on the fal routes for ``operation``."""
+        for route in _ROUTES[operation]:
+            self.app.state.faults.set(route, faults)
+
+    def sent(self, operation: Operation) -> int:
+        """Requests for ``operation`` that reached the simulator."""
+        return sum(self.app.state.hits[route] for route in _ROUTES[operation])
+
+    def received(self, external_id: str) -> Received:
+        """The submitted input, read back through the model's field names."""
+        job = self.app.state.jobs[_request_id(external_id)]
+        fields: dict[str, JsonValue] = json.loads(json.dumps(dict(job.fields)))
+        return _received(fields, job.model, FAL_MODELS.get(job.model))
+
+    def content(self, external_id: str) -> bytes:
+        """The bytes served as the job's video."""
+        config = self.app.config
+        body = b"".join(config.content.chunks())
+        return body + _request_id(external_id).encode() if config.unique_content else body
+
+    async def aclose(self) -> None:
+        """Close the adapters and stop the server."""
+        try:
+            for provider in (self._provider, *self._others):
+                await provider.aclose()
+        finally:
+            self._stack.close()
+
+    def _build(self, base_url: str) -> FalProvider:
+        return FalProvider(_KEY, base_url=base_url, **self._options)
+
+
+def _request_id(external_id: str) -> str:
+    return external_id.rpartition("/requests/")[2]
+
+
+def _received(fields: dict[str, JsonValue], model_id: str, model: FalModel | None) -> Received:
+    def take(name: str | None) -> JsonValue:
+        return fields.pop(name, None) if name is not None else None
+
+    prompt = str(take("prompt"))
+    if model is None:
+        image, last, references = take("image_url"), take("end_image_url"), take("image_urls")
+        duration = aspect_ratio = resolution = negative = seed = audio = None
+    else:
+        image, last = take(model.image), take(model.last_frame)
+        references = take(model.reference_images)
+        duration, aspect_ratio = take("duration"), take("aspect_ratio")
+        resolution = take("resolution")
+        negative = take("negative_prompt") if model.negative_prompt else None
+        seed = take("seed") if model.seed else None
+        audio = take(model.audio)
+    seconds = str(duration).rstrip("s") if duration is not None else None
+    return Received(
+        prompt=prompt,
+        model=model_id,
+        seconds=int(seconds) if seconds and seconds.isdigit() else None,
+        aspect_ratio=aspect_ratio if isinstance(aspect_ratio, str) else None,
+        resolution=resolution.lower() if isinstance(resolution, str) else None,
+        negative_prompt=negative if isinstance(negative, str) else None,
+        seed=seed if isinstance(seed, int) and not isinstance(seed, bool) else None,
+        audio=audio if isinstance(audio, bool) else None,
+        image=_image(image),
+        last_frame=_image(last),
+        reference_images=tuple(
+            found
+            for found in (
+                _image(item) for item in (references if isinstance(references, list) else [])
+            )
+            if found is not None
+        ),
+        options=fields,
+    )
+
+
+def _image(value: JsonValue) -> bytes | str | None:
+    """A data URI back to its bytes; a URL as it is."""
+    if not isinstance(value, str):
+        return None
+    if value.startswith("data:"):
+        return base64.b64decode(value.partition(",")[2])
+    return value
