@@ -15,9 +15,11 @@ import json
 import math
 import os
 import re
-from collections.abc import AsyncIterator, Iterable, Mapping
+import time
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Literal
 from urllib.parse import quote
 
@@ -112,13 +114,14 @@ class FalProvider(Provider):
     is the default model id; every model in :data:`FAL_MODELS` has its inputs mapped (see
     :meth:`capabilities_for`), any other is sent its prompt, images and ``provider_options``.
     Images go as data URIs unless ``images="url_only"`` (then only URLs are accepted).
-    ``webhook_url`` asks fal to POST the outcome there: ``TaskManager.handle_webhook`` checks
-    each delivery (:meth:`verify_webhook`) against fal's keys from ``jwks_url``, or against
-    ``webhook_keys`` (raw Ed25519 public keys) when given; ``object_lifetime`` (seconds) asks
-    fal to keep outputs that long and dates ``expires_at`` by it; ``priority`` is fal's queue
-    priority. A request's deadline goes out as ``X-Fal-Request-Timeout``, so a job still queued
-    when the task would time out never starts. fal cannot list requests, so an uncertain submit
-    is never found.
+
+    ``webhook_url`` asks fal to POST the outcome there; ``TaskManager.handle_webhook`` checks
+    each delivery (:meth:`verify_webhook`) against fal's keys, fetched from ``jwks_url``, or
+    against ``webhook_keys`` (raw Ed25519 public keys) when given; ``webhook_clock`` is the
+    clock timestamps are checked by. ``object_lifetime`` (seconds) asks fal to keep outputs
+    that long and dates ``expires_at`` by it; ``priority`` is fal's queue priority. A request's
+    deadline goes out as ``X-Fal-Request-Timeout``, so a job still queued when the task would
+    time out never starts. fal cannot list requests, so an uncertain submit is never found.
     """
 
     honours_call_bounds = True  # every call goes through ProviderClient's total deadline
@@ -141,6 +144,7 @@ class FalProvider(Provider):
         priority: Literal["normal", "low"] | None = None,
         webhook_keys: Iterable[bytes] | None = None,
         jwks_url: str = DEFAULT_JWKS_URL,
+        webhook_clock: Callable[[], float] = time.time,
         models: Mapping[str, FalModel] | None = None,
         capabilities: ProviderCapabilities | None = None,
         name: str = "fal",
@@ -179,12 +183,14 @@ class FalProvider(Provider):
         if object_lifetime is not None:
             preference = {"expiration_duration_seconds": object_lifetime}
             self._headers["X-Fal-Object-Lifecycle-Preference"] = json.dumps(preference)
-        self._verifier_options = {
-            "keys": None if webhook_keys is None else list(webhook_keys),
-            "jwks_url": jwks_url,
-            "client": client,
-            "name": name,
-        }
+        self._new_verifier = partial(
+            FalWebhookVerifier,
+            keys=None if webhook_keys is None else list(webhook_keys),
+            jwks_url=jwks_url,
+            client=client,
+            clock=webhook_clock,
+            name=name,
+        )
         self._verifier: FalWebhookVerifier | None = None
         self._capabilities = self._base.model_copy(update={"default_model": model})
         known = self.capabilities_for(model)
@@ -291,7 +297,7 @@ class FalProvider(Provider):
         polling). Raises :class:`WebhookVerificationError` when the delivery is not fal's.
         """
         if self._verifier is None:
-            self._verifier = FalWebhookVerifier(**self._verifier_options)  # type: ignore[arg-type]
+            self._verifier = self._new_verifier()
         webhook = await self._verifier.verify(headers, body)
         apps = dict.fromkeys(app_of(model) for model in (self._model, *self._models))
         outcome = None

@@ -113,8 +113,9 @@ def status(state: SimulatorState, request: Request, app: str, request_id: str) -
     if view.phase == "queued":
         position = pin.queue_position if pin is not None else None
         answer["queue_position"] = position if position is not None else 0
-    if request.query.get("logs") in ("1", "true", "True") and view.phase != "queued":
-        answer["logs"] = _logs(view)
+    if view.phase != "queued":
+        wanted = request.query.get("logs") in ("1", "true", "True")
+        answer["logs"] = _logs(view) if wanted else None
     if view.phase in ("completed", "failed"):
         answer["metrics"] = {"inference_time": state.config.render_seconds}
     if view.phase == "failed":
