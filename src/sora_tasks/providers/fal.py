@@ -231,7 +231,7 @@ class FalProvider(Provider):
         )
         try:
             data = json_object(response.content)
-            external_id = self._job_path(data, app)
+            external_id = self._given_path(data, app)
         except ValueError as exc:
             raise SubmissionUncertainError(
                 f"the create answered {response.status_code} but its body is unreadable ({exc}); "
@@ -242,7 +242,7 @@ class FalProvider(Provider):
 
     async def status(self, external_id: str) -> ProviderJob:
         """GET ``…/status?logs=1``; a COMPLETED job's result tells success from failure."""
-        path = _checked(external_id)
+        path = self._path(external_id)
         response = await self._http.request("GET", f"{path}/status", params={"logs": "1"})
         data = self._object(response)
         job = self._job(external_id, data)
@@ -274,7 +274,7 @@ class FalProvider(Provider):
 
         A job that finished first (fal answers 400 ``ALREADY_COMPLETED``) is left as it is.
         """
-        path = _checked(external_id)
+        path = self._path(external_id)
         try:
             response = await self._http.request("PUT", f"{path}/cancel")
         except ProviderRejectedError as exc:
@@ -321,7 +321,10 @@ class FalProvider(Provider):
         finally:
             await self._http.aclose()
 
-    def _job_path(self, data: Mapping[str, object], app: str) -> str:
+    def _path(self, external_id: str) -> str:
+        return _job_path(external_id, app_of(self._model))
+
+    def _given_path(self, data: Mapping[str, object], app: str) -> str:
         """The job's path under ``base_url``: from fal's ``response_url`` when it is ours."""
         request_id = data.get("request_id")
         if not isinstance(request_id, str) or not request_id or "/" in request_id:
@@ -339,7 +342,8 @@ class FalProvider(Provider):
     def _job(self, external_id: str, data: Mapping[str, object]) -> ProviderJob:
         status = data.get("status")
         request_id = data.get("request_id")
-        if isinstance(request_id, str) and not external_id.endswith(f"/requests/{request_id}"):
+        asked = external_id.rpartition("/requests/")[2]
+        if isinstance(request_id, str) and request_id != asked:
             raise ProviderResponseError(
                 f"asked {self._http.provider} about job {external_id!r} but the answer is about "
                 f"request {provider_text(request_id, MAX_CODE_CHARS)!r}",
@@ -358,7 +362,7 @@ class FalProvider(Provider):
 
     async def _result(self, external_id: str, raw_status: str) -> ProviderJob:
         try:
-            response = await self._http.request("GET", _checked(external_id))
+            response = await self._http.request("GET", self._path(external_id))
         except ProviderRejectedError as exc:
             if exc.status_code == 404:
                 return ProviderJob(
@@ -447,12 +451,15 @@ def _quoted(model: str) -> str:
     return "/".join(quote(part, safe="") for part in model.strip("/").split("/") if part)
 
 
-def _checked(external_id: str) -> str:
-    """The job path, each segment quoted; an id that is not a fal job path is refused."""
+def _job_path(external_id: str, default_app: str) -> str:
+    """The job's path, each segment quoted; a bare request id is one of the default model's."""
     head, marker, request_id = external_id.rpartition("/requests/")
-    if not (head and marker and request_id) or "/" in request_id:
+    if not marker:
+        head, request_id = default_app, external_id
+    if not head or not request_id or "/" in request_id:
         raise InvalidRequestError(
-            f"not a fal job id (app/requests/<request id>): {external_id!r}", field="external_id"
+            f"not a fal job id (app/requests/<request id>, or a request id): {external_id!r}",
+            field="external_id",
         )
     return f"{_quoted(head)}/requests/{quote(request_id, safe='')}"
 

@@ -46,7 +46,9 @@ class FalSimulatorHarness(ProviderHarness):
     """A :class:`FalProvider` talking to a simulator served on 127.0.0.1 for the test's life.
 
     Keyword arguments go to :func:`create_simulator_app` (``render_seconds``, ``fail_prompts``,
-    ...); ``provider_options`` to :class:`FalProvider`. Close it with :meth:`aclose`.
+    ...); ``provider_options`` to :class:`FalProvider` (built with ``call_timeout``, short so
+    that slow answers outlast it quickly); ``model`` is the model the kit asks for. Close it
+    with :meth:`aclose`.
     """
 
     status_words: Mapping[str, Phase] = {
@@ -56,13 +58,17 @@ class FalSimulatorHarness(ProviderHarness):
         "CANCELED": "cancelled",
     }
     features: frozenset[Feature] = frozenset(_FEATURES)
+    call_timeout: float = 1.0
+    model: str | None = None
 
     def __init__(
         self,
         *,
         provider_options: Mapping[str, Any] | None = None,
+        model: str | None = None,
         **simulator: Any,
     ) -> None:
+        self.model = model
         self.secret = _KEY
         self.app: SimulatorApp = create_simulator_app(api_key=_KEY, **simulator)
         self._stack = ExitStack()
@@ -116,7 +122,8 @@ class FalSimulatorHarness(ProviderHarness):
             self._stack.close()
 
     def _build(self, base_url: str) -> FalProvider:
-        return FalProvider(_KEY, base_url=base_url, **self._options)
+        options = {"call_timeout": self.call_timeout, **self._options}
+        return FalProvider(_KEY, base_url=base_url, **options)
 
 
 def _request_id(external_id: str) -> str:
