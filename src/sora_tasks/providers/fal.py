@@ -261,11 +261,16 @@ class FalProvider(Provider):
             raise ProviderError(
                 f"fal serves only the video, not a {variant}", provider=self._http.provider
             )
-        url = _stored_url(task) or (await self.status(external_id)).result_url
+        url = _stored_url(task)
         if url is None:
-            raise ProviderError(
-                f"job {external_id!r} has no video to download", provider=self._http.provider
-            )
+            job = await self.status(external_id)
+            url = job.result_url
+            if url is None:
+                why = "its output expired" if job.expired else f"it is {job.raw_status}"
+                raise ProviderError(
+                    f"job {external_id!r} has no video to download: {why}",
+                    provider=self._http.provider,
+                )
         async with self._http.stream(self._http.resolve(url)) as stream:
             yield stream
 
