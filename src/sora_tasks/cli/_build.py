@@ -10,7 +10,8 @@ import pydantic
 
 from .._events import TaskEvent
 from .._manager import TaskManager
-from ..providers import MultipartRelayProvider, OpenAIVideosProvider, RelayConfig
+from ..providers import FalProvider, MultipartRelayProvider, OpenAIVideosProvider, RelayConfig
+from ..providers import fal as fal_module
 from ..providers._base import Provider
 from ..providers.openai import DEFAULT_BASE_URL
 from ..testing import FakeBehaviour, FakeProvider
@@ -42,6 +43,14 @@ def build_provider(name: str, settings: ProviderSettings) -> Provider:
             base_url=settings.base_url or DEFAULT_BASE_URL,
             organization=settings.organization,
             project=settings.project,
+            name=name,
+            **options,
+        )
+    if settings.type == "fal":
+        return FalProvider(
+            settings.api_key,
+            model=settings.model or fal_module.DEFAULT_MODEL,
+            base_url=settings.base_url or fal_module.DEFAULT_BASE_URL,
             name=name,
             **options,
         )

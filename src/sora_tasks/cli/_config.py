@@ -40,6 +40,8 @@ OPENAI = "openai"
 LOCAL_CONFIG = Path("sora-tasks.toml")
 
 _M = TypeVar("_M", bound=BaseModel)
+# where a provider type's key is looked for when the file names no api_key_env
+_DEFAULT_KEY_ENV = {"openai": "OPENAI_API_KEY", "fal": "FAL_KEY"}
 
 
 class ConfigError(Exception):
@@ -53,10 +55,11 @@ class _Strict(BaseModel):
 class ProviderSettings(_Strict):
     """One named provider of the file: ``[providers.<name>]``.
 
-    ``dialect`` holds :class:`~sora_tasks.providers.RelayConfig` fields for ``type = "relay"``.
+    ``dialect`` holds :class:`~sora_tasks.providers.RelayConfig` fields for ``type = "relay"``;
+    ``model`` is the default model of ``type = "fal"`` (whose key defaults to ``FAL_KEY``).
     """
 
-    type: Literal["openai", "relay", "fake"]
+    type: Literal["openai", "relay", "fal", "fake"]
     base_url: str | None = None
     api_key_env: str | None = None
     api_key: SecretStr | None = None
@@ -65,6 +68,7 @@ class ProviderSettings(_Strict):
     organization: str | None = None
     project: str | None = None
     dialect: dict[str, Any] = pydantic.Field(default_factory=dict)
+    model: str | None = None
 
 
 class _File(_Strict):
@@ -184,7 +188,7 @@ def _providers(
         if resolved is None:
             notes.append(
                 f"provider {name!r} left out: environment variable "
-                f"{settings.api_key_env or 'OPENAI_API_KEY'} is not set"
+                f"{settings.api_key_env or _DEFAULT_KEY_ENV.get(settings.type)} is not set"
             )
             continue
         providers[name] = resolved
@@ -203,10 +207,10 @@ def _resolve(
     variable = settings.api_key_env
     if (
         variable is None
-        and settings.type == "openai"
+        and settings.type in _DEFAULT_KEY_ENV
         and (settings.api_key is None or name == OPENAI)
     ):
-        variable = "OPENAI_API_KEY"
+        variable = _DEFAULT_KEY_ENV[settings.type]
     if variable is not None and env.get(variable):
         changes["api_key"] = SecretStr(env[variable])
     elif settings.api_key is None:
