@@ -10,11 +10,13 @@ import pytest
 
 from sora_tasks import TaskManager, TaskStatus
 from sora_tasks._exceptions import ProviderAuthError, SubmissionUncertainError
+from sora_tasks._models import ImageData
 from sora_tasks._schedule import PollSchedule
 from sora_tasks.providers import Backoff, FalProvider, SubmitRequest
 from sora_tasks.providers.fal import DEFAULT_FAL_CAPABILITIES
 from sora_tasks.testing import FalSimulatorHarness, Faults
 from sora_tasks.testing._simulator_state import Pin
+from tests.images import make_image
 
 pytestmark = pytest.mark.anyio
 
@@ -40,6 +42,10 @@ async def harness() -> AsyncIterator[FalSimulatorHarness]:
         yield rig
     finally:
         await rig.aclose()
+
+
+def png(width: int, height: int) -> ImageData:
+    return ImageData(make_image(width, height), "image/png", width, height, "0" * 64)
 
 
 def request(prompt: str = "a calico cat", **fields: object) -> SubmitRequest:
@@ -195,3 +201,23 @@ async def test_task_manager_runs_a_fal_job_to_a_saved_video(
     assert saved == harness.content(done.external_id)
     assert harness.sent("create") == 1
     assert harness.received(done.external_id).seconds == 6
+
+
+async def test_images_can_be_uploaded_to_fal_storage_and_sent_as_urls() -> None:
+    rig = FalSimulatorHarness(provider_options={"images": "upload", "backoff": FAST})
+    try:
+        first, last = png(64, 64), png(32, 32)
+        model = "fal-ai/kling-video/v3/pro/image-to-video"
+        job = await rig.provider.submit(
+            request(model=model, seconds=5, image=first, last_frame=last)
+        )
+        again = await rig.provider.submit(request(model=model, seconds=5, image=first))
+        sent = rig.app.state.jobs[job.external_id.rpartition("/")[2]].fields
+        received = rig.received(job.external_id)
+    finally:
+        await rig.aclose()
+    assert str(sent["start_image_url"]).startswith(rig.url + "/cdn/files/")
+    assert received.image == first.data and received.last_frame == last.data
+    assert again.status is TaskStatus.QUEUED
+    assert rig.app.state.hits["fal_storage_token"] == 1  # one token serves every upload
+    assert rig.app.state.hits["fal_cdn_upload"] == 3

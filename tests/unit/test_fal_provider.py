@@ -441,3 +441,53 @@ async def test_secrets_stay_out_of_errors(httpx2_mock: respx.Router, provider: F
     with pytest.raises(ProviderRejectedError) as caught:
         await provider.status(JOB)
     assert CANARY not in str(caught.value)
+
+
+# --- storage uploads -----------------------------------------------------------------------
+
+REST = "https://rest.fal.test"
+CDN = "https://cdn.fal.test"
+
+
+def token(expires_in: timedelta) -> dict[str, object]:
+    expires = (datetime.now(UTC) + expires_in).isoformat()
+    return {"token": "tok-9f8e", "token_type": "Bearer", "base_url": CDN, "expires_at": expires}
+
+
+async def test_an_upload_sends_the_image_with_the_token_and_never_the_key(
+    httpx2_mock: respx.Router,
+) -> None:
+    tokens = httpx2_mock.post(f"{REST}/storage/auth/token").respond(
+        200, json=token(timedelta(seconds=30))
+    )
+    uploads = httpx2_mock.post(f"{CDN}/files/upload").respond(
+        200, json={"access_url": f"{CDN}/files/a.png"}
+    )
+    submits = httpx2_mock.post(f"{BASE}/{APP}/image-to-video").respond(200, json=queued())
+    adapter = FalProvider(CANARY, base_url=BASE, storage_url=REST, images="upload")
+    try:
+        await adapter.submit(veo(model=f"{APP}/image-to-video", image=png()))
+        # the token expires within a minute now: a second upload fetches a new one
+        await adapter.submit(veo(model=f"{APP}/image-to-video", image=png()))
+    finally:
+        await adapter.aclose()
+    assert tokens.calls.last.request.headers["authorization"] == f"Key {CANARY}"
+    assert tokens.calls.last.request.url.params["storage_type"] == "fal-cdn-v3"
+    sent = uploads.calls.last.request
+    assert sent.headers["authorization"] == "Bearer tok-9f8e"
+    assert sent.content == png().data and sent.headers["content-type"] == "image/png"
+    assert json.loads(submits.calls.last.request.content)["image_url"] == f"{CDN}/files/a.png"
+    assert tokens.call_count == 2 and uploads.call_count == 2
+
+
+async def test_an_unreadable_token_answer_is_an_error_and_nothing_is_submitted(
+    httpx2_mock: respx.Router,
+) -> None:
+    httpx2_mock.post(f"{REST}/storage/auth/token").respond(200, json={"token": "t"})
+    adapter = FalProvider(CANARY, base_url=BASE, storage_url=REST, images="upload")
+    try:
+        with pytest.raises(ProviderResponseError, match="base_url"):
+            await adapter.submit(veo(model=f"{APP}/image-to-video", image=png()))
+    finally:
+        await adapter.aclose()
+    assert httpx2_mock.calls.call_count == 1

@@ -18,6 +18,7 @@ import re
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Literal
@@ -33,7 +34,7 @@ from .._exceptions import (
     ProviderResponseError,
     SubmissionUncertainError,
 )
-from .._models import Task, TaskError, TaskStatus
+from .._models import ImageData, Task, TaskError, TaskStatus
 from .._retry import Backoff
 from .._webhooks import VerifiedWebhook
 from ._base import (
@@ -46,6 +47,7 @@ from ._base import (
 )
 from ._errors import MAX_CODE_CHARS, error_fields, provider_text
 from ._fal_models import FAL_MODELS, FalModel, ImageMode, capabilities_of, fal_input
+from ._fal_storage import DEFAULT_STORAGE_URL, FalStorage
 from ._fal_webhooks import DEFAULT_JWKS_URL, FalWebhookVerifier
 from ._http import DEFAULT_CALL_TIMEOUT, ProviderClient
 from ._json import DEFAULT_MAX_JSON_BYTES
@@ -113,7 +115,9 @@ class FalProvider(Provider):
     ``api_key`` falls back to ``FAL_KEY`` and is sent as ``Authorization: Key <key>``. ``model``
     is the default model id; every model in :data:`FAL_MODELS` has its inputs mapped (see
     :meth:`capabilities_for`), any other is sent its prompt, images and ``provider_options``.
-    Images go as data URIs unless ``images="url_only"`` (then only URLs are accepted).
+    Images given as bytes go inline as data URIs; with ``images="upload"`` they are uploaded to
+    fal's storage (at ``storage_url``) first and sent as URLs; ``images="url_only"`` accepts URLs
+    only.
 
     ``webhook_url`` asks fal to POST the outcome there; ``TaskManager.handle_webhook`` checks
     each delivery (:meth:`verify_webhook`) against fal's keys, fetched from ``jwks_url``, or
@@ -138,7 +142,8 @@ class FalProvider(Provider):
         max_response_bytes: int = DEFAULT_MAX_JSON_BYTES,
         max_retries: int = 2,
         backoff: Backoff | None = None,
-        images: ImageMode = "data_uri",
+        images: Literal["data_uri", "upload", "url_only"] = "data_uri",
+        storage_url: str = DEFAULT_STORAGE_URL,
         webhook_url: str | None = None,
         object_lifetime: int | None = None,
         priority: Literal["normal", "low"] | None = None,
@@ -174,7 +179,20 @@ class FalProvider(Provider):
         self._models = dict(FAL_MODELS if models is None else models)
         self._base = capabilities or DEFAULT_FAL_CAPABILITIES
         self._model = model
-        self._images: ImageMode = images
+        self._images = images
+        key_secret = key if isinstance(key, SecretStr) else SecretStr(key)
+        self._storage = (
+            FalStorage(
+                key_secret,
+                storage_url=storage_url,
+                client=client,
+                call_timeout=call_timeout,
+                object_lifetime=object_lifetime,
+                name=name,
+            )
+            if images == "upload"
+            else None
+        )
         self._webhook_url = webhook_url
         self._lifetime = object_lifetime
         self._headers: dict[str, str] = {}
@@ -215,7 +233,10 @@ class FalProvider(Provider):
     async def submit(self, request: SubmitRequest) -> ProviderJob:
         """POST ``{base}/{model}`` with the model's JSON input; the job's path is its id."""
         app = app_of(request.model)
-        body = fal_input(request, self._models.get(request.model), images=self._images)
+        if self._storage is not None:
+            request = await self._uploaded(request, self._storage)
+        mode: ImageMode = "data_uri" if self._images == "data_uri" else "url_only"
+        body = fal_input(request, self._models.get(request.model), images=mode)
         headers = dict(self._headers)
         timeout = _start_timeout(request.deadline_at)
         if timeout is not None:
@@ -323,8 +344,24 @@ class FalProvider(Provider):
         try:
             if self._verifier is not None:
                 await self._verifier.aclose()
+            if self._storage is not None:
+                await self._storage.aclose()
         finally:
             await self._http.aclose()
+
+    @staticmethod
+    async def _uploaded(request: SubmitRequest, storage: FalStorage) -> SubmitRequest:
+        """``request`` with every image given as bytes uploaded, and named by its URL."""
+
+        async def url(image: ImageData | str) -> str:
+            return image if isinstance(image, str) else await storage.upload(image)
+
+        first = await url(request.image) if request.image is not None else request.image_url
+        last = await url(request.last_frame) if request.last_frame is not None else None
+        references = tuple([await url(image) for image in request.reference_images])
+        return replace(
+            request, image=None, image_url=first, last_frame=last, reference_images=references
+        )
 
     def _path(self, external_id: str) -> str:
         return _job_path(external_id, app_of(self._model))

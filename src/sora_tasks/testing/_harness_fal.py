@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from contextlib import ExitStack
 from typing import Any
 
@@ -17,7 +17,7 @@ from ..providers.fal import FalProvider
 from ._harness import Feature, Operation, ProviderHarness, Received
 from ._server import serve_in_thread
 from ._simulator import SimulatorApp, create_simulator_app
-from ._simulator_fal import FAL_PATH
+from ._simulator_fal import FAL_CDN, FAL_PATH
 from ._simulator_faults import Faults
 from ._simulator_state import Phase, Pin
 
@@ -105,7 +105,7 @@ class FalSimulatorHarness(ProviderHarness):
         """The submitted input, read back through the model's field names."""
         job = self.app.state.jobs[_request_id(external_id)]
         fields: dict[str, JsonValue] = json.loads(json.dumps(dict(job.fields)))
-        return _received(fields, job.model, FAL_MODELS.get(job.model))
+        return _received(fields, job.model, FAL_MODELS.get(job.model), self._uploaded)
 
     def content(self, external_id: str) -> bytes:
         """The bytes served as the job's video."""
@@ -122,15 +122,36 @@ class FalSimulatorHarness(ProviderHarness):
             self._stack.close()
 
     def _build(self, base_url: str) -> FalProvider:
-        options = {"call_timeout": self.call_timeout, **self._options}
+        # the simulator serves fal's storage beside the queue, as rest.fal.ai does for fal
+        options = {"call_timeout": self.call_timeout, "storage_url": base_url, **self._options}
         return FalProvider(_KEY, base_url=base_url, **options)
+
+    def _uploaded(self, url: str) -> bytes | None:
+        """The bytes of a file uploaded to the simulator's storage, by its URL."""
+        _, marker, file_id = url.partition(FAL_CDN + "/files/")
+        upload = self.app.state.uploads.get(file_id) if marker else None
+        return None if upload is None else upload.data
 
 
 def _request_id(external_id: str) -> str:
     return external_id.rpartition("/requests/")[2]
 
 
-def _received(fields: dict[str, JsonValue], model_id: str, model: FalModel | None) -> Received:
+def _received(
+    fields: dict[str, JsonValue],
+    model_id: str,
+    model: FalModel | None,
+    uploaded: Callable[[str], bytes | None],
+) -> Received:
+    def _image(value: JsonValue) -> bytes | str | None:
+        """A data URI back to its bytes, an uploaded file to its bytes; a URL as it is."""
+        if not isinstance(value, str):
+            return None
+        if value.startswith("data:"):
+            return base64.b64decode(value.partition(",")[2])
+        found = uploaded(value)
+        return value if found is None else found
+
     def take(name: str | None) -> JsonValue:
         return fields.pop(name, None) if name is not None else None
 
@@ -167,12 +188,3 @@ def _received(fields: dict[str, JsonValue], model_id: str, model: FalModel | Non
         ),
         options=fields,
     )
-
-
-def _image(value: JsonValue) -> bytes | str | None:
-    """A data URI back to its bytes; a URL as it is."""
-    if not isinstance(value, str):
-        return None
-    if value.startswith("data:"):
-        return base64.b64decode(value.partition(",")[2])
-    return value

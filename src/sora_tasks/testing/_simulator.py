@@ -45,7 +45,9 @@ __all__ = ["Faults", "SimulatorApp", "create_simulator_app"]
 
 Handler = Callable[..., Reply]
 
-_PUBLIC_ROUTES = frozenset({"relay_download", "files", "fal_files"})
+_PUBLIC_ROUTES = frozenset(
+    {"relay_download", "files", "fal_files", "fal_cdn_upload", "fal_cdn_files"}
+)
 
 
 def create_simulator_app(
@@ -262,6 +264,18 @@ def _fal_routes() -> list[tuple[re.Pattern[str], dict[str, tuple[str, Handler]]]
         (
             re.compile(re.escape(fal_shape.FAL_FILES) + r"/(?P<request_id>[^/]+)\.mp4"),
             {"GET": ("fal_files", fal_shape.file)},
+        ),
+        (
+            re.compile(re.escape(fal_shape.FAL_CDN) + "/files/upload"),
+            {"POST": ("fal_cdn_upload", fal_shape.cdn_upload)},
+        ),
+        (
+            re.compile(re.escape(fal_shape.FAL_CDN) + r"/files/(?P<file_id>[^/]+)"),
+            {"GET": ("fal_cdn_files", fal_shape.cdn_file)},
+        ),
+        (
+            re.compile(fal + "/storage/auth/token"),
+            {"POST": ("fal_storage_token", fal_shape.storage_token)},
         ),
         (re.compile(job + "/status"), {"GET": ("fal_status", fal_shape.status)}),
         (re.compile(job + "/cancel"), {"PUT": ("fal_cancel", fal_shape.cancel)}),

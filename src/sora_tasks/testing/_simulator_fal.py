@@ -8,7 +8,9 @@ sub-path). ``GET …/status?logs=1`` answers ``IN_QUEUE`` with ``queue_position`
 …/requests/{id}`` is the result (``{"video": {"url": …}}``, the file served under
 ``/fal/files``); ``PUT …/cancel`` answers 202 ``CANCELLATION_REQUESTED`` or 400
 ``ALREADY_COMPLETED``. Errors are ``{"detail": …}``, validation errors a list of
-``{"loc", "msg", "type"}``. For the models in the adapter's table, inputs are checked against
+``{"loc", "msg", "type"}``. Storage: ``POST /fal/storage/auth/token`` issues an upload token,
+``POST /fal/cdn/files/upload`` (with it) stores a file and answers its ``access_url``, served
+publicly under ``/fal/cdn/files``. For the models in the adapter's table, inputs are checked against
 their documented values. What fal answers for a cancelled request is not documented; the
 simulator answers ``CANCELED`` (UNCERTAIN).
 """
@@ -17,26 +19,34 @@ from __future__ import annotations
 
 import itertools
 import json
+import secrets
+import time
 from datetime import UTC, datetime
 
 from ..providers._fal_models import FAL_MODELS, FalModel
 from ..providers.fal import app_of
 from ._simulator_asgi import HTTPFault, Reply, Request
+from ._simulator_multipart import Upload
 from ._simulator_state import JobView, Pin, SimulatedJob, SimulatorState
 
 __all__ = [
+    "FAL_CDN",
     "FAL_PATH",
     "FAL_WORDS",
     "cancel",
+    "cdn_file",
+    "cdn_upload",
     "error",
     "file",
     "result",
     "status",
+    "storage_token",
     "submit",
 ]
 
 FAL_PATH = "/fal"
 FAL_FILES = FAL_PATH + "/files"
+FAL_CDN = FAL_PATH + "/cdn"
 
 FAL_WORDS = {
     "queued": "IN_QUEUE",
@@ -174,6 +184,42 @@ def file(state: SimulatorState, request: Request, request_id: str) -> Reply:
         chunks = itertools.chain(content.chunks(), (tail,))
         return Reply(200, [("content-type", "video/mp4")], chunks, content.size + len(tail))
     return Reply(200, [("content-type", "video/mp4")], content.chunks(), content.size)
+
+
+def storage_token(state: SimulatorState, request: Request) -> Reply:
+    """``POST /fal/storage/auth/token?storage_type=fal-cdn-v3``: a token to upload with."""
+    token = "sim-upload-" + secrets.token_hex(16)
+    state.upload_tokens.add(token)
+    expires = datetime.fromtimestamp(time.time() + 3600, tz=UTC).isoformat()
+    answer = {
+        "token": token,
+        "token_type": "Bearer",
+        "base_url": f"{request.origin()}{FAL_CDN}",
+        "expires_at": expires,
+    }
+    return Reply.json(200, answer)
+
+
+def cdn_upload(state: SimulatorState, request: Request) -> Reply:
+    """``POST /fal/cdn/files/upload``: the body stored under a new URL."""
+    sent = request.headers.get("authorization", "")
+    if sent.removeprefix("Bearer ") not in state.upload_tokens:
+        raise error(401, "Invalid upload token")
+    if not request.body:
+        raise error(400, "Empty upload")
+    name = request.headers.get("x-fal-file-name", "upload.bin")
+    file_id = secrets.token_hex(8) + "-" + name.replace("/", "_")
+    state.uploads[file_id] = Upload(name, request.content_type, request.body)
+    return Reply.json(200, {"access_url": f"{request.origin()}{FAL_CDN}/files/{file_id}"})
+
+
+def cdn_file(state: SimulatorState, request: Request, file_id: str) -> Reply:
+    """``GET /fal/cdn/files/{id}``: an uploaded file, public."""
+    upload = state.uploads.get(file_id)
+    if upload is None:
+        raise error(404, "File not found")
+    content_type = upload.content_type or "application/octet-stream"
+    return Reply(200, [("content-type", content_type)], iter((upload.data,)), len(upload.data))
 
 
 def _content_size(state: SimulatorState, job: SimulatedJob) -> int:

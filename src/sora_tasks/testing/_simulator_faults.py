@@ -26,6 +26,9 @@ ROUTES = frozenset(
         "fal_result",
         "fal_cancel",
         "fal_files",
+        "fal_storage_token",
+        "fal_cdn_upload",
+        "fal_cdn_files",
     }
 )
 """The route names faults attach to; ``"*"`` stands for every route without its own entry."""

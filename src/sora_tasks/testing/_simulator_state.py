@@ -124,6 +124,8 @@ class SimulatorState:
     requests: deque[RequestRecord] = field(default_factory=lambda: deque(maxlen=_REQUEST_LOG_SIZE))
     tally: Tally = field(default_factory=Tally)
     pins: dict[str, Pin] = field(default_factory=dict)
+    uploads: dict[str, Upload] = field(default_factory=dict)
+    upload_tokens: set[str] = field(default_factory=set)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @classmethod
