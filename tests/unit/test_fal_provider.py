@@ -491,3 +491,11 @@ async def test_an_unreadable_token_answer_is_an_error_and_nothing_is_submitted(
     finally:
         await adapter.aclose()
     assert httpx2_mock.calls.call_count == 1
+
+
+async def test_a_status_answer_without_a_word_is_unknown_not_queued(
+    httpx2_mock: respx.Router, provider: FalProvider
+) -> None:
+    httpx2_mock.get(f"{BASE}/{JOB}/status").respond(200, json={"queue_position": 1})
+    job = await provider.status(JOB)
+    assert job.status is None and job.raw_status == ""

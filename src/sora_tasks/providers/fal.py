@@ -126,6 +126,10 @@ class FalProvider(Provider):
     that long and dates ``expires_at`` by it; ``priority`` is fal's queue priority. A request's
     deadline goes out as ``X-Fal-Request-Timeout``, so a job still queued when the task would
     time out never starts. fal cannot list requests, so an uncertain submit is never found.
+
+    ``models`` replaces the table of mapped models (:data:`FAL_MODELS`); ``capabilities`` sets
+    what every model shares (the polling pace and floor, ``max_in_flight``), each model's own
+    inputs coming from the table.
     """
 
     honours_call_bounds = True  # every call goes through ProviderClient's total deadline
@@ -259,7 +263,8 @@ class FalProvider(Provider):
                 "the job may have started",
                 provider=self._http.provider,
             ) from None
-        return self._job(external_id, data)
+        # a new request is queued, whether or not the answer says so
+        return self._job(external_id, data, default_word="IN_QUEUE")
 
     async def status(self, external_id: str) -> ProviderJob:
         """GET ``…/status?logs=1``; a COMPLETED job's result tells success from failure."""
@@ -381,7 +386,9 @@ class FalProvider(Provider):
                 return text[len(base) :]
         return computed
 
-    def _job(self, external_id: str, data: Mapping[str, object]) -> ProviderJob:
+    def _job(
+        self, external_id: str, data: Mapping[str, object], *, default_word: str = ""
+    ) -> ProviderJob:
         status = data.get("status")
         request_id = data.get("request_id")
         asked = external_id.rpartition("/requests/")[2]
@@ -394,7 +401,7 @@ class FalProvider(Provider):
         position = data.get("queue_position")
         return build_job(
             external_id=external_id,
-            raw_status=status if isinstance(status, str) else "IN_QUEUE",
+            raw_status=status if isinstance(status, str) else default_word,
             words=FAL_STATUS_WORDS,
             progress=_log_progress(data.get("logs")),
             queue_position=position
