@@ -53,6 +53,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         f"sora_tasks simulator listening on {url}\n"
         f"  OpenAI Videos shape: base_url={url}/v1\n"
         f"  multipart relay:     {url}{args.relay_path}\n"
+        f"  fal queue:           base_url={url}/fal\n"
     )
     sys.stdout.flush()
     # uvicorn shuts down cleanly on Ctrl-C, then re-raises it: that is a normal stop here
