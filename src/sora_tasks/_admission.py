@@ -20,7 +20,7 @@ from ._models import GenerationRequest, ImageData, Limits, Task
 from ._operations import TaskOperations
 from ._policy import PollingPolicy
 from ._poller import Engine
-from ._validation import prepare
+from ._validation import describe, prepare
 from .providers._base import Provider
 from .storage._base import TaskStore
 
@@ -55,8 +55,8 @@ class Admission:
 
     async def submit(self, request: GenerationRequest) -> Task:
         """Validate ``request``, store its task and submit it (or queue it behind a cap)."""
-        task, image = self._new_task(request)
-        return await self._admit(task, image)
+        task, images = self._new_task(request)
+        return await self._admit(task, images)
 
     async def submit_many(self, requests: Iterable[GenerationRequest]) -> list[Task]:
         """Validate every request, then admit them all, ``max_concurrent_polls`` at a time."""
@@ -64,16 +64,16 @@ class Admission:
         tasks: list[Task | None] = [None] * len(prepared)
         limiter = anyio.CapacityLimiter(self._policy.max_concurrent_polls)
 
-        async def admit(index: int, task: Task, image: ImageData | None) -> None:
+        async def admit(index: int, task: Task, images: list[ImageData]) -> None:
             async with limiter:
-                tasks[index] = await self._admit(task, image)
+                tasks[index] = await self._admit(task, images)
 
         async with anyio.create_task_group() as group:
-            for index, (task, image) in enumerate(prepared):
-                group.start_soon(admit, index, task, image)
+            for index, (task, images) in enumerate(prepared):
+                group.start_soon(admit, index, task, images)
         return [task for task in tasks if task is not None]
 
-    def _new_task(self, request: GenerationRequest) -> tuple[Task, ImageData | None]:
+    def _new_task(self, request: GenerationRequest) -> tuple[Task, list[ImageData]]:
         name = request.provider or self._default
         try:
             provider = self._providers[name]
@@ -82,9 +82,7 @@ class Admission:
                 f"no provider named {name!r}; registered: {', '.join(sorted(self._providers))}",
                 field="provider",
             ) from None
-        prepared = prepare(
-            request, limits=self._limits, capabilities=provider.capabilities, provider=name
-        )
+        prepared = prepare(request, limits=self._limits, provider=provider, name=name)
         now = self._clock()
         task = Task(
             provider=name,
@@ -92,9 +90,21 @@ class Admission:
             media_type=request.media_type,
             prompt=prepared.prompt,
             model=prepared.model,
-            size=prepared.size,
+            size=prepared.frame.size,
+            aspect_ratio=prepared.frame.aspect_ratio,
+            resolution=prepared.frame.resolution,
             seconds=prepared.seconds,
-            reference_image=prepared.reference_image,
+            negative_prompt=prepared.negative_prompt,
+            seed=prepared.seed,
+            audio=prepared.audio,
+            reference_image=describe(prepared.image),
+            last_frame=describe(prepared.last_frame),
+            reference_images=[
+                described
+                for image in prepared.reference_images
+                if (described := describe(image)) is not None
+            ],
+            provider_options=prepared.provider_options,
             metadata=request.metadata,
             priority=request.priority,
             created_at=now,
@@ -102,12 +112,12 @@ class Admission:
             deadline_at=now + (request.deadline or self._policy.deadline),
             next_poll_at=now,
         )
-        return task, prepared.image
+        return task, prepared.images
 
-    async def _admit(self, task: Task, image: ImageData | None) -> Task:
+    async def _admit(self, task: Task, images: list[ImageData]) -> Task:
         if self._engine.max_in_flight(task.provider) is not None:
             # a capped provider: the engine submits in priority order as jobs finish
-            task = await self._store.insert(task, image=image)
+            task = await self._store.insert(task, images=images)
             self._events.publish(None, task)
             self._engine.wake()
             return task
@@ -121,8 +131,8 @@ class Admission:
                 "lease_expires_at": now + timedelta(seconds=self._policy.lease_seconds),
             }
         )
-        task = await self._store.insert(task, image=image)
+        task = await self._store.insert(task, images=images)
         self._events.publish(None, task)
-        task = await self._ops.submit(task, image)
+        task = await self._ops.submit(task, images)
         self._engine.wake()
         return task

@@ -6,12 +6,12 @@ import os
 import signal
 import socket
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Self, overload
 
 import anyio
 import pydantic
@@ -237,7 +237,15 @@ class TaskManager:
         model: str | None = None,
         size: str | None = None,
         seconds: int | None = None,
+        aspect_ratio: str | None = None,
+        resolution: str | None = None,
         reference_image: bytes | os.PathLike[str] | str | None = None,
+        last_frame: bytes | os.PathLike[str] | str | None = None,
+        reference_images: Sequence[bytes | os.PathLike[str] | str] = (),
+        negative_prompt: str | None = None,
+        seed: int | None = None,
+        audio: bool | None = None,
+        provider_options: Mapping[str, Any] | None = None,
         user_id: str | None = None,
         provider: str | None = None,
         media_type: MediaType = MediaType.VIDEO,
@@ -248,6 +256,11 @@ class TaskManager:
     ) -> Task:
         """Validate a request, store it as a task and submit it to the provider.
 
+        The frame is a ``size`` (``"1280x720"``) or an ``aspect_ratio`` (``"16:9"``) with a
+        ``resolution`` (``"720p"``); ``reference_image`` is the first frame, ``last_frame`` the
+        last, ``reference_images`` guide the look (each image as bytes, a path, a data URL, bare
+        base64 or an http(s) URL). ``provider_options`` go into the provider's input verbatim.
+        Each is checked against what the model declares (see :class:`ProviderCapabilities`).
         Bad input raises an :class:`InvalidRequestError` subclass and nothing is stored or sent.
         A provider that rejects the job leaves a FAILED task whose ``error`` says why.
         """
@@ -257,9 +270,15 @@ class TaskManager:
                 model=model,
                 size=size,
                 seconds=seconds,
-                reference_image=Path(reference_image)
-                if isinstance(reference_image, os.PathLike)
-                else reference_image,
+                aspect_ratio=aspect_ratio,
+                resolution=resolution,
+                reference_image=_image_source(reference_image),
+                last_frame=_image_source(last_frame),
+                reference_images=[_image_source(image) for image in reference_images],
+                negative_prompt=negative_prompt,
+                seed=seed,
+                audio=audio,
+                provider_options=dict(provider_options or {}),
                 user_id=user_id,
                 provider=provider,
                 media_type=media_type,
@@ -483,6 +502,14 @@ def _only(group: BaseExceptionGroup[BaseException], error: BaseException) -> boo
         _only(inner, error) if isinstance(inner, BaseExceptionGroup) else inner is error
         for inner in group.exceptions
     )
+
+
+@overload
+def _image_source(image: None) -> None: ...
+@overload
+def _image_source(image: bytes | os.PathLike[str] | str) -> bytes | Path | str: ...
+def _image_source(image: bytes | os.PathLike[str] | str | None) -> bytes | Path | str | None:
+    return Path(image) if isinstance(image, os.PathLike) else image
 
 
 def _owned(task: Task, user_id: str | None, asked: str) -> Task:

@@ -199,6 +199,12 @@ class Task(_Frozen):
         """True once the task is COMPLETED, FAILED or CANCELLED."""
         return self.status.is_terminal
 
+    @property
+    def image_hashes(self) -> frozenset[str]:
+        """The content hashes of the task's input images whose bytes the store keeps."""
+        images = (self.reference_image, self.last_frame, *self.reference_images)
+        return frozenset(image.sha256 for image in images if image and image.sha256)
+
     def _repr_html_(self) -> str:
         return task_html(self)
 

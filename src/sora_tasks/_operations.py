@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TypeVar, Unpack
@@ -37,7 +37,8 @@ from ._policy import PollingPolicy
 from ._schedule import Track, next_delay
 from ._secrets import scrub
 from ._states import Phase, TaskChanges, phase_of
-from .providers._base import ContentStream, Provider, ProviderJob, SubmitRequest
+from ._submission import submit_request
+from .providers._base import ContentStream, Provider, ProviderJob
 from .storage._base import TaskStore
 
 __all__ = ["TaskOperations"]
@@ -78,7 +79,7 @@ class TaskOperations:
         self._checksum = checksum_downloads
         self.on_scheduled: Callable[[datetime], None] = lambda _: None
 
-    async def submit(self, task: Task, image: ImageData | None = None) -> Task:
+    async def submit(self, task: Task, images: Sequence[ImageData] = ()) -> Task:
         """Send the create for ``task`` in two phases and record the provider's answer.
 
         The submission id is stored before the request leaves; the external id right after.
@@ -89,9 +90,7 @@ class TaskOperations:
             task = await self._write(
                 task, submission_id=f"sub_{uuid.uuid4().hex}", submitted_at=self.clock()
             )
-        if image is None and task.reference_image and task.reference_image.sha256:
-            image = await self._store.get_image(task.reference_image.sha256)
-        request = self._request(task, image)
+        request = await submit_request(task, self._store, images)
         log_task(logging.INFO, "submitting", task, action="submit", attempt=task.submission_id)
         try:
             job = await self._call(task, lambda: provider.submit(request), create=True)
@@ -237,10 +236,7 @@ class TaskOperations:
         if policy == "fail":
             return await self._finish(task, TaskStatus.FAILED, error=_uncertain_error(policy))
         provider = self._providers[task.provider]
-        image = None
-        if task.reference_image and task.reference_image.sha256:
-            image = await self._store.get_image(task.reference_image.sha256)
-        request = self._request(task, image)
+        request = await submit_request(task, self._store)
         try:
             job = await self._call(task, lambda: provider.find(request))
         except ProviderError as exc:
@@ -259,23 +255,8 @@ class TaskOperations:
             log_task(
                 logging.WARNING, "resubmitting after an uncertain submit", task, action="resubmit"
             )
-            return await self.submit(task, image)
+            return await self.submit(task)
         return await self._finish(task, TaskStatus.FAILED, error=_uncertain_error(policy))
-
-    def _request(self, task: Task, image: ImageData | None) -> SubmitRequest:
-        assert task.submission_id is not None
-        return SubmitRequest(
-            task_id=task.id,
-            idempotency_key=task.submission_id,
-            attempted_at=task.submitted_at,
-            prompt=task.prompt,
-            model=task.model,
-            size=task.size,
-            seconds=task.seconds,
-            media_type=task.media_type,
-            image=image,
-            image_url=task.reference_image.url if task.reference_image else None,
-        )
 
     async def _bind(self, task: Task, job: ProviderJob) -> Task:
         now = self.clock()

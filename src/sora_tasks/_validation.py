@@ -1,245 +1,270 @@
 """Input checks that run before anything is stored or sent.
 
 Each failure raises its own :class:`InvalidRequestError` subclass with a message that names the
-problem and the limit. Image types are sniffed from the bytes; a file name or a data URL's declared
-type is never trusted.
+problem and the limit. A request is checked against the capabilities of the model it names (an
+adapter that reaches many models declares each one's), after its frame is completed from whichever
+of size, aspect ratio and resolution it gave.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hashlib
-import io
 import json
 import os
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
-from pathlib import Path
 
-import imagesize
+from pydantic import JsonValue
 
 from ._exceptions import (
     ImageDimensionsError,
-    ImageError,
-    ImageTooLargeError,
-    InvalidImageEncodingError,
     InvalidRequestError,
     PromptError,
-    UnsupportedImageTypeError,
     UnsupportedParameterError,
 )
-from ._frame import parse_size
+from ._frame import Frame, complete_frame, parse_size
+from ._images import decode_image, sniff_image_type
 from ._models import GenerationRequest, ImageData, Limits, ReferenceImage
-from .providers._base import ProviderCapabilities
+from .providers._base import Provider, ProviderCapabilities
 
 __all__ = ["PreparedRequest", "decode_image", "parse_size", "prepare", "sniff_image_type"]
 
 _MAX_ID_CHARS = 255
-_PATH_HINT_CHARS = 4096
+
+InputImage = ImageData | str
+"""A checked image: its bytes, or an http(s) URL passed through."""
+ImageSource = bytes | os.PathLike[str] | str
 
 
 @dataclass(frozen=True, slots=True)
 class PreparedRequest:
-    """A request that passed every check, with provider defaults filled in and the image decoded."""
+    """A request that passed every check: defaults filled in, frame completed, images decoded."""
 
     prompt: str
     model: str
-    size: str
+    frame: Frame
     seconds: int
-    image: ImageData | None
-    image_url: str | None
+    image: InputImage | None
+    negative_prompt: str | None = None
+    seed: int | None = None
+    audio: bool | None = None
+    last_frame: InputImage | None = None
+    reference_images: tuple[InputImage, ...] = ()
+    provider_options: dict[str, JsonValue] | None = None
 
     @property
-    def reference_image(self) -> ReferenceImage | None:
-        """The metadata stored on the task (never the bytes)."""
-        if self.image is not None:
-            image = self.image
-            return ReferenceImage(
-                sha256=image.sha256,
-                mime_type=image.mime_type,
-                byte_size=len(image.data),
-                width=image.width,
-                height=image.height,
-            )
-        if self.image_url is not None:
-            return ReferenceImage(url=self.image_url)
+    def images(self) -> list[ImageData]:
+        """Every image whose bytes the store keeps, once per distinct content."""
+        found = (self.image, self.last_frame, *self.reference_images)
+        unique = {image.sha256: image for image in found if isinstance(image, ImageData)}
+        return list(unique.values())
+
+
+def describe(image: InputImage | None) -> ReferenceImage | None:
+    """The metadata stored on the task for an input image (never the bytes)."""
+    if image is None:
         return None
-
-
-def prepare(
-    request: GenerationRequest, *, limits: Limits, capabilities: ProviderCapabilities, provider: str
-) -> PreparedRequest:
-    """Check ``request`` against ``limits`` and the provider's ``capabilities``."""
-    prompt = _check_prompt(request.prompt, limits)
-    _check_identifier("user_id", request.user_id)
-    _check_metadata(request, limits)
-    model = request.model if request.model is not None else capabilities.default_model
-    size = request.size if request.size is not None else capabilities.default_size
-    seconds = request.seconds if request.seconds is not None else capabilities.default_seconds
-    width, height = parse_size(size)
-    _check_offered(request, capabilities, provider, model=model, size=size, seconds=seconds)
-
-    image: ImageData | None = None
-    image_url: str | None = None
-    if request.reference_image is not None:
-        max_bytes = limits.max_image_bytes
-        if capabilities.max_image_bytes is not None:
-            max_bytes = min(max_bytes, capabilities.max_image_bytes)
-        decoded = decode_image(request.reference_image, max_bytes=max_bytes)
-        if isinstance(decoded, str):
-            if not capabilities.image_url:
-                raise UnsupportedParameterError(
-                    f"provider {provider!r} does not accept image URLs; pass the image bytes, "
-                    "a path or a data URL instead",
-                    field="reference_image",
-                )
-            image_url = decoded
-        else:
-            if not capabilities.image_upload:
-                raise UnsupportedParameterError(
-                    f"provider {provider!r} does not accept reference images",
-                    field="reference_image",
-                )
-            if (decoded.width, decoded.height) != (width, height):
-                raise ImageDimensionsError(
-                    f"reference image is {decoded.width}x{decoded.height} pixels; it must match "
-                    f"the requested size {size}",
-                    field="reference_image",
-                    limit=size,
-                )
-            image = decoded
-    return PreparedRequest(prompt, model, size, seconds, image, image_url)
-
-
-def sniff_image_type(data: bytes) -> str | None:
-    """The MIME type that the magic bytes announce, or ``None`` when they are not an image's."""
-    if data.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "image/png"
-    if data.startswith(b"\xff\xd8\xff"):
-        return "image/jpeg"
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "image/webp"
-    if data[:6] in (b"GIF87a", b"GIF89a"):
-        return "image/gif"
-    if data[:2] == b"BM":
-        return "image/bmp"
-    if data[:4] in (b"II*\x00", b"MM\x00*"):
-        return "image/tiff"
-    if data[4:12] in (b"ftypheic", b"ftypheix", b"ftypmif1", b"ftypavif"):
-        return "image/heif"
-    return None
-
-
-_SUPPORTED = ("image/png", "image/jpeg", "image/webp")
-
-
-def decode_image(source: bytes | os.PathLike[str] | str, *, max_bytes: int) -> ImageData | str:
-    """Turn any accepted form of reference image into checked bytes; pass http(s) URLs through."""
-    if isinstance(source, bytes | bytearray | memoryview):
-        data = bytes(source)
-    elif isinstance(source, os.PathLike):
-        data = _read_file(Path(source), max_bytes)
-    elif source.startswith(("http://", "https://")):
-        return source
-    elif source.startswith("data:"):
-        data = _decode_data_url(source, max_bytes)
-    elif len(source) < _PATH_HINT_CHARS and _looks_like_file(source):
-        data = _read_file(Path(source), max_bytes)
-    else:
-        data = _decode_base64(source, max_bytes, what="reference image")
-    return _check_image(data, max_bytes)
-
-
-def _looks_like_file(source: str) -> bool:
-    # base64 never contains a dot, so a dotted string is a file name, present or not
-    return "." in source or Path(source).is_file()
-
-
-def _read_file(path: Path, max_bytes: int) -> bytes:
-    try:
-        size = path.stat().st_size
-        if size > max_bytes:
-            raise ImageTooLargeError(
-                _too_large(size, max_bytes), field="reference_image", limit=max_bytes
-            )
-        with path.open("rb") as handle:
-            return handle.read(max_bytes + 1)
-    except OSError as exc:
-        raise ImageError(
-            f"cannot read reference image file {str(path)!r}: {exc.strerror or exc}",
-            field="reference_image",
-        ) from None
-
-
-def _decode_data_url(source: str, max_bytes: int) -> bytes:
-    header, comma, payload = source.partition(",")
-    if not comma or not header.endswith(";base64"):
-        raise InvalidImageEncodingError(
-            "reference image data URL must look like data:image/png;base64,<data>",
-            field="reference_image",
-        )
-    return _decode_base64(payload, max_bytes, what="reference image data URL")
-
-
-def _decode_base64(text: str, max_bytes: int, *, what: str) -> bytes:
-    compact = "".join(text.split())
-    if len(compact) // 4 * 3 > max_bytes + 3:
-        raise ImageTooLargeError(
-            _too_large(len(compact) // 4 * 3, max_bytes), field="reference_image", limit=max_bytes
-        )
-    try:
-        return base64.b64decode(compact + "=" * (-len(compact) % 4), validate=True)
-    except (binascii.Error, ValueError):
-        raise InvalidImageEncodingError(
-            f"{what} is not valid base64", field="reference_image"
-        ) from None
-
-
-def _check_image(data: bytes, max_bytes: int) -> ImageData:
-    if len(data) > max_bytes:
-        raise ImageTooLargeError(
-            _too_large(len(data), max_bytes), field="reference_image", limit=max_bytes
-        )
-    mime = sniff_image_type(data)
-    if mime is None:
-        raise UnsupportedImageTypeError(
-            "reference image is not an image (its bytes are not PNG, JPEG or WebP)",
-            field="reference_image",
-        )
-    if mime not in _SUPPORTED:
-        raise UnsupportedImageTypeError(
-            f"reference image is {mime}; only PNG, JPEG and WebP are accepted",
-            field="reference_image",
-            limit=_SUPPORTED,
-        )
-    width, height = imagesize.get(io.BytesIO(data))
-    if width <= 0 or height <= 0:
-        raise UnsupportedImageTypeError(
-            f"reference image looks like {mime} but its header is damaged (no pixel size)",
-            field="reference_image",
-        )
-    return ImageData(data, mime, width, height, hashlib.sha256(data).hexdigest())
-
-
-def _too_large(size: int, limit: int) -> str:
-    return (
-        f"reference image is {size:,} bytes decoded; the limit is {limit:,} bytes "
-        f"({limit / 1024 / 1024:.1f} MiB)"
+    if isinstance(image, str):
+        return ReferenceImage(url=image)
+    return ReferenceImage(
+        sha256=image.sha256,
+        mime_type=image.mime_type,
+        byte_size=len(image.data),
+        width=image.width,
+        height=image.height,
     )
 
 
-def _check_prompt(prompt: str, limits: Limits) -> str:
-    stripped = prompt.strip()
-    if not stripped:
-        raise PromptError("prompt is required and must not be blank", field="prompt", limit=1)
+def prepare(
+    request: GenerationRequest, *, limits: Limits, provider: Provider, name: str
+) -> PreparedRequest:
+    """Check ``request`` against ``limits`` and the capabilities of the model it asks for."""
+    prompt = _check_text("prompt", request.prompt, limits, required=True)
+    negative = _check_text("negative_prompt", request.negative_prompt, limits, required=False)
+    _check_identifier("user_id", request.user_id)
+    _check_json("metadata", request.metadata, limits.max_metadata_bytes)
+    _check_json("provider_options", request.provider_options, limits.max_provider_options_bytes)
+    model = request.model if request.model is not None else provider.capabilities.default_model
+    capabilities, known = _model_capabilities(request, provider, name, model)
+    seconds = request.seconds if request.seconds is not None else capabilities.default_seconds
+    frame = complete_frame(
+        size=request.size,
+        aspect_ratio=request.aspect_ratio,
+        resolution=request.resolution,
+        default_size=capabilities.default_size,
+    )
+    where = f"model {model!r} of provider {name!r}"
+    if request.media_type not in capabilities.media_types:
+        raise UnsupportedParameterError(
+            f"{where} does not generate {request.media_type.value}",
+            field="media_type",
+            limit=sorted(capabilities.media_types),
+        )
+    if known and not request.allow_unsupported:
+        _check_offered(capabilities, where, frame, seconds)
+    _check_fields(request, capabilities, where, known)
+
+    images = _Images(limits, capabilities, where)
+    first = images.decode("reference_image", request.reference_image)
+    if isinstance(first, ImageData) and capabilities.image_matches_size:
+        width, height = parse_size(frame.size)
+        if (first.width, first.height) != (width, height):
+            raise ImageDimensionsError(
+                f"reference image is {first.width}x{first.height} pixels; it must match "
+                f"the requested size {frame.size}",
+                field="reference_image",
+                limit=frame.size,
+            )
+    return PreparedRequest(
+        prompt=prompt,
+        model=model,
+        frame=frame,
+        seconds=seconds,
+        image=first,
+        negative_prompt=negative or None,
+        seed=request.seed,
+        audio=request.audio,
+        last_frame=images.decode("last_frame", request.last_frame),
+        reference_images=tuple(images.decode_all("reference_images", request.reference_images)),
+        provider_options=dict(request.provider_options),
+    )
+
+
+def _model_capabilities(
+    request: GenerationRequest, provider: Provider, name: str, model: str
+) -> tuple[ProviderCapabilities, bool]:
+    """The model's capabilities, and whether the adapter knows the model at all."""
+    capabilities = provider.capabilities_for(model)
+    if capabilities is not None:
+        return capabilities, True
+    if not request.provider_options and not request.allow_unsupported:
+        offered = provider.capabilities.models
+        choices = f" (offered: {', '.join(sorted(offered))})" if offered else ""
+        raise UnsupportedParameterError(
+            f"model {model!r} is not offered by provider {name!r}{choices}; pass the model's own "
+            "input as provider_options={...}, or allow_unsupported=True, to send it anyway",
+            field="model",
+            limit=sorted(offered) if offered else None,
+        )
+    return provider.capabilities, False
+
+
+def _check_offered(
+    capabilities: ProviderCapabilities, where: str, frame: Frame, seconds: int
+) -> None:
+    offered: tuple[tuple[str, object, Collection[object] | None], ...] = (
+        ("size", frame.size, capabilities.sizes),
+        ("aspect_ratio", frame.aspect_ratio, capabilities.aspect_ratios),
+        ("resolution", frame.resolution, capabilities.resolutions),
+        ("seconds", seconds, capabilities.seconds),
+    )
+    for field, value, allowed in offered:
+        if allowed is not None and value not in allowed:
+            choices = sorted(allowed, key=_natural)
+            raise UnsupportedParameterError(
+                f"{field} {value!r} is not offered by {where} (offered: "
+                f"{', '.join(str(choice) for choice in choices)}); pass allow_unsupported=True "
+                "to send it anyway",
+                field=field,
+                limit=choices,
+            )
+
+
+def _natural(value: object) -> tuple[int, str]:
+    """Sort 480p before 1080p and 4 before 12: by the leading number, then the text."""
+    text = str(value)
+    digits = text[: len(text) - len(text.lstrip("0123456789"))]
+    return (int(digits) if digits else 0, text)
+
+
+def _check_fields(
+    request: GenerationRequest, capabilities: ProviderCapabilities, where: str, known: bool
+) -> None:
+    """Refuse the optional fields this model cannot take: they would be dropped unseen."""
+    hint = (
+        ""
+        if known
+        else " (the adapter does not know this model, so only the prompt, the first frame and "
+        "provider_options are sent: put the field in provider_options under the model's own name)"
+    )
+    given: tuple[tuple[str, bool, bool], ...] = (
+        ("negative_prompt", request.negative_prompt is not None, capabilities.negative_prompt),
+        ("seed", request.seed is not None, capabilities.seed),
+        ("last_frame", request.last_frame is not None, capabilities.last_frame),
+        ("provider_options", bool(request.provider_options), capabilities.provider_options),
+    )
+    for field, present, accepted in given:
+        if present and not (accepted and (known or field == "provider_options")):
+            raise UnsupportedParameterError(f"{where} does not take {field}{hint}", field=field)
+    if request.audio is not None and (not known or request.audio not in capabilities.audio):
+        if known and capabilities.audio:
+            allowed = sorted(capabilities.audio)
+            raise UnsupportedParameterError(
+                f"audio={request.audio} is not offered by {where} (offered: "
+                f"{', '.join(str(value) for value in allowed)})",
+                field="audio",
+                limit=allowed,
+            )
+        raise UnsupportedParameterError(f"{where} has no audio switch{hint}", field="audio")
+    count = len(request.reference_images)
+    most = capabilities.max_reference_images if known else 0
+    if count > most:
+        if most == 0:
+            raise UnsupportedParameterError(
+                f"{where} does not take reference_images{hint}", field="reference_images", limit=0
+            )
+        raise UnsupportedParameterError(
+            f"{count} reference_images given; {where} takes at most {most}",
+            field="reference_images",
+            limit=most,
+        )
+
+
+class _Images:
+    """Decodes a request's images, each checked against the model's image rules."""
+
+    def __init__(self, limits: Limits, capabilities: ProviderCapabilities, where: str) -> None:
+        self._max_bytes = limits.max_image_bytes
+        if capabilities.max_image_bytes is not None:
+            self._max_bytes = min(self._max_bytes, capabilities.max_image_bytes)
+        self._capabilities = capabilities
+        self._where = where
+
+    def decode(self, field: str, source: ImageSource | None) -> InputImage | None:
+        if source is None:
+            return None
+        decoded = decode_image(source, max_bytes=self._max_bytes, field=field)
+        if isinstance(decoded, str):
+            if not self._capabilities.image_url:
+                raise UnsupportedParameterError(
+                    f"{self._where} does not accept image URLs; pass the image bytes, a path "
+                    "or a data URL instead",
+                    field=field,
+                )
+        elif not self._capabilities.image_upload:
+            raise UnsupportedParameterError(
+                f"{self._where} does not accept uploaded images", field=field
+            )
+        return decoded
+
+    def decode_all(self, field: str, sources: Iterable[ImageSource]) -> Iterable[InputImage]:
+        for index, source in enumerate(sources):
+            decoded = self.decode(f"{field}[{index}]", source)
+            assert decoded is not None
+            yield decoded
+
+
+def _check_text(field: str, text: str | None, limits: Limits, *, required: bool) -> str:
+    stripped = (text or "").strip()
+    if required and not stripped:
+        raise PromptError(f"{field} is required and must not be blank", field=field, limit=1)
     if len(stripped) > limits.max_prompt_chars:
         raise PromptError(
-            f"prompt is {len(stripped):,} characters; the limit is {limits.max_prompt_chars:,}",
-            field="prompt",
+            f"{field} is {len(stripped):,} characters; the limit is {limits.max_prompt_chars:,}",
+            field=field,
             limit=limits.max_prompt_chars,
         )
     if "\x00" in stripped:
-        raise PromptError("prompt must not contain NUL characters", field="prompt")
+        raise PromptError(f"{field} must not contain NUL characters", field=field)
     return stripped
 
 
@@ -254,47 +279,12 @@ def _check_identifier(field: str, value: str | None) -> None:
         )
 
 
-def _check_metadata(request: GenerationRequest, limits: Limits) -> None:
-    encoded = json.dumps(request.metadata, separators=(",", ":"))
-    if len(encoded.encode()) > limits.max_metadata_bytes:
+def _check_json(field: str, value: object, limit: int) -> None:
+    encoded = json.dumps(value, separators=(",", ":"))
+    size = len(encoded.encode())
+    if size > limit:
         raise InvalidRequestError(
-            f"metadata is {len(encoded.encode()):,} bytes as JSON; the limit is "
-            f"{limits.max_metadata_bytes:,}",
-            field="metadata",
-            limit=limits.max_metadata_bytes,
+            f"{field} is {size:,} bytes as JSON; the limit is {limit:,}", field=field, limit=limit
         )
     if "\\u0000" in encoded:
-        raise InvalidRequestError("metadata must not contain NUL characters", field="metadata")
-
-
-def _check_offered(
-    request: GenerationRequest,
-    capabilities: ProviderCapabilities,
-    provider: str,
-    *,
-    model: str,
-    size: str,
-    seconds: int,
-) -> None:
-    if request.media_type not in capabilities.media_types:
-        raise UnsupportedParameterError(
-            f"provider {provider!r} does not generate {request.media_type.value}",
-            field="media_type",
-            limit=sorted(capabilities.media_types),
-        )
-    if request.allow_unsupported:
-        return
-    offered: tuple[tuple[str, object, frozenset[str] | frozenset[int] | None], ...] = (
-        ("model", model, capabilities.models),
-        ("size", size, capabilities.sizes),
-        ("seconds", seconds, capabilities.seconds),
-    )
-    for field, value, allowed in offered:
-        if allowed is not None and value not in allowed:
-            choices = ", ".join(str(choice) for choice in sorted(allowed))
-            raise UnsupportedParameterError(
-                f"{field} {value!r} is not offered by provider {provider!r} (offered: {choices}); "
-                "pass allow_unsupported=True to send it anyway",
-                field=field,
-                limit=sorted(allowed),
-            )
+        raise InvalidRequestError(f"{field} must not contain NUL characters", field=field)

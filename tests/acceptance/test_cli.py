@@ -193,6 +193,27 @@ def test_submit_status_wait_download_list_stats_across_invocations(
     assert stats["by_provider"] == {"sim": 2}
 
 
+def test_frame_forms_and_provider_options_reach_the_task(cli: CLI) -> None:
+    task = cli(
+        "submit",
+        "a tall dog",
+        "--aspect-ratio",
+        "9:16",
+        "--resolution",
+        "720p",
+        "--option",
+        "quality=high",
+        "--option",
+        'style={"tone": "warm"}',
+        "--provider",
+        "relay",
+        "--json",
+    ).json()
+    assert (task["size"], task["aspect_ratio"], task["resolution"]) == ("720x1280", "9:16", "720p")
+    assert task["provider_options"] == {"quality": "high", "style": {"tone": "warm"}}
+    assert task["external_id"]
+
+
 def test_a_second_provider_from_the_file_is_chosen_with_provider(cli: CLI) -> None:
     task = cli("submit", "a relay job", "--provider", "relay", "--json").json()
     assert task["provider"] == "relay"
@@ -259,6 +280,10 @@ def test_a_failed_task_exits_1_with_the_providers_reason(cli: CLI) -> None:
         (("generate", "a cat", "--model", "sora-9"), "model 'sora-9'"),
         (("generate", "a cat", "--size", "640x480"), "size '640x480'"),
         (("generate", "a cat", "--seconds", "many"), "--seconds"),
+        (("generate", "a cat", "--aspect-ratio", "wide"), "aspect_ratio must look like W:H"),
+        (("generate", "a cat", "--aspect-ratio", "4:3"), "size '960x720' is not offered"),
+        (("submit", "a cat", "--negative-prompt", "x"), "does not take negative_prompt"),
+        (("submit", "a cat", "--option", "quality"), "--option 'quality' is not KEY=VALUE"),
         (("submit", "a cat", "--provider", "nope"), "no provider named 'nope'"),
         (("status", "video_00000000-0000-0000-0000-000000000000"), "not found"),
         (("wait",), "Missing argument"),

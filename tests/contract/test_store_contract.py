@@ -250,8 +250,8 @@ async def test_images_are_stored_once_and_removed_with_their_last_task(store: Ta
     now = await store.now()
     picture = image()
     info = ReferenceImage(sha256=picture.sha256, mime_type="image/png", byte_size=len(picture.data))
-    first = await store.insert(make_task(now, reference_image=info), image=picture)
-    second = await store.insert(make_task(now, reference_image=info), image=picture)
+    first = await store.insert(make_task(now, reference_image=info), images=[picture])
+    second = await store.insert(make_task(now, reference_image=info), images=[picture])
     assert await store.get_image(picture.sha256) == picture
     await store.update(first.id, status=TaskStatus.CANCELLED)
     assert await store.delete_finished(before=await store.now() + timedelta(seconds=1)) == 1

@@ -53,7 +53,13 @@ TASK_FIELDS = {
     "prompt",
     "model",
     "size",
+    "aspectRatio",
+    "resolution",
     "seconds",
+    "negativePrompt",
+    "seed",
+    "audio",
+    "providerOptions",
     "progress",
     "videoUrl",
     "error",
@@ -381,6 +387,28 @@ BAD_INPUT = {
         "elsewhere",
     ),
     "not json": Bad(lambda _: b'{"prompt": ', 400, "invalid_request", "body", "JSON"),
+    "malformed aspect ratio": Bad(
+        lambda _: {"prompt": "a", "aspectRatio": "wide"},
+        400,
+        "invalid_request",
+        "aspectRatio",
+        "W:H",
+    ),
+    "a field the model does not take": Bad(
+        lambda _: {"prompt": "a", "negativePrompt": "blur"},
+        400,
+        "unsupported_parameter",
+        "negativePrompt",
+        "does not take negative_prompt",
+    ),
+    "reference images the model does not take": Bad(
+        lambda _: {"prompt": "a", "referenceImages": [data_url(make_image(8, 8))]},
+        400,
+        "unsupported_parameter",
+        "referenceImages",
+        "does not take reference_images",
+        0,
+    ),
     "a path on the server": Bad(
         lambda folder: {"prompt": "a", "referenceImage": str(folder / "reference.png")},
         400,
@@ -409,6 +437,23 @@ async def test_bad_input_is_refused_and_nothing_is_stored_or_sent(bad: Bad, tmp_
             assert error["limit"] == bad.limit
         assert await api.stored() == 0
         assert api.fake.submissions == []
+
+
+async def test_frame_forms_and_provider_options_are_taken_and_shown() -> None:
+    async with running() as api:
+        answer = await api.create(
+            prompt="a tall cat", aspectRatio="9:16", resolution="720p", providerOptions={"k": 1}
+        )
+        assert answer.status_code == 201, answer.text
+        task = answer.json()
+        assert (task["size"], task["aspectRatio"], task["resolution"]) == (
+            "720x1280",
+            "9:16",
+            "720p",
+        )
+        assert task["providerOptions"] == {"k": 1}
+        (sent,) = api.fake.submissions
+        assert (sent.size, sent.provider_options) == ("720x1280", {"k": 1})
 
 
 async def test_a_body_over_the_limit_is_refused_before_it_is_parsed() -> None:

@@ -66,7 +66,7 @@ async def test_migrating_an_empty_database_matches_the_models(empty_url: URL) ->
             names = await conn.run_sync(lambda sync: set(inspect(sync).get_table_names()))
     finally:
         await engine.dispose()
-    assert names == {"sora_tasks", "sora_images", VERSION_TABLE}
+    assert names == {"sora_tasks", "sora_images", "sora_task_images", VERSION_TABLE}
 
 
 async def test_an_embedded_database_is_created_on_first_use(tmp_path: Path) -> None:
@@ -149,7 +149,7 @@ async def test_image_bytes_live_in_their_own_table_once(sql_store: SQLStore, sql
     info = ReferenceImage(sha256=sha, mime_type="image/png", byte_size=len(content))
     now = await sql_store.now()
     for _ in range(2):
-        await sql_store.insert(make_task(now, reference_image=info), image=picture)
+        await sql_store.insert(make_task(now, reference_image=info), images=[picture])
     engine = create_async_engine(sql_url)
     try:
         async with engine.connect() as conn:

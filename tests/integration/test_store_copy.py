@@ -38,7 +38,7 @@ async def fill(store: TaskStore) -> list[str]:
         ),
     )
     for task, with_image in ((done, None), (leased, None), (pictured, image)):
-        await store.insert(task, image=with_image)
+        await store.insert(task, images=[with_image] if with_image else [])
     return [done.id, leased.id, pictured.id]
 
 

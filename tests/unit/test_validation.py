@@ -20,14 +20,17 @@ from sora_tasks import (
     UnsupportedImageTypeError,
     UnsupportedParameterError,
 )
+from sora_tasks._models import ImageData
 from sora_tasks._validation import (
     PreparedRequest,
     decode_image,
+    describe,
     parse_size,
     prepare,
     sniff_image_type,
 )
 from sora_tasks.providers import ProviderCapabilities
+from sora_tasks.testing import FakeProvider
 from tests.images import make_image
 
 CAPS = ProviderCapabilities(
@@ -47,14 +50,14 @@ def check(**fields: object) -> PreparedRequest:
     return prepare(
         GenerationRequest.model_validate({"prompt": "a cat", **fields}),
         limits=LIMITS,
-        capabilities=CAPS,
-        provider="p",
+        provider=FakeProvider(capabilities=CAPS),
+        name="p",
     )
 
 
 def test_defaults_come_from_the_provider() -> None:
     prepared = check(prompt="  a cat  ")
-    assert (prepared.prompt, prepared.model, prepared.size, prepared.seconds) == (
+    assert (prepared.prompt, prepared.model, prepared.frame.size, prepared.seconds) == (
         "a cat",
         "sora-2",
         "1280x720",
@@ -92,13 +95,18 @@ def test_prompt_exactly_at_the_limit_passes() -> None:
 def test_prompt_limit_is_configurable() -> None:
     request = GenerationRequest(prompt="x" * 11)
     with pytest.raises(PromptError, match="the limit is 10") as caught:
-        prepare(request, limits=Limits(max_prompt_chars=10), capabilities=CAPS, provider="p")
+        prepare(
+            request,
+            limits=Limits(max_prompt_chars=10),
+            provider=FakeProvider(capabilities=CAPS),
+            name="p",
+        )
     assert caught.value.limit == 10
 
 
 def test_override_allows_undeclared_values() -> None:
     prepared = check(model="sora-9", size="640x480", seconds=5, allow_unsupported=True)
-    assert (prepared.model, prepared.size, prepared.seconds) == ("sora-9", "640x480", 5)
+    assert (prepared.model, prepared.frame.size, prepared.seconds) == ("sora-9", "640x480", 5)
 
 
 PNG = make_image(64, 48, "PNG")
@@ -115,23 +123,23 @@ def test_every_accepted_form_of_image(tmp_path: Path, fmt: str, mime: str) -> No
     for source in (data, path, str(path), f"data:image/whatever;base64,{encoded}", encoded):
         prepared = check(size="64x48", reference_image=source)
         image = prepared.image
-        assert image is not None
+        assert isinstance(image, ImageData)
         assert (image.mime_type, image.width, image.height, image.data) == (mime, 64, 48, data)
-        info = prepared.reference_image
+        info = describe(prepared.image)
         assert info is not None
         assert info.byte_size == len(data) and info.sha256 == image.sha256
 
 
 def test_url_is_passed_through_when_the_provider_accepts_urls() -> None:
     prepared = check(reference_image="https://example.com/cat.png")
-    assert prepared.image is None and prepared.image_url == "https://example.com/cat.png"
+    assert prepared.image == "https://example.com/cat.png"
     no_urls = CAPS.model_copy(update={"image_url": False})
     with pytest.raises(UnsupportedParameterError, match="does not accept image URLs"):
         prepare(
             GenerationRequest(prompt="a", reference_image="https://example.com/c.png"),
             limits=LIMITS,
-            capabilities=no_urls,
-            provider="p",
+            provider=FakeProvider(capabilities=no_urls),
+            name="p",
         )
 
 
@@ -189,8 +197,8 @@ def test_provider_image_limit_tightens_ours() -> None:
         prepare(
             GenerationRequest(prompt="a", size="64x48", reference_image=PNG),
             limits=LIMITS,
-            capabilities=caps,
-            provider="p",
+            provider=FakeProvider(capabilities=caps),
+            name="p",
         )
 
 

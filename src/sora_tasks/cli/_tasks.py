@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import Annotated
 
@@ -23,22 +24,28 @@ from ._common import (
 from ._config import FAKE
 from ._output import FAILED, fail, print_json, say, show_page, show_task
 from ._progress import progress_bar
+from ._request import (
+    AllowUnsupported,
+    AspectRatio,
+    Audio,
+    Image,
+    LastFrame,
+    Model,
+    NegativePrompt,
+    Options,
+    References,
+    Resolution,
+    Seconds,
+    Seed,
+    Size,
+    request_options,
+)
 
 __all__ = ["cancel", "download", "generate", "list_tasks", "status", "submit", "wait"]
 
 Prompt = Annotated[str, typer.Argument(help="What the video shows.", show_default=False)]
 TaskId = Annotated[
     str, typer.Argument(help="Our task id (video_…) or the provider's.", show_default=False)
-]
-Model = Annotated[str | None, typer.Option(help="Model [default: the provider's].")]
-Size = Annotated[str | None, typer.Option(help="WIDTHxHEIGHT, e.g. 1280x720.")]
-Seconds = Annotated[int | None, typer.Option(help="Duration in seconds.")]
-Image = Annotated[
-    str | None,
-    typer.Option("--image", help="Reference image: a PNG/JPEG/WebP file, data URL or http(s) URL."),
-]
-AllowUnsupported = Annotated[
-    bool, typer.Option(help="Send a model, size or duration the provider does not declare.")
 ]
 Timeout = Annotated[
     float | None,
@@ -51,7 +58,15 @@ def submit(
     model: Model = None,
     size: Size = None,
     seconds: Seconds = None,
+    aspect_ratio: AspectRatio = None,
+    resolution: Resolution = None,
     image: Image = None,
+    last_frame: LastFrame = None,
+    reference: References = None,
+    negative_prompt: NegativePrompt = None,
+    seed: Seed = None,
+    audio: Audio = None,
+    option: Options = None,
     allow_unsupported: AllowUnsupported = False,
     user: UserOption = None,
     priority: Annotated[int, typer.Option(help="Higher goes first where jobs wait.")] = 0,
@@ -61,6 +76,23 @@ def submit(
     json_output: JsonOption = False,
 ) -> None:
     """Submit a job and print its id; `wait`, `status` and `download` take it from there."""
+    # parsed inside the event loop, where a bad --option becomes one error line
+    asked = partial(
+        request_options,
+        model=model,
+        size=size,
+        seconds=seconds,
+        aspect_ratio=aspect_ratio,
+        resolution=resolution,
+        image=image,
+        last_frame=last_frame,
+        references=reference,
+        negative_prompt=negative_prompt,
+        seed=seed,
+        audio=audio,
+        options=option,
+        allow_unsupported=allow_unsupported,
+    )
     settings = prepare(config, database_url, provider, announce=True)
     if settings.default_provider == FAKE:
         say(
@@ -70,16 +102,7 @@ def submit(
 
     async def main() -> Task:
         async with open_manager(settings) as manager:
-            return await manager.create(
-                prompt,
-                model=model,
-                size=size,
-                seconds=seconds,
-                reference_image=image,
-                allow_unsupported=allow_unsupported,
-                user_id=user,
-                priority=priority,
-            )
+            return await manager.create(prompt, user_id=user, priority=priority, **asked())
 
     task = run(main)
     _print(task, json_output, brief=True)
@@ -95,7 +118,15 @@ def generate(
     model: Model = None,
     size: Size = None,
     seconds: Seconds = None,
+    aspect_ratio: AspectRatio = None,
+    resolution: Resolution = None,
     image: Image = None,
+    last_frame: LastFrame = None,
+    reference: References = None,
+    negative_prompt: NegativePrompt = None,
+    seed: Seed = None,
+    audio: Audio = None,
+    option: Options = None,
     allow_unsupported: AllowUnsupported = False,
     user: UserOption = None,
     timeout: Timeout = None,
@@ -105,6 +136,23 @@ def generate(
     json_output: JsonOption = False,
 ) -> None:
     """Submit a job, show its progress, and download the video."""
+    # parsed inside the event loop, where a bad --option becomes one error line
+    asked = partial(
+        request_options,
+        model=model,
+        size=size,
+        seconds=seconds,
+        aspect_ratio=aspect_ratio,
+        resolution=resolution,
+        image=image,
+        last_frame=last_frame,
+        references=reference,
+        negative_prompt=negative_prompt,
+        seed=seed,
+        audio=audio,
+        options=option,
+        allow_unsupported=allow_unsupported,
+    )
     settings = prepare(config, database_url, provider, announce=True)
 
     async def main() -> Task:
@@ -115,12 +163,8 @@ def generate(
                         prompt,
                         output=output,
                         timeout=timeout,
-                        model=model,
-                        size=size,
-                        seconds=seconds,
-                        reference_image=image,
-                        allow_unsupported=allow_unsupported,
                         user_id=user,
+                        **asked(),
                     )
                 except TaskFailedError as exc:
                     return exc.task

@@ -33,8 +33,22 @@ class CreateTaskBody(BaseModel):
     size: str | None = None
     seconds: int | None = Field(None, description="the video length; `duration` is a synonym")
     duration: int | None = None
+    aspect_ratio: str | None = Field(None, description='e.g. "16:9", with `resolution` for `size`')
+    resolution: str | None = Field(None, description='e.g. "720p"')
     reference_image: str | None = Field(
-        None, description='a data URL ("data:image/png;base64,..."), bare base64 or an http(s) URL'
+        None,
+        description='the first frame: a data URL ("data:image/png;base64,..."), bare base64 or '
+        "an http(s) URL",
+    )
+    last_frame: str | None = Field(None, description="the last frame, as `referenceImage`")
+    reference_images: list[str] = Field(
+        default_factory=list, max_length=16, description="images guiding the look"
+    )
+    negative_prompt: str | None = None
+    seed: int | None = None
+    audio: bool | None = None
+    provider_options: dict[str, JsonValue] = Field(
+        default_factory=dict, description="sent into the provider's input verbatim"
     )
     media_type: MediaType = MediaType.VIDEO
     provider: str | None = None
@@ -62,7 +76,13 @@ class TaskBody(_Out):
     prompt: str
     model: str
     size: str
+    aspect_ratio: str | None
+    resolution: str | None
     seconds: int
+    negative_prompt: str | None
+    seed: int | None
+    audio: bool | None
+    provider_options: dict[str, JsonValue]
     progress: int
     video_url: str | None
     error: ErrorBody | None
@@ -84,7 +104,13 @@ class TaskBody(_Out):
             prompt=task.prompt,
             model=task.model,
             size=task.size,
+            aspect_ratio=task.aspect_ratio,
+            resolution=task.resolution,
             seconds=task.seconds,
+            negative_prompt=task.negative_prompt,
+            seed=task.seed,
+            audio=task.audio,
+            provider_options=task.provider_options,
             progress=task.progress,
             video_url=video_url,
             error=ErrorBody(code=task.error.code, message=task.error.message)

@@ -31,6 +31,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 from fastapi.routing import APIRoute
 from pydantic import ValidationError
+from pydantic.alias_generators import to_camel
 from starlette.types import Message, Receive, Scope, Send
 
 from .._exceptions import (
@@ -86,8 +87,6 @@ _STATUS: tuple[tuple[type[SoraTasksError], int], ...] = (
 # the store's own message may name a file or a server: clients get only this, and a retry hint
 _STORE_AWAY = "the task store is unavailable; try again shortly"
 _STORE_RETRY_AFTER = "5"
-# the library's parameter names, as the API's clients know them
-_API_FIELDS = {"reference_image": "referenceImage", "media_type": "mediaType", "user_id": "userId"}
 
 
 def error_response(exc: SoraTasksError) -> JSONResponse | None:
@@ -100,7 +99,7 @@ def error_response(exc: SoraTasksError) -> JSONResponse | None:
     problem = ProblemBody(
         code="store_unavailable" if away else _code(type(exc)),
         message=_STORE_AWAY if away else str(exc),
-        field=_API_FIELDS.get(field, field) if isinstance(field, str) else None,
+        field=_api_field(field) if isinstance(field, str) else None,
         limit=jsonable_encoder(getattr(exc, "limit", None)),
     )
     answer = ProblemAnswer(error=problem)
@@ -194,10 +193,23 @@ def _too_large(size: int, limit: int) -> PayloadTooLargeError:
     )
 
 
+def _api_field(field: str) -> str:
+    """A library parameter name as the API's clients know it: ``reference_images[1]`` →
+    ``referenceImages[1]``."""
+    name, bracket, index = field.partition("[")
+    if not name.isidentifier():
+        return field  # a header's name (content-type) stays as HTTP spells it
+    return to_camel(name) + bracket + index
+
+
 def _reference_image(value: str | None) -> str | None:
+    return None if value is None else _image(value)
+
+
+def _image(value: str) -> str:
     # bare base64 is wrapped as a data URL so that no string from a client is ever read as a
     # path on this server
-    if value is None or value.startswith(("data:", "http://", "https://")):
+    if value.startswith(("data:", "http://", "https://")):
         return value
     return f"data:;base64,{value}"
 
@@ -310,7 +322,15 @@ def create_router(
             model=body.model,
             size=body.size,
             seconds=body.seconds if body.seconds is not None else body.duration,
+            aspect_ratio=body.aspect_ratio,
+            resolution=body.resolution,
             reference_image=_reference_image(body.reference_image),
+            last_frame=_reference_image(body.last_frame),
+            reference_images=[_image(image) for image in body.reference_images],
+            negative_prompt=body.negative_prompt,
+            seed=body.seed,
+            audio=body.audio,
+            provider_options=body.provider_options,
             user_id=user,
             provider=body.provider,
             media_type=body.media_type,

@@ -82,9 +82,8 @@ class SubmitRequest:
 
     ``idempotency_key`` is the task's submission id: stable across retries of the same attempt,
     so a provider that honours idempotency keys never starts a second job for it.
-    ``attempted_at`` is when this attempt was first sent (it narrows :meth:`Provider.find`).
-    ``deadline_at`` is when the task gives up waiting, for providers that take a server-side
-    deadline (``None``: no deadline to pass on).
+    ``attempted_at`` is when this attempt was first sent (it narrows :meth:`Provider.find`);
+    ``deadline_at`` is when the task gives up, for APIs that take a server-side deadline.
     ``size``, ``aspect_ratio`` and ``resolution`` always describe the same frame (the manager
     completes each from the others); an adapter sends whichever its API takes. Images are
     checked bytes (:class:`ImageData`) or http(s) URLs passed through; ``image`` /
@@ -102,6 +101,7 @@ class SubmitRequest:
     image: ImageData | None = None
     image_url: str | None = None
     attempted_at: datetime | None = None
+    deadline_at: datetime | None = None
     aspect_ratio: str | None = None
     resolution: str | None = None
     negative_prompt: str | None = None

@@ -41,8 +41,12 @@ class TaskStore(Protocol):
         """The store's clock (the database's, for SQL stores). Leases are measured with it."""
         ...
 
-    async def insert(self, task: Task, *, image: ImageData | None = None) -> Task:
-        """Store a new task, and its reference image (kept once per distinct content)."""
+    async def insert(self, task: Task, *, images: Sequence[ImageData] = ()) -> Task:
+        """Store a new task and its input images (each kept once per distinct content).
+
+        ``images`` hold the bytes of the images ``task.image_hashes`` names; an image a task no
+        longer needs is removed by :meth:`delete_finished` once no other task names it.
+        """
         ...
 
     async def get(self, task_id: str) -> Task:
@@ -72,7 +76,7 @@ class TaskStore(Protocol):
         ...
 
     async def get_image(self, sha256: str) -> ImageData:
-        """A stored reference image by content hash, or :class:`LookupError`."""
+        """A stored input image by content hash, or :class:`LookupError`."""
         ...
 
     async def delete_finished(self, *, before: datetime) -> int:

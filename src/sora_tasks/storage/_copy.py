@@ -1,4 +1,4 @@
-"""Copy every task (and its reference image) from one store to another: SQLite to PostgreSQL."""
+"""Copy every task (and its input images) from one store to another: SQLite to PostgreSQL."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ class CopyReport:
 
 
 async def copy_tasks(source: TaskStore, target: TaskStore) -> CopyReport:
-    """Copy every task of ``source`` into ``target``, oldest first, with its reference image.
+    """Copy every task of ``source`` into ``target``, oldest first, with its input images.
 
     Stop the workers on ``source`` first: a task polled during the copy is copied as it was
     read. Leases are not carried over, so the target's workers take unfinished tasks up at once,
@@ -48,16 +48,16 @@ async def copy_tasks(source: TaskStore, target: TaskStore) -> CopyReport:
 
 
 async def _copy_one(source: TaskStore, target: TaskStore, task: Task) -> bool:
-    image: ImageData | None = None
-    if task.reference_image is not None and task.reference_image.sha256 is not None:
+    images: list[ImageData] = []
+    for sha256 in sorted(task.image_hashes):
         try:
-            image = await source.get_image(task.reference_image.sha256)
+            images.append(await source.get_image(sha256))
         except LookupError:
             # the copy goes on without it: the job was submitted long ago, or the source is damaged
-            logger.warning("task %s: its reference image is no longer stored", task.id)
+            logger.warning("task %s: its input image %s is no longer stored", task.id, sha256)
     unleased = task.model_copy(update={"lease_owner": None, "lease_expires_at": None})
     try:
-        await target.insert(unleased, image=image)
+        await target.insert(unleased, images=images)
     except ConflictError:
         return False  # copied before
     except DuplicateExternalIdError:

@@ -31,7 +31,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from .._models import TaskQuery
 from .._states import ENGINE_PHASES, Phase
 from ._base import decode_cursor
-from ._sql_schema import UTCDateTime, images, in_phase, is_due, tasks
+from ._sql_schema import UTCDateTime, images, in_phase, is_due, task_images, tasks
 
 __all__ = [
     "claim_due",
@@ -40,8 +40,10 @@ __all__ = [
     "count_in_flight",
     "db_now",
     "delete_finished",
+    "delete_finished_image_links",
     "delete_unused_images",
     "insert_image",
+    "insert_task_images",
     "insert_task",
     "list_tasks",
     "lock_images",
@@ -102,6 +104,11 @@ def insert_image(dialect: str, row: dict[str, Any]) -> Insert:
     if dialect == "postgresql":
         return postgresql.insert(images).values(row).on_conflict_do_nothing()
     return sqlite.insert(images).values(row).on_conflict_do_nothing()
+
+
+def insert_task_images(rows: list[dict[str, Any]]) -> Insert:
+    """Insert the rows naming a task's further input images."""
+    return task_images.insert().values(rows)
 
 
 def update_task(task_id: str, version: int, values: dict[str, Any]) -> Update:
@@ -278,14 +285,25 @@ def _lease(
 
 def delete_finished(before: datetime) -> Delete:
     """Delete terminal tasks that finished before ``before``."""
+    return tasks.delete().where(*_finished_before(before))
+
+
+def delete_finished_image_links(before: datetime) -> Delete:
+    """Delete the further-image rows of the tasks :func:`delete_finished` is about to delete."""
+    doomed = select(tasks.c.id).where(*_finished_before(before))
+    return task_images.delete().where(task_images.c.task_id.in_(doomed))
+
+
+def _finished_before(before: datetime) -> tuple[ColumnElement[bool], ...]:
     finished = func.coalesce(tasks.c.completed_at, tasks.c.updated_at)
-    return tasks.delete().where(in_phase(Phase.DONE), type_coerce(finished, UTCDateTime()) < before)
+    return in_phase(Phase.DONE), type_coerce(finished, UTCDateTime()) < before
 
 
 def delete_unused_images() -> Delete:
-    """Delete reference images no task points at any more."""
-    used = exists().where(tasks.c.image_sha256 == images.c.sha256)
-    return delete(images).where(~used)
+    """Delete input images no task points at any more."""
+    first_frame = exists().where(tasks.c.image_sha256 == images.c.sha256)
+    further = exists().where(task_images.c.sha256 == images.c.sha256)
+    return delete(images).where(~first_frame, ~further)
 
 
 def select_image(sha256: str) -> Select[Any]:

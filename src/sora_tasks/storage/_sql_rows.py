@@ -7,20 +7,28 @@ from typing import Any
 
 from .._models import ImageData, Task, TaskStatus
 
-__all__ = ["changed_columns", "image_from_row", "image_to_row", "task_from_row", "task_to_row"]
+__all__ = [
+    "changed_columns",
+    "image_from_row",
+    "image_to_row",
+    "further_images",
+    "task_from_row",
+    "task_to_row",
+]
 
-_NESTED = ("reference_image", "result", "error")
+_NESTED = ("reference_image", "last_frame", "result", "error")
 _FIELDS = tuple(Task.model_fields)
 
 
 def task_to_row(task: Task) -> dict[str, Any]:
     """The column values of ``task``, including the derived lookup columns."""
-    row = task.model_dump(mode="python", exclude=set(_NESTED))
+    row = task.model_dump(mode="python", exclude={*_NESTED, "reference_images"})
     row["status"] = task.status.value
     row["media_type"] = task.media_type.value
     for name in _NESTED:
         value = getattr(task, name)
         row[name] = None if value is None else value.model_dump(mode="json")
+    row["reference_images"] = [image.model_dump(mode="json") for image in task.reference_images]
     image = task.reference_image
     row["image_sha256"] = image.sha256 if image is not None else None
     row["render_seconds"] = (
@@ -29,6 +37,16 @@ def task_to_row(task: Task) -> dict[str, Any]:
         else None
     )
     return row
+
+
+def further_images(task: Task) -> list[dict[str, Any]]:
+    """The rows of ``sora_task_images`` for ``task``: its input images beyond the first frame."""
+    first = task.reference_image.sha256 if task.reference_image else None
+    return [
+        {"task_id": task.id, "sha256": sha256}
+        for sha256 in sorted(task.image_hashes)
+        if sha256 != first
+    ]
 
 
 def task_from_row(row: Mapping[Any, Any]) -> Task:

@@ -1,4 +1,4 @@
-"""The SQL schema: the tasks table, the reference-image table and the indexes the queries use.
+"""The SQL schema: the tasks table, the input-image tables and the indexes the queries use.
 
 This metadata is the source the migrations are checked against (a test compares the migrated
 database with it), so a change here needs a new revision in ``migrations/versions``.
@@ -11,6 +11,7 @@ from typing import Any, Final
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     Column,
     DateTime,
@@ -44,6 +45,7 @@ __all__ = [
     "in_phase",
     "is_due",
     "metadata",
+    "task_images",
     "tasks",
 ]
 
@@ -106,9 +108,17 @@ tasks = Table(
     Column("model", String(128), nullable=False),
     Column("size", String(32), nullable=False),
     Column("seconds", Integer, nullable=False),
+    Column("aspect_ratio", String(16)),
+    Column("resolution", String(16)),
+    Column("negative_prompt", Text),
+    Column("seed", BigInteger),
+    Column("audio", Boolean),
     Column("reference_image", _Json),
     # the image's hash again, as a plain column, so finding unused images is an index lookup
     Column("image_sha256", String(64)),
+    Column("last_frame", _Json),
+    Column("reference_images", _Json, nullable=False, server_default=text("'[]'")),
+    Column("provider_options", _Json, nullable=False, server_default=text("'{}'")),
     Column("progress", Integer, nullable=False),
     Column("result", _Json),
     Column("error", _Json),
@@ -158,6 +168,17 @@ images = Table(
     Column("width", Integer, nullable=False),
     Column("height", Integer, nullable=False),
     Column("data", LargeBinary, nullable=False),
+)
+
+
+# the other input images of a task (last frame, reference images), so that finding unused images
+# stays an index lookup; the first frame keeps its own column above
+task_images = Table(
+    "sora_task_images",
+    metadata,
+    Column("task_id", String(64), primary_key=True),
+    Column("sha256", String(64), primary_key=True),
+    Index(None, "sha256"),
 )
 
 

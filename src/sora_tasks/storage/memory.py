@@ -42,13 +42,13 @@ class InMemoryStore:
         """The injected clock's time."""
         return self._clock()
 
-    async def insert(self, task: Task, *, image: ImageData | None = None) -> Task:
+    async def insert(self, task: Task, *, images: Sequence[ImageData] = ()) -> Task:
         """Store a new task; see :meth:`TaskStore.insert`."""
         if task.id in self._tasks:
             raise ConflictError(f"a task with id {task.id!r} already exists")
         if task.external_id is not None:
             self._check_external_free(task.provider, task.external_id, task.id)
-        if image is not None:
+        for image in images:
             self._images.setdefault(image.sha256, image)
         self._store(task)
         return task
@@ -138,11 +138,7 @@ class InMemoryStore:
             del self._tasks[task.id]
             if task.external_id is not None:
                 self._by_external.pop((task.provider, task.external_id), None)
-        used = {
-            task.reference_image.sha256
-            for task in self._tasks.values()
-            if task.reference_image is not None and task.reference_image.sha256 is not None
-        }
+        used = {sha256 for task in self._tasks.values() for sha256 in task.image_hashes}
         for sha256 in set(self._images) - used:
             del self._images[sha256]
         return len(doomed)

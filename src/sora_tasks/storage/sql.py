@@ -29,7 +29,14 @@ from ._base import encode_cursor, stats_from
 from ._sql_engine import BEGIN_OPTION, make_engine, masked_url, resolve_url
 from ._sql_errors import missing_schema, unavailable_kind
 from ._sql_migrate import schema_behind, upgrade_to_head
-from ._sql_rows import changed_columns, image_from_row, image_to_row, task_from_row, task_to_row
+from ._sql_rows import (
+    changed_columns,
+    further_images,
+    image_from_row,
+    image_to_row,
+    task_from_row,
+    task_to_row,
+)
 
 __all__ = ["SQLStore"]
 
@@ -74,15 +81,17 @@ class SQLStore:
             now: datetime = (await conn.execute(q.select_now(self._dialect))).scalar_one()
         return now
 
-    async def insert(self, task: Task, *, image: ImageData | None = None) -> Task:
+    async def insert(self, task: Task, *, images: Sequence[ImageData] = ()) -> Task:
         """Store a new task; see :meth:`TaskStore.insert`."""
         try:
             async with self._write() as conn:
-                if image is not None:
-                    if self._dialect == "postgresql":
-                        await conn.execute(q.lock_images(shared=True))
+                if images and self._dialect == "postgresql":
+                    await conn.execute(q.lock_images(shared=True))
+                for image in images:
                     await conn.execute(q.insert_image(self._dialect, image_to_row(image)))
                 await conn.execute(q.insert_task(task_to_row(task)))
+                if links := further_images(task):
+                    await conn.execute(q.insert_task_images(links))
         except IntegrityError:
             await self._raise_insert_conflict(task)
         return task
@@ -165,6 +174,7 @@ class SQLStore:
     async def delete_finished(self, *, before: datetime) -> int:
         """See :meth:`TaskStore.delete_finished`."""
         async with self._write() as conn:
+            await conn.execute(q.delete_finished_image_links(before))
             deleted = await conn.execute(q.delete_finished(before))
             if self._dialect == "postgresql":
                 await conn.execute(q.lock_images(shared=False))
