@@ -110,7 +110,6 @@ class SubmitRequest:
     last_frame: ImageData | str | None = None
     reference_images: tuple[ImageData | str, ...] = ()
     provider_options: Mapping[str, JsonValue] = field(default_factory=dict)
-    deadline_at: datetime | None = None
 
 
 class ProviderJob(BaseModel):

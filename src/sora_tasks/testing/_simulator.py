@@ -77,8 +77,9 @@ def create_simulator_app(
     its prompt matches one of ``fail_prompts`` (plain strings match as case-insensitive
     substrings). ``faults`` maps route names (or ``"*"``) to :class:`Faults`. With ``api_key``,
     API routes answer 401 unless ``Authorization: Bearer <key>`` is sent (relay routes also take
-    the raw key; fal's routes, under ``/fal``, want ``Key <key>`` as fal does). Finished jobs serve ``content`` (default: the MP4 shipped with the package) or,
-    with ``content_size``, a synthetic body of that many bytes generated chunk by chunk.
+    the raw key; fal's routes, under ``/fal``, want ``Key <key>`` as fal does). Finished jobs
+    serve ``content`` (default: the MP4 shipped with the package) or, with ``content_size``, a
+    synthetic body of that many bytes generated chunk by chunk.
     ``files_host`` makes the relay's download redirect go to another host name (same port), to
     check that credentials are not forwarded across origins. With ``unique_content`` each job's
     body is that content followed by the job id (so a test knows every video's checksum and can
