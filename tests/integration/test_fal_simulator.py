@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
 
 from sora_tasks import TaskManager, TaskStatus
-from sora_tasks._exceptions import ProviderAuthError, SubmissionUncertainError
+from sora_tasks._exceptions import (
+    InvalidRequestError,
+    ProviderAuthError,
+    SubmissionUncertainError,
+)
 from sora_tasks._models import ImageData
 from sora_tasks._schedule import PollSchedule
 from sora_tasks.providers import Backoff, FalProvider, SubmitRequest
@@ -221,3 +227,64 @@ async def test_images_can_be_uploaded_to_fal_storage_and_sent_as_urls() -> None:
     assert again.status is TaskStatus.QUEUED
     assert rig.app.state.hits["fal_storage_token"] == 1  # one token serves every upload
     assert rig.app.state.hits["fal_cdn_upload"] == 3
+
+
+async def test_task_manager_maps_every_field_and_passes_the_deadline_on(
+    harness: FalSimulatorHarness,
+) -> None:
+    async with TaskManager(providers={"fal": harness.provider}, poll=False) as manager:
+        task = await manager.create(
+            "a paper boat",
+            model="fal-ai/veo3.1/fast",
+            aspect_ratio="9:16",
+            resolution="1080p",
+            seconds=4,
+            negative_prompt="text",
+            seed=12,
+            audio=False,
+            provider_options={"auto_fix": False},
+            deadline=timedelta(minutes=30),
+        )
+    assert task.external_id is not None
+    received = harness.received(task.external_id)
+    assert (received.aspect_ratio, received.resolution, received.seconds) == ("9:16", "1080p", 4)
+    assert (received.negative_prompt, received.seed, received.audio) == ("text", 12, False)
+    assert received.options == {"auto_fix": False}
+    submit = harness.app.state.records("fal_submit")[-1]
+    assert 1700 < float(submit.headers["x-fal-request-timeout"]) <= 1800
+
+
+@pytest.mark.parametrize(
+    ("fields", "field"),
+    [
+        ({"model": "fal-ai/veo3.1", "seconds": 5}, "seconds"),
+        ({"model": "fal-ai/veo3.1/fast", "resolution": "4k"}, "resolution"),
+        ({"model": "fal-ai/kling-video/v3/pro/text-to-video", "seed": 1}, "seed"),
+        ({"model": "someone/unknown-model"}, "model"),
+    ],
+)
+async def test_task_manager_refuses_what_the_model_does_not_take_and_sends_nothing(
+    harness: FalSimulatorHarness, fields: dict[str, Any], field: str
+) -> None:
+    async with TaskManager(providers={"fal": harness.provider}, poll=False) as manager:
+        with pytest.raises(InvalidRequestError) as caught:
+            await manager.create("a paper boat", **fields)
+        assert (await manager.list()).items == []
+    assert caught.value.field == field
+    assert harness.sent("create") == 0
+
+
+async def test_an_unknown_model_goes_with_its_provider_options(
+    harness: FalSimulatorHarness,
+) -> None:
+    async with TaskManager(providers={"fal": harness.provider}, poll=False) as manager:
+        task = await manager.create(
+            "a paper boat",
+            model="someone/new-video-model",
+            provider_options={"num_frames": 81, "fps": 16},
+        )
+    assert task.external_id is not None
+    assert task.external_id.startswith("someone/new-video-model/requests/")
+    received = harness.received(task.external_id)
+    assert received.prompt == "a paper boat"
+    assert received.options == {"num_frames": 81, "fps": 16}

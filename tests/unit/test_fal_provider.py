@@ -186,7 +186,7 @@ def test_provider_options_go_over_the_mapped_input() -> None:
     assert body["duration"] == "4s" and body["auto_fix"] is False
 
 
-def test_an_unknown_model_gets_prompt_images_and_options_only() -> None:
+def test_an_unknown_model_gets_prompt_first_frame_and_options_only() -> None:
     body = fal_input(
         veo(model="someone/model", image_url="https://img.test/a.png", seed=4,
             provider_options={"num_frames": 81}),

@@ -5,7 +5,7 @@ disagree: Veo 3.1 wants ``duration: "8s"``, Kling and Seedance ``"5"``, MiniMax 
 "768P"``; the first frame is ``image_url`` on most, ``start_image_url`` on Kling 3. A
 :class:`FalModel` records one endpoint's schema (each entry names the page it was read from) and
 :func:`fal_input` maps a :class:`SubmitRequest` onto it. Models outside the table get the prompt,
-generic image fields and ``provider_options`` only.
+the first frame as ``image_url`` and ``provider_options`` only.
 """
 
 from __future__ import annotations
@@ -216,8 +216,6 @@ FAL_MODELS: Mapping[str, FalModel] = {model.id: model for model in _TABLE}
 """The endpoints whose inputs :class:`~sora_tasks.providers.FalProvider` maps, by model id."""
 
 _GENERIC_IMAGE = "image_url"
-_GENERIC_LAST_FRAME = "end_image_url"
-_GENERIC_REFERENCES = "image_urls"
 
 
 def capabilities_of(model: FalModel, base: ProviderCapabilities) -> ProviderCapabilities:
@@ -250,19 +248,15 @@ def fal_input(
 ) -> dict[str, JsonValue]:
     """The JSON input of one fal request: the mapped fields, then ``provider_options`` over them.
 
-    ``model`` ``None`` (an endpoint outside the table) sends the prompt and the images under
-    generic names only. Raises :class:`InvalidRequestError` (nothing is sent) when the endpoint
-    needs a first frame the request lacks, or an image cannot be sent as ``images`` says.
+    ``model`` ``None`` (an endpoint outside the table) sends the prompt and the first frame (as
+    ``image_url``) only; anything else goes in ``provider_options`` under the model's names.
+    Raises :class:`InvalidRequestError` (nothing is sent) when the endpoint needs a first frame
+    the request lacks, or an image cannot be sent as ``images`` says.
     """
     body: dict[str, JsonValue] = {"prompt": request.prompt}
     first = request.image if request.image is not None else request.image_url
     if model is None:
         _put_image(body, _GENERIC_IMAGE, first, images, "reference_image")
-        _put_image(body, _GENERIC_LAST_FRAME, request.last_frame, images, "last_frame")
-        if request.reference_images:
-            body[_GENERIC_REFERENCES] = [
-                image_value(image, images, "reference_images") for image in request.reference_images
-            ]
         body.update(request.provider_options)
         return body
     body["duration"] = model.duration.format(request.seconds)

@@ -214,10 +214,13 @@ class FalProvider(Provider):
             name=name,
         )
         self._verifier: FalWebhookVerifier | None = None
-        self._capabilities = self._base.model_copy(update={"default_model": model})
+        # any model may be asked for, so the provider-wide capabilities check nothing per model;
+        # the defaults are the default model's
+        defaults: dict[str, object] = {"default_model": model}
         known = self.capabilities_for(model)
         if known is not None:
-            self._capabilities = known.model_copy(update={"models": None})
+            defaults.update(default_size=known.default_size, default_seconds=known.default_seconds)
+        self._capabilities = self._base.model_copy(update=defaults)
 
     def __repr__(self) -> str:
         http = getattr(self, "_http", None)  # absent when __init__ refused its arguments
@@ -226,7 +229,8 @@ class FalProvider(Provider):
 
     @property
     def capabilities(self) -> ProviderCapabilities:
-        """The default model's inputs (any model may be asked for), fal's pace and cancel."""
+        """Any model, with the default model's defaults; fal's pace; cancel. See
+        :meth:`capabilities_for` for what one model takes."""
         return self._capabilities
 
     def capabilities_for(self, model: str) -> ProviderCapabilities | None:
