@@ -42,7 +42,7 @@ async def harness() -> AsyncIterator[FalSimulatorHarness]:
         render_seconds=0.6,
         fail_prompts=["forbidden"],
         unique_content=True,
-        provider_options={"backoff": FAST, "capabilities": QUICK},
+        adapter_options={"backoff": FAST, "capabilities": QUICK},
     )
     try:
         yield rig
@@ -210,7 +210,7 @@ async def test_task_manager_runs_a_fal_job_to_a_saved_video(
 
 
 async def test_images_can_be_uploaded_to_fal_storage_and_sent_as_urls() -> None:
-    rig = FalSimulatorHarness(provider_options={"images": "upload", "backoff": FAST})
+    rig = FalSimulatorHarness(adapter_options={"images": "upload", "backoff": FAST})
     try:
         first, last = png(64, 64), png(32, 32)
         model = "fal-ai/kling-video/v3/pro/image-to-video"

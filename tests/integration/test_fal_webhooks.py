@@ -87,7 +87,7 @@ async def rig() -> AsyncIterator[Rig]:
     jwks = JWKS(key)
     with serve_in_thread(jwks) as jwks_url:
         harness = FalSimulatorHarness(
-            provider_options={"jwks_url": jwks_url + "/.well-known/jwks.json"}
+            adapter_options={"jwks_url": jwks_url + "/.well-known/jwks.json"}
         )
         try:
             async with TaskManager(providers={"fal": harness.provider}, poll=False) as manager:

@@ -46,9 +46,9 @@ class FalSimulatorHarness(ProviderHarness):
     """A :class:`FalProvider` talking to a simulator served on 127.0.0.1 for the test's life.
 
     Keyword arguments go to :func:`create_simulator_app` (``render_seconds``, ``fail_prompts``,
-    ...); ``provider_options`` to :class:`FalProvider` (built with ``call_timeout``, short so
-    that slow answers outlast it quickly); ``model`` is the model the kit asks for. Close it
-    with :meth:`aclose`.
+    ...); ``adapter_options`` to :class:`FalProvider` (built with ``call_timeout``, short so
+    that slow answers outlast it quickly, and with fal's storage at the simulator); ``model`` is
+    the model the kit asks for. Close it with :meth:`aclose`.
     """
 
     status_words: Mapping[str, Phase] = {
@@ -64,7 +64,7 @@ class FalSimulatorHarness(ProviderHarness):
     def __init__(
         self,
         *,
-        provider_options: Mapping[str, Any] | None = None,
+        adapter_options: Mapping[str, Any] | None = None,
         model: str | None = None,
         **simulator: Any,
     ) -> None:
@@ -73,7 +73,7 @@ class FalSimulatorHarness(ProviderHarness):
         self.app: SimulatorApp = create_simulator_app(api_key=_KEY, **simulator)
         self._stack = ExitStack()
         self.url = self._stack.enter_context(serve_in_thread(self.app)) + FAL_PATH
-        self._options = dict(provider_options or {})
+        self._options = dict(adapter_options or {})
         self._provider = self._build(self.url)
         self._others: list[Provider] = []
 
