@@ -73,6 +73,12 @@ class FalWebhookVerifier:
         clock: Callable[[], float] = time.time,
         name: str = "fal",
     ) -> None:
+        try:
+            import cryptography  # noqa: F401 - only checked for here, used where keys are read
+        except ModuleNotFoundError:
+            raise ImportError(
+                'verifying fal webhooks needs cryptography: pip install "sora-tasks[fal]"'
+            ) from None
         self._pinned = None if keys is None else [_public_key(key) for key in keys]
         url = httpx2.URL(jwks_url)
         self._path = url.raw_path.decode("ascii").lstrip("/")
