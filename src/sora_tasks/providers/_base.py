@@ -42,9 +42,11 @@ class ProviderCapabilities(BaseModel):
     whether those fields are accepted at all; ``audio`` holds the values of the audio switch the
     model takes (empty: no switch); ``max_reference_images`` caps ``reference_images``;
     ``image_matches_size`` demands a first frame of exactly the requested size.
-    ``schedule`` describes the provider's pace (the default suits renders of minutes);
-    ``min_poll_interval`` is a floor no poll goes under; ``max_in_flight`` caps jobs running at
-    once (further tasks wait locally, QUEUED).
+    ``schedule`` describes the provider's pace (``schedule.expected_seconds`` is the starting
+    belief of how long a job takes, before the engine has learned it);
+    ``min_poll_interval`` is a floor no poll goes under; ``poll_hint_is_floor`` says whether the
+    provider's poll-after hints are rules (a floor) or mere advice (ignored by the schedule);
+    ``max_in_flight`` caps jobs running at once (further tasks wait locally, QUEUED).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -73,6 +75,7 @@ class ProviderCapabilities(BaseModel):
     can_list: bool = False
     max_in_flight: int | None = Field(None, ge=1)
     min_poll_interval: float = Field(1.0, ge=0)
+    poll_hint_is_floor: bool = False
     schedule: PollSchedule = PollSchedule()
 
 
