@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import math
 import secrets
+import subprocess
+import sys
 from collections.abc import Iterator, Mapping
+from pathlib import Path
 
 import pytest
 
@@ -139,3 +142,99 @@ class TestFakeProviderConformance(ProviderConformance):
     @pytest.fixture
     def harness(self) -> ProviderHarness:
         return FakeHarness()
+
+
+_BROKEN_ADAPTERS = """
+import pytest
+
+from sora_tasks import SubmissionUncertainError
+from sora_tasks.providers import MultipartRelayProvider, OpenAIVideosProvider, RelayConfig
+from sora_tasks.testing import OpenAISimulatorHarness, RelaySimulatorHarness
+from sora_tasks.testing.conformance import ProviderConformance
+
+
+@pytest.fixture
+def anyio_backend():
+    return "asyncio"
+
+
+class Careless(OpenAIVideosProvider):
+    def __repr__(self):
+        return f"Careless({self._http._own_headers['Authorization']})"
+
+    async def submit(self, request):
+        try:
+            return await super().submit(request)
+        except SubmissionUncertainError:
+            return await super().submit(request)
+
+
+def careless(*, base_url, api_key, call_timeout):
+    return Careless(api_key=api_key, base_url=base_url, call_timeout=call_timeout)
+
+
+def trusting_relay(*, base_url, api_key, call_timeout):
+    # a content path to fall back on makes a success without a video look downloadable
+    config = RelayConfig(path_prefix="/relay/v1/videos")
+    return MultipartRelayProvider(
+        api_key, base_url=base_url, config=config, call_timeout=call_timeout
+    )
+
+
+class TestCareless(ProviderConformance):
+    @pytest.fixture
+    def harness(self):
+        with OpenAISimulatorHarness.serve(adapter=careless) as harness:
+            yield harness
+
+
+class TestTrustingRelay(ProviderConformance):
+    @pytest.fixture
+    def harness(self):
+        with RelaySimulatorHarness.serve(adapter=trusting_relay) as harness:
+            yield harness
+"""
+
+
+def test_the_kit_fails_broken_adapters(tmp_path: Path) -> None:
+    """Adapters that leak the key, resend an uncertain create or call an empty result
+    COMPLETED fail the checks that look for it, while their sound parts pass."""
+    (tmp_path / "test_broken.py").write_text(_BROKEN_ADAPTERS, encoding="utf-8")
+    run = subprocess.run(
+        [
+            *(sys.executable, "-m", "pytest", "-q", "-rA", "-p", "no:cacheprovider", "-W", "error"),
+            *("-k", "repr or (uncertain and dropped) or empty", "test_broken.py"),
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=50,
+        check=False,
+    )
+    outcomes: dict[str, set[str]] = {}
+    for line in run.stdout.splitlines():
+        word, _, rest = line.partition(" test_broken.py::")
+        if rest and word in ("PASSED", "FAILED", "ERROR"):
+            outcomes.setdefault(rest.split(" ", 1)[0], set()).add(word)
+    assert "FAILED" in outcomes["TestCareless::test_repr_hides_secret"], run.stdout
+    assert "FAILED" in outcomes["TestCareless::test_create_uncertain[dropped]"], run.stdout
+    assert "FAILED" in outcomes["TestTrustingRelay::test_done_but_empty_is_failed"], run.stdout
+    assert outcomes["TestTrustingRelay::test_repr_hides_secret"] == {"PASSED"}, run.stdout
+
+
+def test_the_testing_package_imports_without_pytest() -> None:
+    """``sora_tasks.testing`` works without pytest; the kit says which extra it needs."""
+    script = (
+        "import sys\n"
+        "sys.modules['pytest'] = None\n"
+        "import sora_tasks.testing\n"
+        "try:\n"
+        "    import sora_tasks.testing.conformance\n"
+        "except ModuleNotFoundError as exc:\n"
+        "    print(exc)\n"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=30, check=False
+    )
+    assert run.returncode == 0, run.stderr
+    assert 'pip install "sora-tasks[testing]"' in run.stdout

@@ -27,7 +27,12 @@ import sys
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
-import pytest
+try:
+    import pytest
+except ImportError:
+    raise ModuleNotFoundError(
+        f'{__name__} needs pytest: pip install "sora-tasks[testing]"'
+    ) from None
 
 from .._exceptions import (
     ProviderAuthError,

@@ -25,7 +25,13 @@ import hashlib
 from datetime import timedelta
 
 import anyio
-import pytest
+
+try:
+    import pytest
+except ImportError:
+    raise ModuleNotFoundError(
+        f'{__name__} needs pytest: pip install "sora-tasks[testing]"'
+    ) from None
 
 from .._exceptions import (
     ConflictError,
