@@ -80,6 +80,15 @@ async def _populate(store: TaskStore) -> list[Task]:
     return [await store.get(task.id) for task in tasks]
 
 
+def picture(tag: bytes) -> ImageData:
+    data = b"\x89PNG\r\n\x1a\n" + tag
+    return ImageData(data, "image/png", 8, 8, hashlib.sha256(data).hexdigest())
+
+
+def described(image: ImageData) -> ReferenceImage:
+    return ReferenceImage(sha256=image.sha256, mime_type=image.mime_type, byte_size=len(image.data))
+
+
 class StoreConformance:
     """The checks every task store passes. Subclass it and override the ``store`` fixture."""
 
@@ -482,3 +491,56 @@ class StoreConformance:
         )
         assert {t.id for t in waiting} == expected({Phase.WAITING})
         assert all(phase_of(t) is not Phase.DONE for t in [*claimed, *collecting, *waiting])
+
+    async def test_the_request_fields_come_back_as_stored(self, store: TaskStore) -> None:
+        now = await store.now()
+        last = picture(b"last")
+        task = make_task(
+            now,
+            size="1080x1920",
+            aspect_ratio="9:16",
+            resolution="1080p",
+            negative_prompt="blur, text",
+            seed=2**32 - 1,
+            audio=False,
+            last_frame=described(last),
+            reference_images=[ReferenceImage(url="https://example.com/a.png"), described(last)],
+            provider_options={"enhance_prompt": True, "loras": [{"path": "x", "scale": 0.5}]},
+        )
+        await store.insert(task, images=[last])
+        assert await store.get(task.id) == task
+        plain = await store.insert(make_task(now))
+        fetched = await store.get(plain.id)
+        assert (fetched.aspect_ratio, fetched.reference_images, fetched.provider_options) == (
+            None,
+            [],
+            {},
+        )
+
+    async def test_every_input_image_stays_until_its_last_task_is_deleted(
+        self, store: TaskStore
+    ) -> None:
+        now = await store.now()
+        first, last, guide = picture(b"first"), picture(b"last"), picture(b"guide")
+        everything = await store.insert(
+            make_task(
+                now,
+                reference_image=described(first),
+                last_frame=described(last),
+                reference_images=[described(guide)],
+            ),
+            images=[first, last, guide],
+        )
+        guided = await store.insert(
+            make_task(now, reference_images=[described(guide)]), images=[guide]
+        )
+        await store.update(everything.id, status=TaskStatus.CANCELLED)
+        assert await store.delete_finished(before=await store.now() + timedelta(seconds=1)) == 1
+        for gone in (first, last):
+            with pytest.raises(LookupError):
+                await store.get_image(gone.sha256)
+        assert await store.get_image(guide.sha256) == guide
+        await store.update(guided.id, status=TaskStatus.FAILED)
+        assert await store.delete_finished(before=await store.now() + timedelta(seconds=1)) == 1
+        with pytest.raises(LookupError):
+            await store.get_image(guide.sha256)
