@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 
 from sora_tasks import TaskError
-from sora_tasks.providers import Provider
+from sora_tasks._models import ImageData
+from sora_tasks.providers import Provider, ProviderCapabilities
 from sora_tasks.testing import (
     FakeBehaviour,
     FakeProvider,
@@ -65,9 +66,9 @@ class FakeHarness(ProviderHarness):
         {"cancel", "progress", "poll_after", "expiry", "image_upload", "image_url"}
     )
 
-    def __init__(self) -> None:
+    def __init__(self, capabilities: ProviderCapabilities | None = None) -> None:
         self.secret = "sk-fake-" + secrets.token_hex(12)
-        self.fake = FakeProvider(api_key=self.secret)
+        self.fake = FakeProvider(api_key=self.secret, capabilities=capabilities)
 
     @property
     def provider(self) -> Provider:
@@ -93,7 +94,6 @@ class FakeHarness(ProviderHarness):
 
     def received(self, external_id: str) -> Received:
         request = self.fake.jobs[external_id].request
-        image: bytes | str | None = request.image.data if request.image else request.image_url
         return Received(
             prompt=request.prompt,
             model=request.model,
@@ -101,12 +101,24 @@ class FakeHarness(ProviderHarness):
             size=request.size,
             aspect_ratio=request.aspect_ratio,
             resolution=request.resolution,
-            image=image,
+            negative_prompt=request.negative_prompt,
+            seed=request.seed,
+            audio=request.audio,
+            image=request.image.data if request.image else request.image_url,
+            last_frame=_image(request.last_frame),
+            reference_images=tuple(
+                image.data if isinstance(image, ImageData) else image
+                for image in request.reference_images
+            ),
             options=request.provider_options,
         )
 
     def content(self, external_id: str) -> bytes:
         return sample_video()
+
+
+def _image(image: ImageData | str | None) -> bytes | str | None:
+    return image.data if isinstance(image, ImageData) else image
 
 
 def _behaviour(pin: Pin, words: Mapping[str, Phase]) -> tuple[FakeBehaviour, float]:
@@ -142,6 +154,33 @@ class TestFakeProviderConformance(ProviderConformance):
     @pytest.fixture
     def harness(self) -> ProviderHarness:
         return FakeHarness()
+
+
+# a model that takes every option, so that each of the kit's submit checks runs here
+_EVERY_OPTION = ProviderCapabilities(
+    models=frozenset({"fake-veo"}),
+    aspect_ratios=frozenset({"16:9", "9:16"}),
+    resolutions=frozenset({"720p", "1080p"}),
+    seconds=frozenset({4, 8}),
+    default_model="fake-veo",
+    default_size="1280x720",
+    default_seconds=8,
+    image_url=True,
+    image_matches_size=False,
+    last_frame=True,
+    max_reference_images=3,
+    negative_prompt=True,
+    seed=True,
+    audio=frozenset({True, False}),
+    can_cancel=True,
+    min_poll_interval=0.0,
+)
+
+
+class TestFakeProviderWithEveryOptionConformance(ProviderConformance):
+    @pytest.fixture
+    def harness(self) -> ProviderHarness:
+        return FakeHarness(_EVERY_OPTION)
 
 
 _BROKEN_ADAPTERS = """

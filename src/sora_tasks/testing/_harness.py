@@ -81,7 +81,7 @@ class ProviderHarness(abc.ABC):
     secret: str
     status_words: Mapping[str, Phase]
     features: frozenset[Feature]
-    call_timeout: float = 1.0
+    call_timeout: float = 2.0
     model: str | None = None
     provider_options: Mapping[str, JsonValue] = MappingProxyType(
         {"conformance_option": "passed through verbatim"}

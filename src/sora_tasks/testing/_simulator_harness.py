@@ -52,7 +52,7 @@ class _SimulatorHarness(ProviderHarness):
         *,
         secret: str,
         adapter: AdapterFactory | None = None,
-        call_timeout: float = 1.0,
+        call_timeout: float = 2.0,
     ) -> None:
         self.app = app
         self.base_url = base_url
@@ -64,7 +64,7 @@ class _SimulatorHarness(ProviderHarness):
     @classmethod
     @contextmanager
     def serve(
-        cls, *, adapter: AdapterFactory | None = None, call_timeout: float = 1.0
+        cls, *, adapter: AdapterFactory | None = None, call_timeout: float = 2.0
     ) -> Iterator[Self]:
         """Serve a fresh simulator on a free local port and yield a harness over it.
 
