@@ -46,11 +46,15 @@ from .._exceptions import (
 )
 from .._models import TaskStatus
 from ..providers._base import ProviderJob
-from ._conformance_kit import Kit
 from ._conformance_support import closed_port_url, frames_to_try
 from ._harness import ProviderHarness, Received
 from ._simulator_faults import Faults
 from ._simulator_state import Phase, Pin
+
+# the kit's helper asserts too: rewritten, like this module's when the user's conftest.py
+# registers it (see docs/testing.md), so a failed check shows its values
+pytest.register_assert_rewrite(f"{__package__}._conformance_kit")
+from ._conformance_kit import Kit  # noqa: E402
 
 __all__ = ["ProviderConformance"]
 
