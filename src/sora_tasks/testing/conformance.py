@@ -66,6 +66,7 @@ _STATUS_OF: dict[Phase, TaskStatus] = {
     "cancelled": TaskStatus.CANCELLED,
 }
 _UNKNOWN_WORD = "conformance_unknown_word"
+_NO_SUCH_JOB = "conformance_no_such_job"
 _FAILURE_CODE = "conformance_failure"
 _FAILURE_MESSAGE = "the conformance kit failed this job on purpose"
 _IMAGE_URL = "https://images.example/conformance/{name}.png"
@@ -290,13 +291,15 @@ class ProviderConformance:
         assert getattr(answer, "queue_position", None) == 3
 
     async def test_done_but_empty_is_failed(self, kit: Kit) -> None:
-        """A job done with no output is FAILED with a code, never COMPLETED."""
+        """A job done with no output is FAILED with a code, never COMPLETED, and has nothing
+        to download (rather than an empty video)."""
         kit.require("empty_result", "the API cannot finish a job without output")
         job, _ = await kit.submit(kit.request())
         await kit.harness.pin(job.external_id, Pin("completed", empty=True))
         answer = await kit.status(job.external_id)
         assert answer.status is TaskStatus.FAILED, f"an empty result became {answer.status}"
         assert answer.error is not None and answer.error.code.strip(), "FAILED without a code"
+        await kit.raises(ProviderError, kit.download(job.external_id))
 
     async def test_failure_carries_code_and_message(self, kit: Kit) -> None:
         """A failed job's error is the provider's own code and message."""
@@ -310,10 +313,12 @@ class ProviderConformance:
         assert _FAILURE_MESSAGE in answer.error.message
 
     async def test_unknown_job_is_not_found(self, kit: Kit) -> None:
-        """A job the provider does not know is a 404 (the manager then calls the task lost)."""
-        error = await kit.raises(ProviderHTTPError, kit.provider.status("conformance_no_such_job"))
+        """A job the provider does not know is a 404 (the manager then calls the task lost),
+        and has nothing to download."""
+        error = await kit.raises(ProviderHTTPError, kit.provider.status(_NO_SUCH_JOB))
         assert error.status_code in (404, 410), f"an unknown job answered {error.status_code}"
         assert not error.retryable
+        await kit.raises(ProviderError, kit.download(_NO_SUCH_JOB))
 
     # -- cancel and content ---------------------------------------------------------------
 
