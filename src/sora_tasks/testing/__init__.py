@@ -3,17 +3,34 @@
 ``FakeProvider`` runs in-process with no network. ``create_simulator_app`` returns an ASGI app
 that speaks the OpenAI Videos and relay wire formats, with fault injection (``Faults``), to serve
 on a port (``serve_in_thread`` in a test, ``python -m sora_tasks.testing`` from a shell).
+
+The provider conformance kit (:mod:`sora_tasks.testing.conformance`) drives an adapter through a
+:class:`ProviderHarness`; :class:`OpenAISimulatorHarness` and :class:`RelaySimulatorHarness` are
+ready-made ones over the simulator. The store contract suite is
+:mod:`sora_tasks.testing.store_contract`. Both need pytest; this package does not.
 """
 
 from ._fake import FakeBehaviour, FakeProvider, sample_video
+from ._harness import Feature, Operation, ProviderHarness, Received
 from ._server import serve_in_thread
 from ._simulator import SimulatorApp, create_simulator_app
 from ._simulator_faults import Faults
+from ._simulator_harness import AdapterFactory, OpenAISimulatorHarness, RelaySimulatorHarness
+from ._simulator_state import Phase, Pin
 
 __all__ = [
+    "AdapterFactory",
     "FakeBehaviour",
     "FakeProvider",
     "Faults",
+    "Feature",
+    "OpenAISimulatorHarness",
+    "Operation",
+    "Phase",
+    "Pin",
+    "ProviderHarness",
+    "Received",
+    "RelaySimulatorHarness",
     "SimulatorApp",
     "create_simulator_app",
     "sample_video",

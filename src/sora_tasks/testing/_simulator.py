@@ -185,8 +185,12 @@ class SimulatorApp:
             await departure.watch_for(slow.delay)
         if (limited := plan.take(route, "rate_limits")) is not None:
             return _rate_limited(route, limited.retry_after), None, "rate_limits"
-        if plan.take(route, "server_errors") is not None:
-            return _server_error(route), None, "server_errors"
+        if (failing := plan.take(route, "server_errors")) is not None:
+            return _server_error(route, failing.server_error_status), None, "server_errors"
+        if plan.take(route, "auth_failures") is not None:
+            return _unauthorized(route), None, "auth_failures"
+        if (rejecting := plan.take(route, "rejections")) is not None:
+            return _rejected(route, rejecting.rejection_status), None, "rejections"
         if plan.take(route, "echoed_keys") is not None:
             return _echoed_key(route, openai_shape.bearer_token(request)), None, "echoed_keys"
         reply = _call(handler, self.state, request)
@@ -284,11 +288,19 @@ def _rate_limited(route: str, retry_after: float) -> Reply:
     ).reply
 
 
-def _server_error(route: str) -> Reply:
+def _server_error(route: str, status: int = 500) -> Reply:
     if _is_relay(route):
-        return relay_shape.error(500, "internal error").reply
+        return relay_shape.error(status, "internal error").reply
     return openai_shape.error(
-        500, "The server had an error while processing your request.", kind="server_error"
+        status, "The server had an error while processing your request.", kind="server_error"
+    ).reply
+
+
+def _rejected(route: str, status: int) -> Reply:
+    if _is_relay(route):
+        return relay_shape.error(status, "invalid request").reply
+    return openai_shape.error(
+        status, "The request was rejected as invalid.", code="invalid_request"
     ).reply
 
 

@@ -22,6 +22,7 @@ from ._simulator_tally import Tally
 __all__ = ["JobView", "Pin", "RequestRecord", "SimulatedJob", "SimulatorState"]
 
 Phase = Literal["queued", "in_progress", "completed", "failed", "cancelled"]
+"""Where a simulated job stands (a harness maps its API's status words onto these)."""
 Shape = Literal["openai", "relay"]
 
 _REQUEST_LOG_SIZE = 10_000
