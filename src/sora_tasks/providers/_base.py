@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, SecretStr
 
 from .._exceptions import ProviderUnsupportedError
 from .._models import ImageData, MediaType, Task, TaskError, TaskStatus
@@ -88,7 +88,8 @@ class SubmitRequest:
     completes each from the others); an adapter sends whichever its API takes. Images are
     checked bytes (:class:`ImageData`) or http(s) URLs passed through; ``image`` /
     ``image_url`` is the first frame. ``provider_options`` go into the provider's input verbatim,
-    over anything the adapter mapped.
+    over anything the adapter mapped. ``deadline_at`` is when the task gives up; a provider that
+    can cancel a job server-side by then (Replicate's ``Cancel-After``) is told.
     """
 
     task_id: str
@@ -110,6 +111,7 @@ class SubmitRequest:
     last_frame: ImageData | str | None = None
     reference_images: tuple[ImageData | str, ...] = ()
     provider_options: Mapping[str, JsonValue] = field(default_factory=dict)
+    deadline_at: datetime | None = None
 
 
 class ProviderJob(BaseModel):
@@ -117,6 +119,8 @@ class ProviderJob(BaseModel):
 
     ``status`` is ``None`` when the provider's word is unknown (``raw_status`` keeps it).
     ``poll_after`` is the provider's hint, in seconds, of when to ask again.
+    ``render_seconds`` is the compute time the provider reports for the job (what it bills by,
+    for Replicate's ``metrics.predict_time``), when it reports one.
     """
 
     model_config = ConfigDict(frozen=True)
@@ -132,6 +136,7 @@ class ProviderJob(BaseModel):
     completed_at: datetime | None = None
     poll_after: float | None = None
     expired: bool = False
+    render_seconds: float | None = Field(None, ge=0)
 
 
 class ContentStream(abc.ABC):
@@ -219,6 +224,14 @@ class Provider(abc.ABC):
         """Look for a job this request already started (reconciling an uncertain submit).
 
         Returns ``None`` when no such job is found or the provider cannot search.
+        """
+        return None
+
+    async def webhook_secret(self) -> SecretStr | None:
+        """The ``whsec_`` secret that signs this provider's Standard Webhooks deliveries, when
+        the provider can tell it (fetched once and cached); ``None`` otherwise.
+
+        :meth:`TaskManager.handle_webhook` asks for it when ``webhook_secrets`` names none.
         """
         return None
 
