@@ -22,7 +22,7 @@ from ._simulator_tally import Tally
 __all__ = ["JobView", "Pin", "RequestRecord", "SimulatedJob", "SimulatorState"]
 
 Phase = Literal["queued", "in_progress", "completed", "failed", "cancelled"]
-Shape = Literal["openai", "relay"]
+Shape = Literal["openai", "relay", "replicate"]
 
 _REQUEST_LOG_SIZE = 10_000
 
@@ -159,7 +159,7 @@ class SimulatorState:
         reference: Upload | None,
     ) -> SimulatedJob:
         """Create and remember a job that starts now."""
-        prefix = "video_" if shape == "openai" else "task_"
+        prefix = {"openai": "video_", "relay": "task_"}.get(shape, "")
         job = SimulatedJob(
             id=prefix + secrets.token_hex(16),
             shape=shape,
