@@ -86,7 +86,6 @@ class ReplicateModel:
             provider_options=True,
             can_cancel=True,
             can_list=True,
-            min_poll_interval=2.0,
         )
 
 

@@ -65,7 +65,6 @@ _UNKNOWN_MODEL = ProviderCapabilities(
     image_matches_size=False,
     can_cancel=True,
     can_list=True,
-    min_poll_interval=2.0,
 )
 
 
