@@ -347,8 +347,7 @@ def _listed(item: Mapping[str, object], retention: timedelta) -> ProviderJob | N
 
 def _matches(item: Mapping[str, object], request: SubmitRequest) -> bool:
     owner_name, version = _route(request.model)
-    same_model = (owner_name is None or item.get("model") == owner_name) and (
-        version is None or item.get("version") == version
-    )
+    # a version id belongs to exactly one model, so it alone decides
+    same_model = item.get("version") == version if version else item.get("model") == owner_name
     data = item.get("input")
     return same_model and isinstance(data, dict) and data.get("prompt") == request.prompt

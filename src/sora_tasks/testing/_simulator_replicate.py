@@ -5,7 +5,8 @@ Written from Replicate's HTTP API reference (https://replicate.com/docs/referenc
 prediction lifecycle and data-retention pages, and the deadlines changelog
 (https://replicate.com/changelog/2025-10-16-prediction-deadlines). It lives under
 ``/replicate/v1`` (point ``ReplicateProvider(base_url=...)`` there); output files live under
-``/replicate/files``, outside the API and without credentials, like ``replicate.delivery``.
+``/replicate/files``, outside the API and without credentials, like ``replicate.delivery`` (on
+the ``files_host`` name when one is set, so that they are on another origin).
 """
 
 from __future__ import annotations
@@ -93,7 +94,8 @@ def prediction_object(
     api = f"{request.origin()}{REPLICATE_PATH}/predictions/{job.id}"
     output = None
     if phase == "completed" and not removed and not (pin is not None and pin.empty):
-        output = f"{request.origin()}{REPLICATE_FILES_PATH}/{job.id}/output.mp4"
+        files = request.origin(state.config.files_host)
+        output = f"{files}{REPLICATE_FILES_PATH}/{job.id}/output.mp4"
     started = job.created_wall + state.config.queue_seconds if phase != "queued" else None
     return {
         "id": job.id,
