@@ -88,8 +88,7 @@ class SubmitRequest:
     completes each from the others); an adapter sends whichever its API takes. Images are
     checked bytes (:class:`ImageData`) or http(s) URLs passed through; ``image`` /
     ``image_url`` is the first frame. ``provider_options`` go into the provider's input verbatim,
-    over anything the adapter mapped. ``deadline_at`` is when the task gives up; a provider that
-    can cancel a job server-side by then (Replicate's ``Cancel-After``) is told.
+    over anything the adapter mapped.
     """
 
     task_id: str
@@ -111,7 +110,6 @@ class SubmitRequest:
     last_frame: ImageData | str | None = None
     reference_images: tuple[ImageData | str, ...] = ()
     provider_options: Mapping[str, JsonValue] = field(default_factory=dict)
-    deadline_at: datetime | None = None
 
 
 class ProviderJob(BaseModel):
