@@ -225,7 +225,7 @@ async def test_a_bad_input_is_refused_with_problem_details(replicate: Replicate)
 
 @pytest.fixture
 def harness() -> Iterator[ReplicateSimulatorHarness]:
-    with ReplicateSimulatorHarness.serve({"queue_seconds": 0, "render_seconds": 3600}) as made:
+    with ReplicateSimulatorHarness.serve() as made:
         yield made
 
 

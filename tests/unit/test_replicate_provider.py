@@ -14,6 +14,7 @@ from pydantic import SecretStr
 
 from sora_tasks._exceptions import (
     InvalidRequestError,
+    ProviderError,
     ProviderRejectedError,
     ProviderResponseError,
     SubmissionUncertainError,
@@ -446,7 +447,7 @@ async def test_content_of_a_removed_prediction_is_refused(
     httpx2_mock.get(f"{BASE}/predictions/p1").respond(
         200, json=prediction(id="p1", status="succeeded", data_removed=True)
     )
-    with pytest.raises(Exception, match="no output"):
+    with pytest.raises(ProviderError, match="has expired"):
         async with provider.open_content("p1"):
             pass
 

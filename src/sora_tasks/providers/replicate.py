@@ -203,6 +203,12 @@ class ReplicateProvider(Provider):
         if url is None:
             job = await self.status(external_id)
             url = job.result_url
+            if job.expired:
+                raise ProviderError(
+                    f"the output of prediction {external_id!r} has expired (Replicate removes "
+                    f"outputs {self._retention} after a prediction finishes)",
+                    provider=self._http.provider,
+                )
             if url is None:
                 raise ProviderError(
                     f"prediction {external_id!r} has no output to download "

@@ -4,6 +4,7 @@ Replicate shape, which the test serves on a real socket."""
 from __future__ import annotations
 
 import base64
+import secrets
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from types import MappingProxyType
@@ -11,6 +12,7 @@ from typing import Any
 
 from pydantic import JsonValue
 
+from .._retry import Backoff
 from ..providers import ReplicateProvider
 from ..providers._base import Provider
 from ..providers._replicate_models import REPLICATE_MODELS
@@ -22,6 +24,9 @@ from ._simulator_replicate import REPLICATE_PATH
 from ._simulator_state import Phase, Pin
 
 __all__ = ["ReplicateSimulatorHarness"]
+
+# in-call retries that wait next to nothing, so a conformance run stays fast
+_FAST_BACKOFF = Backoff(initial=0.01, maximum=0.05, jitter=0.0)
 
 _ROUTES: Mapping[Operation, str] = {
     "create": "replicate_create",
@@ -35,11 +40,11 @@ class ReplicateSimulatorHarness(ProviderHarness):
     """A :class:`ReplicateProvider` against a served simulator app.
 
     Build it with :meth:`serve` (which serves a new simulator for the duration of a ``with``), or
-    from an ``app`` already served at ``url``. ``provider_options`` are passed to every
-    :class:`ReplicateProvider` the harness builds (``model=``, ``webhook_url=``, ...).
+    from an ``app`` already served at ``base_url`` (the server's origin) that demands ``secret``.
+    ``provider_options`` go to every :class:`ReplicateProvider` the harness builds (``model=``,
+    ``webhook_url=``, ...); ``call_timeout`` bounds each of its calls.
     """
 
-    secret: str = "r8_harness_0123456789abcdef"  # noqa: S105 - a test token, checked for leaks
     status_words: Mapping[str, Phase] = MappingProxyType(
         {
             "starting": "queued",
@@ -54,22 +59,48 @@ class ReplicateSimulatorHarness(ProviderHarness):
         {"http", "cancel", "progress", "empty_result", "expiry", "image_upload", "image_url"}
     )
 
-    def __init__(self, app: SimulatorApp, url: str, **provider_options: Any) -> None:
+    def __init__(
+        self,
+        app: SimulatorApp,
+        base_url: str,
+        *,
+        secret: str,
+        call_timeout: float = 1.0,
+        **provider_options: Any,
+    ) -> None:
         self.app = app
-        self.url = url
+        self.base_url = base_url
+        self.secret = secret
+        self.call_timeout = call_timeout
         self._options = provider_options
-        self._provider = self.provider_at(f"{url}{REPLICATE_PATH}")
+        self._provider = self.provider_at(base_url)
 
     @classmethod
     @contextmanager
     def serve(
-        cls, simulator: Mapping[str, Any] | None = None, **provider_options: Any
+        cls,
+        *,
+        simulator: Mapping[str, Any] | None = None,
+        call_timeout: float = 1.0,
+        **provider_options: Any,
     ) -> Iterator[ReplicateSimulatorHarness]:
-        """Serve a simulator (``create_simulator_app(**simulator)``, keyed with :attr:`secret`)
-        from a thread and yield a harness on it."""
-        app = create_simulator_app(**{"api_key": cls.secret, **(simulator or {})})
-        with serve_in_thread(app) as url:
-            yield cls(app, url, **provider_options)
+        """Serve a fresh simulator on a free local port and yield a harness over it.
+
+        Predictions leave the queue at once and render for an hour unless pinned, so every
+        state a test sees is one it chose; ``simulator`` overrides ``create_simulator_app``
+        arguments. The simulator demands the harness's ``secret``.
+        """
+        secret = "r8_conformance_" + secrets.token_hex(12)
+        settings: dict[str, Any] = {
+            "queue_seconds": 0,
+            "render_seconds": 3600,
+            "unique_content": True,
+            **(simulator or {}),
+            "api_key": secret,
+        }
+        app = create_simulator_app(**settings)
+        with serve_in_thread(app) as base_url:
+            yield cls(app, base_url, secret=secret, call_timeout=call_timeout, **provider_options)
 
     @property
     def provider(self) -> Provider:
@@ -77,9 +108,14 @@ class ReplicateSimulatorHarness(ProviderHarness):
         return self._provider
 
     def provider_at(self, base_url: str) -> Provider:
-        """A :class:`ReplicateProvider` with the same options, at API base ``base_url``."""
-        options = {"max_retries": 2, **self._options}
-        return ReplicateProvider(self.secret, base_url=base_url, **options)
+        """A :class:`ReplicateProvider` configured alike, at the server ``base_url``."""
+        options = {"backoff": _FAST_BACKOFF, **self._options}
+        return ReplicateProvider(
+            self.secret,
+            base_url=base_url + REPLICATE_PATH,
+            call_timeout=self.call_timeout,
+            **options,
+        )
 
     async def pin(self, external_id: str, pin: Pin) -> None:
         """See :meth:`ProviderHarness.pin`."""
