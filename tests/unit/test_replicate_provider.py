@@ -378,6 +378,7 @@ def test_a_success_whose_data_was_removed_has_expired() -> None:
     [
         ("The input or output was flagged as sensitive. (E005)", "moderation_blocked"),
         ("Director: unexpected error handling prediction (E6716)", "E6716"),
+        ("Prediction interrupted; please retry (code: PA)", "PA"),
         ("CUDA out of memory", "prediction_failed"),
     ],
 )

@@ -49,6 +49,8 @@ _LOG_TAIL_CHARS = 4096
 _PERCENT = re.compile(r"(?<![\d.])(\d{1,3})%\s*\|")
 _STEPS = re.compile(r"(?<![\d/:.-])(\d{1,6})\s*/\s*(\d{1,6})(?![\d/:.-])")
 _ERROR_CODE = re.compile(r"\b(E\d{3,5})\b")
+# Replicate ends many messages with their code: "... (E005)", "... (code: PA)"
+_TRAILING_CODE = re.compile(r"\((?:code:\s*)?([A-Za-z][\w.-]{0,63})\)\s*$")
 _MODERATION = re.compile(r"flagged|sensitive|safety|nsfw|content polic", re.IGNORECASE)
 
 
@@ -74,12 +76,13 @@ def progress_from_logs(logs: object) -> int | None:
 def error_code(message: str) -> str:
     """A stable code for a failed prediction's ``error`` string.
 
-    Safety refusals become ``moderation_blocked``; an ``E1234`` code Replicate quotes is kept;
-    anything else is ``prediction_failed``.
+    Safety refusals become ``moderation_blocked``; a code Replicate quotes (a trailing
+    ``(E1234)`` or ``(code: PA)``, or an ``E1234`` anywhere) is kept; anything else is
+    ``prediction_failed``.
     """
     if _MODERATION.search(message):
         return "moderation_blocked"
-    found = _ERROR_CODE.search(message)
+    found = _TRAILING_CODE.search(message) or _ERROR_CODE.search(message)
     return found[1] if found is not None else "prediction_failed"
 
 
