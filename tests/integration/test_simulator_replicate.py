@@ -103,6 +103,8 @@ async def test_the_manager_takes_a_prediction_from_create_to_a_saved_video(
     assert Path(done.result.local_path).read_bytes() == SAMPLE
     [record] = app.state.records("replicate_create")
     assert record.path == "/replicate/v1/models/google/veo-3.1/predictions"
+    # the task's deadline (the policy's 60 minutes) went along, so Replicate stops the job too
+    assert 3500 <= int(record.headers["cancel-after"].removesuffix("s")) <= 3600
     body = app.state.jobs[done.external_id or ""].fields["body"]
     assert isinstance(body, dict) and set(body) == {"input"}
     sent = body["input"]
