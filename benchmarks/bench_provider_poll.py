@@ -1,4 +1,8 @@
-"""Client CPU per status poll: OpenAIVideosProvider.status vs raw httpx2 vs the openai package.
+"""Client CPU per status poll: each adapter's status() vs raw httpx2 (and the openai package).
+
+OpenAIVideosProvider.status is measured against a raw GET of the same video, and
+ReplicateProvider.status against a raw GET of the same prediction (the simulator's Replicate
+shape).
 
 The simulator runs in a separate process (pinned to its own CPU when there are several) so only
 the client's work is counted: ``time.process_time`` of this process divided by the number of
@@ -24,9 +28,11 @@ import httpx2
 import openai
 from _simulator_process import simulator_process
 
-from sora_tasks.providers import OpenAIVideosProvider
+from sora_tasks.providers import OpenAIVideosProvider, ReplicateProvider
 
 KEY = "sk-bench"
+RAW_OPENAI = "raw httpx2 + json"
+RAW_REPLICATE = "raw httpx2 + json (replicate)"
 Call = Callable[[], Awaitable[object]]
 
 
@@ -62,6 +68,15 @@ async def main(url: str, requests: int, rounds: int, levels: list[int]) -> dict[
         video_id = created.json()["id"]
         status_url = f"{url}/v1/videos/{video_id}"
         headers = {"authorization": f"Bearer {KEY}"}
+        predicted = await raw.post(
+            f"{url}/replicate/v1/models/google/veo-3.1/predictions",
+            json={"input": {"prompt": "bench", "duration": 8}},
+            headers={"authorization": f"Bearer {KEY}"},
+        )
+        prediction_id = predicted.json()["id"]
+        prediction_url = f"{url}/replicate/v1/predictions/{prediction_id}"
+        replicate = ReplicateProvider(KEY, base_url=f"{url}/replicate/v1")
+        stack.push_async_callback(replicate.aclose)
         ours = OpenAIVideosProvider(api_key=KEY, base_url=f"{url}/v1")
         stack.push_async_callback(ours.aclose)
         sdk = openai.AsyncOpenAI(api_key=KEY, base_url=f"{url}/v1", max_retries=0)
@@ -78,10 +93,20 @@ async def main(url: str, requests: int, rounds: int, levels: list[int]) -> dict[
         async def sdk_retrieve() -> object:
             return await sdk.videos.retrieve(video_id)
 
+        async def raw_prediction() -> object:
+            response = await raw.get(prediction_url, headers=headers)
+            response.raise_for_status()
+            return json.loads(response.content)
+
+        async def replicate_status() -> object:
+            return await replicate.status(prediction_id)
+
         clients: dict[str, Call] = {
-            "raw httpx2 + json": raw_get,
+            RAW_OPENAI: raw_get,
             "OpenAIVideosProvider.status": ours_status,
             "openai videos.retrieve": sdk_retrieve,
+            RAW_REPLICATE: raw_prediction,
+            "ReplicateProvider.status": replicate_status,
         }
         samples: dict[str, dict[int, list[float]]] = {n: {c: [] for c in levels} for n in clients}
         for _ in range(rounds):
@@ -97,10 +122,10 @@ async def main(url: str, requests: int, rounds: int, levels: list[int]) -> dict[
 
 
 def report(results: dict[str, dict[int, float]], levels: list[int]) -> None:
-    raw = results["raw httpx2 + json"]
-    print("client CPU per status request, µs (median of rounds); ratio to raw httpx2")
+    print("client CPU per status request, µs (median of rounds); ratio to raw httpx2 on that shape")
     print(f"{'client':32}" + "".join(f"{f'c={c}':>20}" for c in levels))
     for name, by_level in results.items():
+        raw = results[RAW_REPLICATE if "eplicate" in name else RAW_OPENAI]
         cells = "".join(f"{by_level[c]:>11.0f} ({by_level[c] / raw[c]:.2f}x)" for c in levels)
         print(f"{name:32}{cells}")
 

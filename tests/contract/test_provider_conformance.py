@@ -1,7 +1,7 @@
 """Every shipped adapter passes the provider conformance kit, and so does the fake.
 
-The OpenAI Videos and relay adapters run it against the shipped simulator over a real socket;
-``FakeProvider`` runs it in process, scripted through its behaviour API.
+The OpenAI Videos, relay and Replicate adapters run it against the shipped simulator over a real
+socket; ``FakeProvider`` runs it in process, scripted through its behaviour API.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from sora_tasks.testing import (
     ProviderHarness,
     Received,
     RelaySimulatorHarness,
+    ReplicateSimulatorHarness,
     sample_video,
 )
 from sora_tasks.testing.conformance import ProviderConformance
@@ -49,6 +50,13 @@ class TestRelayConformance(ProviderConformance):
     @pytest.fixture
     def harness(self) -> Iterator[ProviderHarness]:
         with RelaySimulatorHarness.serve() as harness:
+            yield harness
+
+
+class TestReplicateConformance(ProviderConformance):
+    @pytest.fixture
+    def harness(self) -> Iterator[ProviderHarness]:
+        with ReplicateSimulatorHarness.serve() as harness:
             yield harness
 
 

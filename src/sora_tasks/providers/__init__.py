@@ -2,8 +2,10 @@
 
 from .._retry import Backoff
 from ._base import ContentStream, Provider, ProviderCapabilities, ProviderJob, SubmitRequest
+from ._replicate_models import ReplicateModel
 from .openai import OpenAIVideosProvider
 from .relay import MultipartRelayProvider, RelayConfig
+from .replicate import ReplicateProvider
 
 __all__ = [
     "Backoff",
@@ -14,5 +16,7 @@ __all__ = [
     "ProviderCapabilities",
     "ProviderJob",
     "RelayConfig",
+    "ReplicateModel",
+    "ReplicateProvider",
     "SubmitRequest",
 ]

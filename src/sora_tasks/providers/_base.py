@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, SecretStr
 
 from .._exceptions import ProviderUnsupportedError
 from .._models import ImageData, MediaType, Task, TaskError, TaskStatus
@@ -120,6 +120,8 @@ class ProviderJob(BaseModel):
 
     ``status`` is ``None`` when the provider's word is unknown (``raw_status`` keeps it).
     ``poll_after`` is the provider's hint, in seconds, of when to ask again.
+    ``render_seconds`` is the compute time the provider reports for the job (what it bills by,
+    for Replicate's ``metrics.predict_time``), when it reports one.
     """
 
     model_config = ConfigDict(frozen=True)
@@ -135,6 +137,7 @@ class ProviderJob(BaseModel):
     completed_at: datetime | None = None
     poll_after: float | None = None
     expired: bool = False
+    render_seconds: float | None = Field(None, ge=0)
 
 
 class ContentStream(abc.ABC):
@@ -222,6 +225,14 @@ class Provider(abc.ABC):
         """Look for a job this request already started (reconciling an uncertain submit).
 
         Returns ``None`` when no such job is found or the provider cannot search.
+        """
+        return None
+
+    async def webhook_secret(self) -> SecretStr | None:
+        """The ``whsec_`` secret that signs this provider's Standard Webhooks deliveries, when
+        the provider can tell it (fetched once and cached); ``None`` otherwise.
+
+        :meth:`TaskManager.handle_webhook` asks for it when ``webhook_secrets`` names none.
         """
         return None
 

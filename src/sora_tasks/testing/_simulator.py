@@ -1,4 +1,5 @@
-"""A provider simulator: an ASGI app speaking the OpenAI Videos and multipart relay shapes.
+"""A provider simulator: an ASGI app speaking the OpenAI Videos, multipart relay and Replicate
+shapes (the last under ``/replicate/v1``).
 
 It is what the integration tests, the benchmarks and users' own tests run against. Jobs advance
 with a clock (no background tasks), prompts can be made to fail moderation, and faults can be
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import hmac
 import json
+import math
 import re
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -18,6 +20,7 @@ import anyio
 
 from . import _simulator_openai as openai_shape
 from . import _simulator_relay as relay_shape
+from . import _simulator_replicate as replicate_shape
 from ._simulator_asgi import (
     HTTPFault,
     Receive,
@@ -44,7 +47,7 @@ __all__ = ["Faults", "SimulatorApp", "create_simulator_app"]
 
 Handler = Callable[..., Reply]
 
-_PUBLIC_ROUTES = frozenset({"relay_download", "files"})
+_PUBLIC_ROUTES = frozenset({"relay_download", "files", "replicate_files"})
 
 
 def create_simulator_app(
@@ -254,6 +257,39 @@ def _route_table(relay_path: str) -> list[tuple[re.Pattern[str], dict[str, tuple
             {"GET": ("relay_download", relay_shape.redirect)},
         ),
         (re.compile(files + r"/(?P<task_id>[^/]+)\.mp4"), {"GET": ("files", relay_shape.file)}),
+        *_replicate_routes(),
+    ]
+
+
+def _replicate_routes() -> list[tuple[re.Pattern[str], dict[str, tuple[str, Handler]]]]:
+    api, files = re.escape(replicate_shape.REPLICATE_PATH), replicate_shape.REPLICATE_FILES_PATH
+    one = r"/(?P<task_id>[^/]+)"
+    shape = replicate_shape
+    return [
+        (
+            re.compile(api + r"/models/(?P<owner>[^/]+)/(?P<name>[^/]+)/predictions"),
+            {"POST": ("replicate_create", shape.create_for_model)},
+        ),
+        (
+            re.compile(api + "/predictions"),
+            {
+                "POST": ("replicate_create", shape.create_for_version),
+                "GET": ("replicate_list", shape.list_predictions),
+            },
+        ),
+        (re.compile(api + "/predictions" + one), {"GET": ("replicate_get", shape.get)}),
+        (
+            re.compile(api + "/predictions" + one + "/cancel"),
+            {"POST": ("replicate_cancel", shape.cancel)},
+        ),
+        (
+            re.compile(api + "/webhooks/default/secret"),
+            {"GET": ("replicate_secret", shape.webhook_secret)},
+        ),
+        (
+            re.compile(re.escape(files) + one + r"/output\.mp4"),
+            {"GET": ("replicate_files", shape.file)},
+        ),
     ]
 
 
@@ -274,6 +310,9 @@ def _is_relay(route: str) -> bool:
 
 
 def _unauthorized(route: str) -> Reply:
+    if route.startswith("replicate_"):
+        detail = "You did not pass a valid authentication token"
+        return replicate_shape.problem(401, "Unauthenticated", detail).reply
     if _is_relay(route):
         return relay_shape.error(401, "invalid api key").reply
     return openai_shape.error(401, "Incorrect API key provided.", code="invalid_api_key").reply
@@ -281,6 +320,9 @@ def _unauthorized(route: str) -> Reply:
 
 def _rate_limited(route: str, retry_after: float) -> Reply:
     headers = (("retry-after", f"{retry_after:g}"),)
+    if route.startswith("replicate_"):
+        detail = f"Request was throttled. Your rate limit resets in ~{math.ceil(retry_after)}s."
+        return replicate_shape.problem(429, "Request was throttled.", detail, headers).reply
     if _is_relay(route):
         return relay_shape.error(429, "rate limited, retry later", headers).reply
     return openai_shape.error(
@@ -289,6 +331,9 @@ def _rate_limited(route: str, retry_after: float) -> Reply:
 
 
 def _server_error(route: str, status: int = 500) -> Reply:
+    if route.startswith("replicate_"):
+        detail = "An unexpected error occurred; please retry."
+        return replicate_shape.problem(status, "Internal server error", detail).reply
     if _is_relay(route):
         return relay_shape.error(status, "internal error").reply
     return openai_shape.error(
@@ -297,6 +342,9 @@ def _server_error(route: str, status: int = 500) -> Reply:
 
 
 def _rejected(route: str, status: int) -> Reply:
+    if route.startswith("replicate_"):
+        detail = "input: Additional property is not allowed"
+        return replicate_shape.problem(status, "Input validation failed", detail).reply
     if _is_relay(route):
         return relay_shape.error(status, "invalid request").reply
     return openai_shape.error(
@@ -305,6 +353,8 @@ def _rejected(route: str, status: int) -> Reply:
 
 
 def _echoed_key(route: str, key: str) -> Reply:
+    if route.startswith("replicate_"):
+        return replicate_shape.problem(400, f"Bad token {key}", f"Token {key} was refused").reply
     if _is_relay(route):
         return relay_shape.error(400, f"bad request for key {key}").reply
     return openai_shape.error(
@@ -314,10 +364,13 @@ def _echoed_key(route: str, key: str) -> Reply:
 
 def _create_subject(route: str, request: Request) -> str:
     """A JSON create's prompt (what the tally files its faults under); ``""`` otherwise."""
-    if route not in ("create", "relay_create") or request.content_type != "application/json":
+    if route not in ("create", "relay_create", "replicate_create"):
+        return ""
+    if request.content_type != "application/json":
         return ""
     try:
-        prompt = json.loads(request.body).get("prompt")
+        body = json.loads(request.body)
+        prompt = (body.get("input") or {} if route == "replicate_create" else body).get("prompt")
     except (ValueError, AttributeError):
         return ""
     return prompt if isinstance(prompt, str) else ""

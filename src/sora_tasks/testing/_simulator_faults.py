@@ -21,6 +21,12 @@ ROUTES = frozenset(
         "relay_status",
         "relay_download",
         "files",
+        "replicate_create",
+        "replicate_get",
+        "replicate_list",
+        "replicate_cancel",
+        "replicate_secret",
+        "replicate_files",
     }
 )
 """The route names faults attach to; ``"*"`` stands for every route without its own entry."""

@@ -23,7 +23,7 @@ __all__ = ["JobView", "Pin", "RequestRecord", "SimulatedJob", "SimulatorState"]
 
 Phase = Literal["queued", "in_progress", "completed", "failed", "cancelled"]
 """Where a simulated job stands (a harness maps its API's status words onto these)."""
-Shape = Literal["openai", "relay"]
+Shape = Literal["openai", "relay", "replicate"]
 
 _REQUEST_LOG_SIZE = 10_000
 
@@ -160,7 +160,7 @@ class SimulatorState:
         reference: Upload | None,
     ) -> SimulatedJob:
         """Create and remember a job that starts now."""
-        prefix = "video_" if shape == "openai" else "task_"
+        prefix = {"openai": "video_", "relay": "task_"}.get(shape, "")
         job = SimulatedJob(
             id=prefix + secrets.token_hex(16),
             shape=shape,
