@@ -1,8 +1,10 @@
-"""Client CPU per status poll: an adapter's status() vs raw httpx2 vs the official client.
+"""Client CPU per status poll: each adapter's status() vs raw httpx2 (and the official clients).
 
-``--shape openai`` (the default) measures OpenAIVideosProvider.status against raw httpx2 and the
-openai package; ``--shape fal`` measures FalProvider.status (a job IN_PROGRESS, its logs read for
-progress) against raw httpx2 on the same ``…/status?logs=1`` and fal-client's status.
+OpenAIVideosProvider.status is measured against a raw GET of the same video,
+ReplicateProvider.status against a raw GET of the same prediction (the simulator's Replicate
+shape), and FalProvider.status against a raw GET of the same request's ``…/status?logs=1`` (the
+fal shape; the request is IN_PROGRESS, so each answer carries logs the adapter reads for
+progress), with fal-client's status beside it.
 
 The simulator runs in a separate process (pinned to its own CPU when there are several) so only
 the client's work is counted: ``time.process_time`` of this process divided by the number of
@@ -10,7 +12,6 @@ requests. Each client uses its own defaults, as a user would get them. Rounds in
 clients and the median round is reported.
 
     .venv/bin/python benchmarks/bench_provider_poll.py --requests 3000 --rounds 5
-    .venv/bin/python benchmarks/bench_provider_poll.py --shape fal --requests 1500 --rounds 3
 """
 
 from __future__ import annotations
@@ -29,9 +30,12 @@ import httpx2
 import openai
 from _simulator_process import simulator_process
 
-from sora_tasks.providers import FalProvider, OpenAIVideosProvider
+from sora_tasks.providers import FalProvider, OpenAIVideosProvider, ReplicateProvider
 
 KEY = "sk-bench"
+RAW_OPENAI = "raw httpx2 + json"
+RAW_REPLICATE = "raw httpx2 + json (replicate)"
+RAW_FAL = "raw httpx2 + json (fal)"
 FAL_MODEL = "fal-ai/veo3.1"
 Call = Callable[[], Awaitable[object]]
 
@@ -59,83 +63,56 @@ async def cpu_per_request(call: Call, requests: int, concurrency: int) -> float:
     return (time.process_time() - started) / requests * 1e6
 
 
-async def openai_clients(stack: AsyncExitStack, url: str) -> dict[str, Call]:
-    raw = await stack.enter_async_context(httpx2.AsyncClient())
-    created = await raw.post(
-        f"{url}/v1/videos", json={"prompt": "bench"}, headers={"authorization": f"Bearer {KEY}"}
-    )
-    video_id = created.json()["id"]
-    status_url = f"{url}/v1/videos/{video_id}"
-    headers = {"authorization": f"Bearer {KEY}"}
-    ours = OpenAIVideosProvider(api_key=KEY, base_url=f"{url}/v1")
-    stack.push_async_callback(ours.aclose)
-    sdk = openai.AsyncOpenAI(api_key=KEY, base_url=f"{url}/v1", max_retries=0)
-    stack.push_async_callback(sdk.close)
-
-    async def raw_get() -> object:
-        response = await raw.get(status_url, headers=headers)
-        response.raise_for_status()
-        return json.loads(response.content)
-
-    async def ours_status() -> object:
-        return await ours.status(video_id)
-
-    async def sdk_retrieve() -> object:
-        return await sdk.videos.retrieve(video_id)
-
-    return {
-        "raw httpx2 + json": raw_get,
-        "OpenAIVideosProvider.status": ours_status,
-        "openai videos.retrieve": sdk_retrieve,
-    }
-
-
-async def fal_clients(stack: AsyncExitStack, url: str) -> dict[str, Call]:
-    import fal_client.client  # a test dependency: only this shape needs it
-
-    raw = await stack.enter_async_context(httpx2.AsyncClient())
-    headers = {"authorization": f"Key {KEY}"}
-    created = await raw.post(f"{url}/fal/{FAL_MODEL}", json={"prompt": "bench"}, headers=headers)
-    request_id = created.json()["request_id"]
-    external_id = f"{FAL_MODEL}/requests/{request_id}"
-    status_url = f"{url}/fal/{external_id}/status"
-    await anyio.sleep(1.5)  # past the simulated queue: every poll answers IN_PROGRESS with logs
-    ours = FalProvider(KEY, base_url=f"{url}/fal")
-    stack.push_async_callback(ours.aclose)
-    official = await fal_client.AsyncClient(key=KEY)._client  # its own httpx client
-    stack.push_async_callback(official.aclose)
-    handle = fal_client.client.AsyncRequestHandle(
-        request_id=request_id,
-        response_url=status_url.removesuffix("/status"),
-        status_url=status_url,
-        cancel_url=status_url.removesuffix("/status") + "/cancel",
-        client=official,
-    )
-
-    async def raw_get() -> object:
-        response = await raw.get(status_url, params={"logs": "1"}, headers=headers)
-        response.raise_for_status()
-        return json.loads(response.content)
-
-    async def ours_status() -> object:
-        return await ours.status(external_id)
-
-    async def official_status() -> object:
-        return await handle.status(with_logs=True)
-
-    return {
-        "raw httpx2 + json": raw_get,
-        "FalProvider.status": ours_status,
-        "fal_client status": official_status,
-    }
-
-
-async def main(
-    url: str, shape: str, requests: int, rounds: int, levels: list[int]
-) -> dict[str, object]:
+async def main(url: str, requests: int, rounds: int, levels: list[int]) -> dict[str, object]:
     async with AsyncExitStack() as stack:
-        build = fal_clients if shape == "fal" else openai_clients
-        clients = await build(stack, url)
+        raw = await stack.enter_async_context(httpx2.AsyncClient())
+        created = await raw.post(
+            f"{url}/v1/videos", json={"prompt": "bench"}, headers={"authorization": f"Bearer {KEY}"}
+        )
+        video_id = created.json()["id"]
+        status_url = f"{url}/v1/videos/{video_id}"
+        headers = {"authorization": f"Bearer {KEY}"}
+        predicted = await raw.post(
+            f"{url}/replicate/v1/models/google/veo-3.1/predictions",
+            json={"input": {"prompt": "bench", "duration": 8}},
+            headers={"authorization": f"Bearer {KEY}"},
+        )
+        prediction_id = predicted.json()["id"]
+        prediction_url = f"{url}/replicate/v1/predictions/{prediction_id}"
+        replicate = ReplicateProvider(KEY, base_url=f"{url}/replicate/v1")
+        stack.push_async_callback(replicate.aclose)
+        ours = OpenAIVideosProvider(api_key=KEY, base_url=f"{url}/v1")
+        stack.push_async_callback(ours.aclose)
+        sdk = openai.AsyncOpenAI(api_key=KEY, base_url=f"{url}/v1", max_retries=0)
+        stack.push_async_callback(sdk.close)
+
+        async def raw_get() -> object:
+            response = await raw.get(status_url, headers=headers)
+            response.raise_for_status()
+            return json.loads(response.content)
+
+        async def ours_status() -> object:
+            return await ours.status(video_id)
+
+        async def sdk_retrieve() -> object:
+            return await sdk.videos.retrieve(video_id)
+
+        async def raw_prediction() -> object:
+            response = await raw.get(prediction_url, headers=headers)
+            response.raise_for_status()
+            return json.loads(response.content)
+
+        async def replicate_status() -> object:
+            return await replicate.status(prediction_id)
+
+        clients: dict[str, Call] = {
+            RAW_OPENAI: raw_get,
+            "OpenAIVideosProvider.status": ours_status,
+            "openai videos.retrieve": sdk_retrieve,
+            RAW_REPLICATE: raw_prediction,
+            "ReplicateProvider.status": replicate_status,
+            **await fal_clients(stack, raw, url),
+        }
         samples: dict[str, dict[int, list[float]]] = {n: {c: [] for c in levels} for n in clients}
         for _ in range(rounds):
             for concurrency in levels:
@@ -149,11 +126,56 @@ async def main(
     }
 
 
+async def fal_clients(stack: AsyncExitStack, raw: httpx2.AsyncClient, url: str) -> dict[str, Call]:
+    import fal_client.client  # a test dependency, like openai and replicate
+
+    headers = {"authorization": f"Key {KEY}"}
+    created = await raw.post(f"{url}/fal/{FAL_MODEL}", json={"prompt": "bench"}, headers=headers)
+    request_id = created.json()["request_id"]
+    external_id = f"{FAL_MODEL}/requests/{request_id}"
+    status_url = f"{url}/fal/{external_id}/status"
+    await anyio.sleep(1.5)  # past the simulated queue: every poll answers IN_PROGRESS with logs
+    fal = FalProvider(KEY, base_url=f"{url}/fal")
+    stack.push_async_callback(fal.aclose)
+    official = await fal_client.AsyncClient(key=KEY)._client  # the httpx client it builds
+    stack.push_async_callback(official.aclose)
+    handle = fal_client.client.AsyncRequestHandle(
+        request_id=request_id,
+        response_url=status_url.removesuffix("/status"),
+        status_url=status_url,
+        cancel_url=status_url.removesuffix("/status") + "/cancel",
+        client=official,
+    )
+
+    async def raw_status() -> object:
+        response = await raw.get(status_url, params={"logs": "1"}, headers=headers)
+        response.raise_for_status()
+        return json.loads(response.content)
+
+    async def fal_status() -> object:
+        return await fal.status(external_id)
+
+    async def official_status() -> object:
+        return await handle.status(with_logs=True)
+
+    return {
+        RAW_FAL: raw_status,
+        "FalProvider.status": fal_status,
+        "fal_client status": official_status,
+    }
+
+
+def _baseline(name: str) -> str:
+    if "eplicate" in name:
+        return RAW_REPLICATE
+    return RAW_FAL if "fal" in name.lower() else RAW_OPENAI
+
+
 def report(results: dict[str, dict[int, float]], levels: list[int]) -> None:
-    raw = results["raw httpx2 + json"]
-    print("client CPU per status request, µs (median of rounds); ratio to raw httpx2")
+    print("client CPU per status request, µs (median of rounds); ratio to raw httpx2 on that shape")
     print(f"{'client':32}" + "".join(f"{f'c={c}':>20}" for c in levels))
     for name, by_level in results.items():
+        raw = results[_baseline(name)]
         cells = "".join(f"{by_level[c]:>11.0f} ({by_level[c] / raw[c]:.2f}x)" for c in levels)
         print(f"{name:32}{cells}")
 
@@ -163,12 +185,9 @@ if __name__ == "__main__":
     parser.add_argument("--requests", type=int, default=3000, help="requests per measurement")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16, 64])
-    parser.add_argument("--shape", choices=["openai", "fal"], default="openai")
     args = parser.parse_args()
     # the official SDK marks the Videos API deprecated; its warning is not what we measure
     warnings.simplefilter("ignore", DeprecationWarning)
     with simulator_process(["--render-seconds=100000"], cpu=0) as base_url:
-        outcome = anyio.run(
-            main, base_url, args.shape, args.requests, args.rounds, args.concurrency
-        )
+        outcome = anyio.run(main, base_url, args.requests, args.rounds, args.concurrency)
     report(outcome, args.concurrency)  # type: ignore[arg-type]

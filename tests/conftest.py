@@ -7,6 +7,12 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+# the shipped suites are modules of the package, not test modules: ask pytest to rewrite their
+# asserts too, so that a failed check shows its values
+pytest.register_assert_rewrite(
+    "sora_tasks.testing.conformance", "sora_tasks.testing.store_contract"
+)
+
 if TYPE_CHECKING:
     from sqlalchemy import URL
 

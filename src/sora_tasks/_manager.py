@@ -295,6 +295,15 @@ class TaskManager:
         """Like :meth:`create`, for a prepared :class:`GenerationRequest`."""
         return await self._admission.submit(request)
 
+    def seed_schedule(self, tasks: Iterable[Task]) -> int:
+        """Teach the polling schedule the render times of completed ``tasks``, oldest first.
+
+        Workers do this with their own store when they start; use it to carry what another
+        deployment learned. Returns how many tasks were learned from.
+        """
+        schedules = {name: self._ops.schedule_of(name) for name in self._providers}
+        return self._ops.planner.seed(tasks, schedules)
+
     async def create_many(self, requests: Iterable[GenerationRequest]) -> list[Task]:
         """Submit a batch. Every request is validated first: one bad request stores nothing.
 

@@ -32,9 +32,10 @@ from ._exceptions import (
 )
 from ._lease import LeaseKeeper
 from ._logging import log_task
-from ._models import ImageData, Limits, Task, TaskError, TaskResult, TaskStatus
+from ._models import ImageData, Limits, Task, TaskError, TaskQuery, TaskResult, TaskStatus
+from ._planner import Planner, kind_of
 from ._policy import PollingPolicy
-from ._schedule import Track, next_delay
+from ._schedule import PollSchedule, Track
 from ._secrets import scrub
 from ._states import Phase, TaskChanges, phase_of
 from ._submission import submit_request
@@ -77,7 +78,20 @@ class TaskOperations:
         self._limits = limits
         self._download_dir = download_dir
         self._checksum = checksum_downloads
+        self.planner = Planner()
         self.on_scheduled: Callable[[datetime], None] = lambda _: None
+
+    async def learn_from_store(self, limit: int = 500) -> int:
+        """Seed the schedule with the render times of the store's latest completed tasks."""
+        page = await self._store.list(
+            TaskQuery(status=TaskStatus.COMPLETED, limit=limit, order="desc")
+        )
+        schedules = {name: self.schedule_of(name) for name in self._providers}
+        return self.planner.seed(reversed(page.items), schedules)
+
+    def schedule_of(self, provider: str) -> PollSchedule:
+        """The schedule polls of ``provider``'s jobs follow (the policy's, else the provider's)."""
+        return self._policy.schedule or self._providers[provider].capabilities.schedule
 
     async def submit(self, task: Task, images: Sequence[ImageData] = ()) -> Task:
         """Send the create for ``task`` in two phases and record the provider's answer.
@@ -284,6 +298,7 @@ class TaskOperations:
         }
         match job.status:
             case TaskStatus.COMPLETED:
+                self._learn(task, job, now)
                 changes.update(
                     {
                         "status": TaskStatus.COMPLETED,
@@ -303,23 +318,27 @@ class TaskOperations:
                 if job.expired:
                     error = TaskError(code="expired", message=error.message)
                 changes.update({"status": TaskStatus.FAILED, "error": _scrubbed(error)})
+                self.planner.forget(task.id)
                 return changes
             case TaskStatus.CANCELLED:
                 changes["status"] = TaskStatus.CANCELLED
+                self.planner.forget(task.id)
                 return changes
         # a provider that says "queued" again after rendering began does not move us back
         status = TaskStatus.PROCESSING if job.status is TaskStatus.PROCESSING else task.status
         before = _track(task)
-        track = before.advance(
-            None if job.status is None else status, job.progress or 0, now.timestamp()
-        )
         capabilities = self._providers[task.provider].capabilities
-        delay = next_delay(
-            track,
+        track, delay = self.planner.plan(
+            task.id,
+            kind_of(task),
+            before,
+            None if job.status is None else status,
+            job.progress or 0,
             now.timestamp(),
+            schedule=self.schedule_of(task.provider),
             hint=job.poll_after,
+            hint_is_floor=capabilities.poll_hint_is_floor,
             min_interval=capabilities.min_poll_interval,
-            schedule=self._policy.schedule or capabilities.schedule,
         )
         next_poll_at = now + timedelta(seconds=delay)
         changes.update(
@@ -459,6 +478,19 @@ class TaskOperations:
             updated = await self._store.update(task.id, expected_version=task.version, **changes)
         self._events.publish(task, updated)
         return updated
+
+    def _learn(self, task: Task, job: ProviderJob, now: datetime) -> None:
+        if task.submitted_at is None:
+            return
+        finished = job.completed_at or now
+        self.planner.completed(
+            task.id,
+            kind_of(task),
+            submitted_at=task.submitted_at.timestamp(),
+            started_at=task.started_at.timestamp() if task.started_at else None,
+            completed_at=finished.timestamp(),
+            schedule=self.schedule_of(task.provider),
+        )
 
 
 def _track(task: Task) -> Track:

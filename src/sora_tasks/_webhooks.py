@@ -8,7 +8,8 @@ In front of it this module parses the headers strictly and bounds the body (its 
 signature is checked, its JSON nesting before it is parsed), so malformed or hostile input is a
 clear refusal and never a crash; after it, it de-duplicates on ``webhook-id`` and asks the
 provider for the job's real state, since an event is a hint and the provider's status is the
-truth.
+truth. A provider with no configured secret may tell its own (``Provider.webhook_secret``:
+Replicate serves it from its API); it is asked once and kept.
 
 A provider that signs its webhooks its own way (fal: Ed25519 against published keys) verifies
 them itself: an adapter with a ``verify_webhook`` method (:class:`SignedWebhooks`) is asked
@@ -202,11 +203,10 @@ class WebhookReceiver:
             webhook_id, event_type = verified.webhook_id, verified.event_type
             external_ids = verified.external_ids
         else:
-            webhook_id = self._verify(provider, headers, body)
+            webhook_id = self._verify(provider, await self._secret(provider), headers, body)
             event = _parse_event(body, self._max_json_depth)
             event_type = _str_or_none(event.get("type"))
-            data = event.get("data")
-            named = data.get("id") if isinstance(data, dict) else None
+            named = _job_id(event)
             external_ids = (named,) if isinstance(named, str) and named else ()
         key = f"{provider}\x00{webhook_id}"
         if not await self._seen.claim(key):
@@ -219,12 +219,23 @@ class WebhookReceiver:
                 await self._seen.release(key)
             raise
 
-    def _verify(self, provider: str, headers: Mapping[str, str], body: bytes) -> str:
+    async def _secret(self, provider: str) -> SecretStr:
+        """The configured secret, else the one the provider tells (Replicate's, say)."""
         secret = self._secrets.get(provider)
+        adapter = self._manager.providers.get(provider)
+        if secret is None and adapter is not None:
+            secret = await adapter.webhook_secret()
+            if secret is not None:
+                secret = self._secrets[provider] = _checked_secret(provider, secret)
         if secret is None:
             raise WebhookVerificationError(
                 f"no webhook secret is configured for provider {provider!r}"
             )
+        return secret
+
+    def _verify(
+        self, provider: str, secret: SecretStr, headers: Mapping[str, str], body: bytes
+    ) -> str:
         webhook_id, timestamp, signatures = _signed_headers(headers)
         try:
             text = body.decode("utf-8")
@@ -285,6 +296,15 @@ class WebhookReceiver:
             except TaskNotFoundError:
                 continue
         return await self._manager.store.get_by_external_id(external_ids[-1], provider=provider)
+
+
+def _job_id(event: Mapping[str, object]) -> object:
+    """The job an event names: ``data.id`` in an event envelope (OpenAI), or the ``id`` of a
+    delivery whose body is the job itself (Replicate sends the prediction, with its status)."""
+    data = event.get("data")
+    if isinstance(data, dict):
+        return data.get("id")
+    return event.get("id") if "status" in event else None
 
 
 def _signed_headers(headers: Mapping[str, str]) -> tuple[str, str, str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import secrets
 from collections.abc import Callable, Mapping
 from contextlib import ExitStack
 from typing import Any
@@ -39,7 +40,6 @@ _FEATURES: tuple[Feature, ...] = (
     "image_upload",
     "image_url",
 )
-_KEY = "fal-key-canary-0123456789abcdef"
 
 
 class FalSimulatorHarness(ProviderHarness):
@@ -58,8 +58,6 @@ class FalSimulatorHarness(ProviderHarness):
         "CANCELED": "cancelled",
     }
     features: frozenset[Feature] = frozenset(_FEATURES)
-    call_timeout: float = 1.0
-    model: str | None = None
 
     def __init__(
         self,
@@ -69,8 +67,9 @@ class FalSimulatorHarness(ProviderHarness):
         **simulator: Any,
     ) -> None:
         self.model = model
-        self.secret = _KEY
-        self.app: SimulatorApp = create_simulator_app(api_key=_KEY, **simulator)
+        # a fresh fake key per harness, which the kit hunts for in everything the adapter gives
+        self.secret = "fal-key-canary-" + secrets.token_hex(12)
+        self.app: SimulatorApp = create_simulator_app(api_key=self.secret, **simulator)
         self._stack = ExitStack()
         self.url = self._stack.enter_context(serve_in_thread(self.app)) + FAL_PATH
         self._options = dict(adapter_options or {})
@@ -124,7 +123,7 @@ class FalSimulatorHarness(ProviderHarness):
     def _build(self, base_url: str) -> FalProvider:
         # the simulator serves fal's storage beside the queue, as rest.fal.ai does for fal
         options = {"call_timeout": self.call_timeout, "storage_url": base_url, **self._options}
-        return FalProvider(_KEY, base_url=base_url, **options)
+        return FalProvider(self.secret, base_url=base_url, **options)
 
     def _uploaded(self, url: str) -> bytes | None:
         """The bytes of a file uploaded to the simulator's storage, by its URL."""

@@ -23,7 +23,8 @@ from ._simulator_tally import Tally
 __all__ = ["JobView", "Pin", "RequestRecord", "SimulatedJob", "SimulatorState"]
 
 Phase = Literal["queued", "in_progress", "completed", "failed", "cancelled"]
-Shape = Literal["openai", "relay", "fal"]
+"""Where a simulated job stands (a harness maps its API's status words onto these)."""
+Shape = Literal["openai", "relay", "replicate", "fal"]
 
 _REQUEST_LOG_SIZE = 10_000
 
@@ -233,7 +234,7 @@ def _pinned(pin: Pin, now: float, ttl: float) -> JobView:
 
 
 def _new_id(shape: Shape) -> str:
-    # fal's request ids are UUIDs; the other shapes prefix a random hex string
+    # fal's request ids are UUIDs; the other shapes are random hex, prefixed as each API does
     if shape == "fal":
         return str(uuid.uuid4())
-    return ("video_" if shape == "openai" else "task_") + secrets.token_hex(16)
+    return {"openai": "video_", "relay": "task_"}.get(shape, "") + secrets.token_hex(16)
