@@ -18,6 +18,7 @@ import anyio
 
 from ._deadlines import bounded
 from ._download import SavedFile, check_target, save_stream
+from ._download_pace import Pace
 from ._events import EventHub
 from ._exceptions import (
     ConflictError,
@@ -28,17 +29,27 @@ from ._exceptions import (
     ProviderRateLimitError,
     ProviderServerError,
     ProviderTransportError,
+    ProviderUnsupportedError,
     SubmissionUncertainError,
 )
 from ._lease import LeaseKeeper
 from ._logging import log_task
 from ._models import ImageData, Limits, Task, TaskError, TaskResult, TaskStatus
 from ._policy import PollingPolicy
+from ._saved import SavedContent
 from ._schedule import Track, next_delay
 from ._secrets import scrub
 from ._states import Phase, TaskChanges, phase_of
 from ._submission import submit_request
-from .providers._base import ContentStream, Provider, ProviderJob
+from .archive._base import (
+    DEFAULT_KEY_TEMPLATE,
+    Archive,
+    ArchiveError,
+    archive_key,
+    thumbnail_key,
+)
+from .archive._upload import ArchivedObject, archive_stream
+from .providers._base import ContentStream, ContentVariant, Provider, ProviderJob
 from .storage._base import TaskStore
 
 __all__ = ["TaskOperations"]
@@ -68,6 +79,8 @@ class TaskOperations:
         limits: Limits,
         download_dir: Path | None = None,
         checksum_downloads: bool = True,
+        archive: Archive | None = None,
+        archive_key: str = DEFAULT_KEY_TEMPLATE,
     ) -> None:
         self._store = store
         self._providers = providers
@@ -77,6 +90,8 @@ class TaskOperations:
         self._limits = limits
         self._download_dir = download_dir
         self._checksum = checksum_downloads
+        self.archive = archive
+        self._archive_key = archive_key
         self.on_scheduled: Callable[[datetime], None] = lambda _: None
 
     async def submit(self, task: Task, images: Sequence[ImageData] = ()) -> Task:
@@ -142,24 +157,105 @@ class TaskOperations:
         self._events.publish(task, updated)
         return updated
 
+    @property
+    def collects(self) -> bool:
+        """Whether the engine saves content itself (into ``download_dir`` or the archive)."""
+        return self._download_dir is not None or self.archive is not None
+
     async def collect(self, task: Task) -> Task:
-        """Save a ``COLLECTING`` task's video into ``download_dir``, ending its content phase.
+        """Save a ``COLLECTING`` task's video into ``download_dir`` and the archive, ending its
+        content phase.
 
         The lease is kept alive while the video streams. A failure leaves the task due again
         after a backoff, for any worker, until the provider's link is known to have expired:
         only then does the task end FAILED with ``error.code == "expired"``.
         """
-        if self._download_dir is None:
+        if not self.collects:
             return task
-        target = self._download_dir / f"{task.id}.mp4"
         keeper = LeaseKeeper(self._store, task, lease_seconds=self._policy.lease_seconds)
         try:
-            saved = await keeper.run(lambda: self._save(keeper.task, target))
-        except (DownloadError, OSError) as exc:
+            result = await keeper.run(lambda: self._gather(keeper.task))
+        except (DownloadError, ArchiveError, OSError) as exc:
             return await self._collect_failed(keeper.task, exc)
-        return await self._write(
-            keeper.task, result=_saved_result(keeper.task, saved), content_pending=False
+        return await self._write(keeper.task, result=result, content_pending=False)
+
+    async def _gather(self, task: Task) -> TaskResult:
+        """Save the video where the manager keeps videos; the task's result, updated."""
+        result = task.result or TaskResult()
+        saved = None
+        if self._download_dir is not None:
+            saved = await self._save(task, self._download_dir / f"{task.id}.mp4")
+            result = _saved_result(task, saved)
+        if self.archive is None:
+            return result
+        key = archive_key(self._archive_key, task)
+        if saved is not None:
+            # the copy on disk is uploaded: the provider is asked for the video once
+            local = SavedContent(saved.path, byte_size=saved.byte_size, media_type=task.media_type)
+            archived: ArchivedObject | None = await self._archive(self.archive, key, local)
+        else:
+            archived = await self._archive_from_provider(task, key, "video")
+        assert archived is not None
+        log_task(logging.INFO, f"archived {archived.byte_size:,} bytes", task, action="archive")
+        update: dict[str, object] = {
+            "archive_uri": archived.uri,
+            "archive_byte_size": archived.byte_size,
+            "archive_sha256": archived.sha256,
+        }
+        thumbnail = await self._archive_thumbnail(task, key)
+        if thumbnail is not None:
+            update["thumbnail_uri"] = thumbnail.uri
+        return result.model_copy(update=update)
+
+    async def _archive(self, archive: Archive, key: str, stream: ContentStream) -> ArchivedObject:
+        limits = self._limits
+        pace = Pace(
+            limits.download_min_bytes_per_second,
+            limits.download_speed_window,
+            limits.download_stall_timeout,
         )
+        return await archive_stream(
+            archive, key, stream, max_bytes=limits.max_download_bytes, pace=pace
+        )
+
+    async def _archive_from_provider(
+        self, task: Task, key: str, variant: ContentVariant
+    ) -> ArchivedObject | None:
+        """Stream one variant of the task's content into the archive.
+
+        ``None`` for a thumbnail that is not an image: some adapters answer every variant
+        with the video itself, which is no thumbnail (and already archived).
+        """
+        assert task.external_id is not None and self.archive is not None
+        provider = self._providers[task.provider]
+        try:
+            async with provider.open_content(task.external_id, variant, task=task) as stream:
+                if variant == "thumbnail":
+                    if not (stream.content_type or "").startswith("image/"):
+                        return None
+                    key = thumbnail_key(key, stream.content_type)
+                return await self._archive(self.archive, key, stream)
+        except ProviderError as exc:
+            raise DownloadError(f"could not download task {task.id}: {exc}") from exc
+
+    async def _archive_thumbnail(self, task: Task, video_key: str) -> ArchivedObject | None:
+        """Archive the provider's thumbnail beside the video, where it has one.
+
+        A provider without thumbnails is skipped quietly; a thumbnail that fails is logged and
+        skipped: the video is what the content phase owes.
+        """
+        try:
+            return await self._archive_from_provider(task, video_key, "thumbnail")
+        except DownloadError as exc:
+            cause = exc.__cause__
+            unsupported = isinstance(cause, ProviderUnsupportedError) or (
+                isinstance(cause, ProviderHTTPError) and cause.status_code in (400, 404, 422)
+            )
+            if not unsupported:
+                log_task(logging.WARNING, f"no thumbnail archived: {exc}", task, action="archive")
+        except ArchiveError as exc:
+            log_task(logging.WARNING, f"no thumbnail archived: {exc}", task, action="archive")
+        return None
 
     async def save(self, stream: ContentStream, path: str | os.PathLike[str]) -> SavedFile:
         """Save ``stream`` to ``path`` under the manager's size and pace limits."""
@@ -290,7 +386,7 @@ class TaskOperations:
                         "result": TaskResult(url=job.result_url, expires_at=job.expires_at),
                     }
                 )
-                if self._download_dir is not None:
+                if self.collects:
                     # completion and "video still to save" land in one write, so a crash
                     # after it leaves the task due for any worker, not forgotten
                     del changes["lease_owner"], changes["lease_expires_at"]
