@@ -68,7 +68,7 @@ class ObstoreArchive(Archive):
 
     def __init__(self, store: ObjectStore, uri: str) -> None:
         self._store = store
-        self._uri = uri.rstrip("/")
+        self._uri = uri if uri.endswith("://") else uri.rstrip("/")
 
     def __repr__(self) -> str:
         return f"ObstoreArchive({self._uri!r})"
@@ -108,7 +108,9 @@ class ObstoreArchive(Archive):
         self, key: str, chunks: AsyncIterator[bytes], *, content_type: str | None = None
     ) -> None:
         """Stream ``chunks`` to ``key`` as one multipart upload (aborted if ``chunks`` fails)."""
-        attributes: Any = {"Content-Type": content_type} if content_type else None
+        # a local directory keeps no attributes (obstore refuses them there)
+        local = isinstance(self._store, LocalStore)
+        attributes: Any = {"Content-Type": content_type} if content_type and not local else None
         try:
             await obstore.put_async(
                 self._store,
@@ -215,7 +217,12 @@ def open_archive(url: str, *, environ: Mapping[str, str] | None = None) -> Obsto
                 "a file archive URL names an absolute directory: file:///path/to/dir",
                 field="archive",
             )
-        return ObstoreArchive(LocalStore(unquote(parts.path)), f"file://{parts.path.rstrip('/')}")
+        directory = unquote(parts.path)
+        if not Path(directory).is_dir():
+            raise InvalidArchiveError(
+                f"archive {url}: the directory {directory} does not exist", field="archive"
+            )
+        return ObstoreArchive(LocalStore(directory), f"file://{parts.path.rstrip('/')}")
     if not parts.netloc:
         raise InvalidArchiveError(
             f"archive URL {scheme}://… names no bucket (e.g. {scheme}://my-bucket/videos)",

@@ -44,10 +44,13 @@ async def archive_stream(
         raise DownloadError(f"content is {declared:,} bytes; the download limit is {max_bytes:,}")
     meter = Meter(pace)
     body = _Body(stream, meter, max_bytes)
-    async with anyio.create_task_group() as group:
-        group.start_soon(meter.watch)
-        await archive.upload(key, body.blocks(), content_type=stream.content_type)
-        group.cancel_scope.cancel()
+    try:
+        async with anyio.create_task_group() as group:
+            group.start_soon(meter.watch)
+            await archive.upload(key, body.blocks(), content_type=stream.content_type)
+            group.cancel_scope.cancel()
+    except BaseExceptionGroup as group_error:
+        raise _single(group_error) from None
     stored = await archive.size(key)
     if stored != body.received:
         raise ArchiveError(
@@ -105,3 +108,10 @@ class _Body:
             )
         if self._md5 is not None and self._md5.digest() != self._stream.md5:
             raise DownloadError("content does not match the MD5 digest the server declared for it")
+
+
+def _single(exc: BaseException) -> BaseException:
+    """The one error inside task-group wrapping, so callers see it as itself."""
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc
