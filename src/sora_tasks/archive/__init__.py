@@ -21,6 +21,7 @@ from ._base import (
     check_key_template,
 )
 from ._upload import ArchivedObject, archive_stream
+from ._verify import ArchiveProblem, verify_archive
 
 if TYPE_CHECKING:
     from ._obstore import ObstoreArchive, open_archive
@@ -29,6 +30,7 @@ __all__ = [
     "DEFAULT_KEY_TEMPLATE",
     "Archive",
     "ArchiveError",
+    "ArchiveProblem",
     "ArchivedObject",
     "InvalidArchiveError",
     "ObstoreArchive",
@@ -36,6 +38,7 @@ __all__ = [
     "archive_stream",
     "check_key_template",
     "open_archive",
+    "verify_archive",
 ]
 
 _OPTIONAL = ("ObstoreArchive", "open_archive")
