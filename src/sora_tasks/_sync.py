@@ -129,6 +129,8 @@ class SyncTaskManager:
     cleanup = _blocking(TaskManager.cleanup)
     wait = _blocking(TaskManager.wait)
     download = _blocking(TaskManager.download)
+    content_url = _blocking(TaskManager.content_url)
+    archive_url = _blocking(TaskManager.archive_url)
 
     def generate(
         self,
