@@ -6,7 +6,7 @@ import hashlib
 import logging
 import re
 from collections.abc import AsyncIterator
-from contextlib import AbstractAsyncContextManager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -47,6 +47,7 @@ FAST = PollingPolicy(
 )
 QUICK = FakeBehaviour(render_for=0.05, poll_after=0.01)
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
+THUMBNAIL = b"RIFF\x00\x00\x00\x00WEBPVP8 thumbnail"
 SHA256 = hashlib.sha256(sample_video()).hexdigest()
 
 
@@ -189,6 +190,22 @@ async def test_archive_and_download_dir_together_ask_the_provider_once(tmp_path:
     assert counted.video_opens == 1
 
 
+async def test_a_providers_thumbnail_is_archived_beside_the_video() -> None:
+    async with TaskManager(
+        providers={"fake": _ThumbnailProvider(behaviour=QUICK)}, policy=FAST, archive="memory://"
+    ) as manager:
+        task = await manager.create("with a thumbnail", user_id="bob")
+        done = await manager.wait(task.id, timeout=10)
+        assert done.result is not None
+        assert done.result.thumbnail_uri == f"memory:///bob/{task.id}.thumbnail.webp"
+        archive = manager.archive
+        assert isinstance(archive, ObstoreArchive)
+        assert await _read(archive, f"bob/{task.id}.thumbnail.webp") == THUMBNAIL
+        await manager.cleanup(older_than=timedelta(0))
+        assert await archive.size(f"bob/{task.id}.thumbnail.webp") is None
+        assert await archive.size(f"bob/{task.id}.mp4") is None
+
+
 async def test_content_url_gives_the_providers_link_while_valid_and_nothing_is_archived() -> None:
     provider = FakeProvider(behaviour=QUICK)
     async with TaskManager(providers={"fake": provider}, policy=FAST) as manager:
@@ -262,6 +279,32 @@ class _CountingProvider(FakeProvider):
     ) -> AbstractAsyncContextManager[ContentStream]:
         if variant == "video":
             self.video_opens += 1
+        return super().open_content(external_id, variant, task=task)
+
+
+class _Thumbnail(ContentStream):
+    content_type = "image/webp"
+
+    def __init__(self, data: bytes) -> None:
+        self._data = data
+        self.content_length = len(data)
+
+    async def aiter_bytes(self) -> AsyncIterator[bytes]:
+        yield self._data
+
+
+class _ThumbnailProvider(FakeProvider):
+    """A fake whose jobs also have a thumbnail, as OpenAI's do."""
+
+    @asynccontextmanager
+    async def _thumbnail(self) -> AsyncIterator[ContentStream]:
+        yield _Thumbnail(THUMBNAIL)
+
+    def open_content(
+        self, external_id: str, variant: ContentVariant = "video", *, task: Task | None = None
+    ) -> AbstractAsyncContextManager[ContentStream]:
+        if variant == "thumbnail":
+            return self._thumbnail()
         return super().open_content(external_id, variant, task=task)
 
 
