@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import os
+import socket
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, closing
 from datetime import timedelta
 from typing import Annotated
 
@@ -15,6 +16,7 @@ import pytest
 from fastapi import FastAPI, Header
 
 from sora_tasks import PollingPolicy, PollSchedule, Task, TaskManager, TaskNotFoundError
+from sora_tasks._secrets import scrub
 from sora_tasks.archive import InvalidArchiveError
 from sora_tasks.contrib.fastapi import create_router
 from sora_tasks.providers import OpenAIVideosProvider
@@ -30,6 +32,7 @@ POLICY = PollingPolicy(
     idle_wait=0.05,
     retry_interval=0.1,
 )
+CANARY = "archive-canary-secret-4f1e9b"
 CONTENT = os.urandom(20 * 1024 * 1024 + 12345)  # three multipart parts, the last one short
 
 
@@ -138,6 +141,12 @@ async def test_missing_credentials_are_named_at_start_never_their_values(
     bucket = s3.create_bucket()
     monkeypatch.delenv("AWS_ACCESS_KEY_ID")
     monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+    # without keys obstore asks the instance metadata service: one that is not there, on any
+    # machine the tests run on
+    with closing(socket.socket()) as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed_port = probe.getsockname()[1]
+    monkeypatch.setenv("AWS_METADATA_ENDPOINT", f"http://127.0.0.1:{closed_port}")
     with pytest.raises(InvalidArchiveError, match="AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"):
         async with archiving(s3, bucket):
             pass
@@ -145,3 +154,10 @@ async def test_missing_credentials_are_named_at_start_never_their_values(
     with pytest.raises(InvalidArchiveError, match="AWS_SECRET_ACCESS_KEY is not set"):
         async with archiving(s3, bucket):
             pass
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", CANARY)
+    with pytest.raises(InvalidArchiveError, match="AWS_ACCESS_KEY_ID is not set") as caught:
+        async with archiving(s3, bucket):
+            pass
+    assert CANARY not in str(caught.value)
+    assert CANARY not in scrub(f"key={CANARY}"), "the secret is known to the scrubber from now on"

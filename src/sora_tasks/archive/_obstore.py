@@ -54,8 +54,8 @@ _SECRET_VARIABLES = (
     "AZURE_CLIENT_SECRET",
 )
 # obstore tries the instance metadata service when no credentials are configured; an error
-# naming it means none were found anywhere
-_NO_CREDENTIALS_HINTS = ("169.254.169.254", "metadata", "credential")
+# naming it (its address, or the token path of its API) means none were found anywhere
+_NO_CREDENTIALS_HINTS = ("169.254.169.254", "/latest/api/token", "metadata", "credential")
 
 
 class ObstoreArchive(Archive):
