@@ -1,4 +1,5 @@
-"""Archiving into a real S3 API (moto's server on 127.0.0.1) from the simulator over a socket."""
+"""Archiving into a real S3 API (moto's server on 127.0.0.1) from the simulator over a socket,
+and serving the archived videos back over HTTP."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, closing
 from datetime import timedelta
+from pathlib import Path
 from typing import Annotated
 
 import anyio
@@ -99,32 +101,66 @@ async def test_the_engine_streams_each_video_into_s3_and_presigns_it(s3: LocalS3
         assert s3.keys(bucket) == []
 
 
+@asynccontextmanager
+async def serving_router(manager: TaskManager) -> AsyncIterator[str]:
+    """The router over ``manager``, served by uvicorn on 127.0.0.1; yields the content URL base."""
+    app = FastAPI()
+    app.include_router(create_router(manager, current_user=user_from_header))
+    server, sock = make_server(app), bind()
+    try:
+        async with anyio.create_task_group() as group:
+            group.start_soon(server.serve, [sock])
+            with anyio.fail_after(10):
+                while not server.started:  # noqa: ASYNC110 - uvicorn offers only a flag
+                    await anyio.sleep(0.005)
+            try:
+                yield f"{base_url(sock)}/api/video/tasks"
+            finally:
+                server.should_exit = True
+    finally:
+        sock.close()
+
+
 async def test_the_content_route_redirects_to_a_presigned_url(s3: LocalS3) -> None:
     bucket = s3.create_bucket()
     async with archiving(s3, bucket) as manager:
         done = await finished(manager, "alice")
-        app = FastAPI()
-        app.include_router(create_router(manager, current_user=user_from_header))
-        server, sock = make_server(app), bind()
-        try:
-            async with anyio.create_task_group() as group:
-                group.start_soon(server.serve, [sock])
-                with anyio.fail_after(10):
-                    while not server.started:  # noqa: ASYNC110 - uvicorn offers only a flag
-                        await anyio.sleep(0.005)
-                path = f"{base_url(sock)}/api/video/tasks/{done.id}/content"
-                async with httpx2.AsyncClient(timeout=30) as client:
-                    redirect = await client.get(path, headers={"x-user": "alice"})
-                    stranger = await client.get(path, headers={"x-user": "mallory"})
-                    followed = await client.get(redirect.headers["location"])
-                server.should_exit = True
-        finally:
-            sock.close()
+        async with serving_router(manager) as tasks, httpx2.AsyncClient(timeout=30) as client:
+            path = f"{tasks}/{done.id}/content"
+            redirect = await client.get(path, headers={"x-user": "alice"})
+            stranger = await client.get(path, headers={"x-user": "mallory"})
+            followed = await client.get(redirect.headers["location"])
     assert redirect.status_code == 307
     assert redirect.headers["location"].startswith(f"{s3.endpoint}/{bucket}/videos/alice/")
     assert stranger.status_code == 404
     assert "location" not in stranger.headers
     assert followed.status_code == 200 and followed.content == CONTENT
+
+
+async def test_a_local_archive_is_streamed_by_the_route_with_ranges(tmp_path: Path) -> None:
+    simulator = create_simulator_app(
+        render_seconds=0.2, queue_seconds=0, poll_after_ms=50, content=CONTENT
+    )
+    with serve_in_thread(simulator) as url:
+        provider = OpenAIVideosProvider(
+            api_key="sk-archive-tests",
+            base_url=f"{url}/v1",
+            capabilities=DEFAULT_OPENAI_CAPABILITIES.model_copy(update={"min_poll_interval": 0}),
+        )
+        manager = TaskManager(
+            providers={"sim": provider}, policy=POLICY, archive=f"file://{tmp_path}"
+        )
+        async with manager:
+            done = await finished(manager, "alice")
+            async with serving_router(manager) as tasks, httpx2.AsyncClient(timeout=30) as client:
+                path = f"{tasks}/{done.id}/content"
+                ranged = await client.get(
+                    path, headers={"x-user": "alice", "range": "bytes=100-199"}
+                )
+                stranger = await client.get(path, headers={"x-user": "mallory"})
+    assert ranged.status_code == 206
+    assert ranged.content == CONTENT[100:200]
+    assert stranger.status_code == 404
 
 
 async def test_a_bucket_that_does_not_exist_is_refused_at_start(s3: LocalS3) -> None:
