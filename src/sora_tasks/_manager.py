@@ -65,6 +65,7 @@ __all__ = ["TaskManager"]
 # wait() re-reads the store this often, to see changes made by workers in other processes
 _RECHECK_SECONDS = 1.0
 _DEFAULT_URL_LIFETIME = timedelta(hours=1)
+_LONGEST_URL_LIFETIME = timedelta(days=7)
 # cleanup() reads the tasks it is about to delete in pages of this many
 _CLEANUP_PAGE = 500
 
@@ -423,20 +424,20 @@ class TaskManager:
         pointing at nothing. Returns the number of tasks deleted.
         """
         before = self._clock() - older_than
-        doomed = await self._archived_before(before) if delete_archived else []
+        archive = self._archive
+        if archive is None or not delete_archived:
+            return await self._store.delete_finished(before=before)
+        doomed = await self._archived_before(archive, before)
         deleted = await self._store.delete_finished(before=before)
-        assert self._archive is not None or not doomed
         for key in doomed:
             try:
-                await self._archive.delete(key)  # type: ignore[union-attr]
+                await archive.delete(key)
             except ArchiveError as exc:
                 logger.warning("cleanup left an archived object behind: %s", exc)
         return deleted
 
-    async def _archived_before(self, before: datetime) -> builtins.list[str]:
+    async def _archived_before(self, archive: Archive, before: datetime) -> builtins.list[str]:
         """The archive keys of the COMPLETED tasks that ended before ``before``."""
-        if self._archive is None:
-            return []
         keys: builtins.list[str] = []
         cursor = None
         while True:
@@ -451,7 +452,7 @@ class TaskManager:
                 if phase_of(task) is not Phase.DONE or ended >= before or task.result is None:
                     continue
                 for uri in (task.result.archive_uri, task.result.thumbnail_uri):
-                    key = self._archive.key_of(uri) if uri else None
+                    key = archive.key_of(uri) if uri else None
                     if key is not None:
                         keys.append(key)
             if not page.has_more:
@@ -540,8 +541,16 @@ class TaskManager:
         """A presigned URL of the task's archived video, valid for ``expires_in``.
 
         ``None`` when the video is not archived (yet), or the archive cannot sign (a local
-        directory, memory). Another user's task is "not found".
+        directory, memory). Another user's task is "not found". ``expires_in`` is at most
+        7 days (the longest an S3 signature lasts).
         """
+        if not timedelta(0) < expires_in <= _LONGEST_URL_LIFETIME:
+            raise InvalidRequestError(
+                f"expires_in must be positive and at most {_LONGEST_URL_LIFETIME.days} days "
+                f"(got {expires_in})",
+                field="expires_in",
+                limit=_LONGEST_URL_LIFETIME,
+            )
         task = await self.get(task_id, user_id=user_id)
         key = self._archived_key(task)
         if key is None:
@@ -563,10 +572,6 @@ class TaskManager:
         completed yet, the link expired and nothing was archived, or an archive that cannot
         sign), and :class:`TaskNotFoundError` for another user's task.
         """
-        if expires_in <= timedelta(0):
-            raise InvalidRequestError(
-                "expires_in must be a positive duration", field="expires_in", limit=0
-            )
         signed = await self.archive_url(task_id, user_id=user_id, expires_in=expires_in)
         if signed is not None:
             return signed

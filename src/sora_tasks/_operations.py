@@ -9,7 +9,8 @@ from __future__ import annotations
 import logging
 import os
 import uuid
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TypeVar, Unpack
@@ -192,10 +193,10 @@ class TaskOperations:
         if saved is not None:
             # the copy on disk is uploaded: the provider is asked for the video once
             local = SavedContent(saved.path, byte_size=saved.byte_size, media_type=task.media_type)
-            archived: ArchivedObject | None = await self._archive(self.archive, key, local)
+            archived = await self._archive(key, local)
         else:
-            archived = await self._archive_from_provider(task, key, "video")
-        assert archived is not None
+            async with self._content(task, "video") as stream:
+                archived = await self._archive(key, stream)
         log_task(logging.INFO, f"archived {archived.byte_size:,} bytes", task, action="archive")
         update: dict[str, object] = {
             "archive_uri": archived.uri,
@@ -207,7 +208,8 @@ class TaskOperations:
             update["thumbnail_uri"] = thumbnail.uri
         return result.model_copy(update=update)
 
-    async def _archive(self, archive: Archive, key: str, stream: ContentStream) -> ArchivedObject:
+    async def _archive(self, key: str, stream: ContentStream) -> ArchivedObject:
+        assert self.archive is not None
         limits = self._limits
         pace = Pace(
             limits.download_min_bytes_per_second,
@@ -215,37 +217,32 @@ class TaskOperations:
             limits.download_stall_timeout,
         )
         return await archive_stream(
-            archive, key, stream, max_bytes=limits.max_download_bytes, pace=pace
+            self.archive, key, stream, max_bytes=limits.max_download_bytes, pace=pace
         )
 
-    async def _archive_from_provider(
-        self, task: Task, key: str, variant: ContentVariant
-    ) -> ArchivedObject | None:
-        """Stream one variant of the task's content into the archive.
-
-        ``None`` for a thumbnail that is not an image: some adapters answer every variant
-        with the video itself, which is no thumbnail (and already archived).
-        """
-        assert task.external_id is not None and self.archive is not None
+    @asynccontextmanager
+    async def _content(self, task: Task, variant: ContentVariant) -> AsyncIterator[ContentStream]:
+        """The provider's content of ``task``; its errors as :class:`DownloadError`."""
+        assert task.external_id is not None
         provider = self._providers[task.provider]
         try:
             async with provider.open_content(task.external_id, variant, task=task) as stream:
-                if variant == "thumbnail":
-                    if not (stream.content_type or "").startswith("image/"):
-                        return None
-                    key = thumbnail_key(key, stream.content_type)
-                return await self._archive(self.archive, key, stream)
+                yield stream
         except ProviderError as exc:
             raise DownloadError(f"could not download task {task.id}: {exc}") from exc
 
     async def _archive_thumbnail(self, task: Task, video_key: str) -> ArchivedObject | None:
         """Archive the provider's thumbnail beside the video, where it has one.
 
-        A provider without thumbnails is skipped quietly; a thumbnail that fails is logged and
-        skipped: the video is what the content phase owes.
+        A provider without thumbnails is skipped quietly, and so is an answer that is not an
+        image (some adapters answer every variant with the video itself). A thumbnail that
+        fails is logged and skipped: the video is what the content phase owes.
         """
         try:
-            return await self._archive_from_provider(task, video_key, "thumbnail")
+            async with self._content(task, "thumbnail") as stream:
+                if not (stream.content_type or "").startswith("image/"):
+                    return None
+                return await self._archive(thumbnail_key(video_key, stream.content_type), stream)
         except DownloadError as exc:
             cause = exc.__cause__
             unsupported = isinstance(cause, ProviderUnsupportedError) or (

@@ -216,9 +216,11 @@ async def test_content_url_gives_the_providers_link_while_valid_and_nothing_is_a
         assert url == done.result.url
         with pytest.raises(TaskNotFoundError):
             await manager.content_url(task.id, user_id="mallory")
-        with pytest.raises(InvalidRequestError, match="positive") as caught:
-            await manager.content_url(task.id, expires_in=timedelta(0))
-        assert caught.value.field == "expires_in"
+        for bad in (timedelta(0), timedelta(days=8)):
+            with pytest.raises(InvalidRequestError, match="at most 7 days") as caught:
+                await manager.content_url(task.id, expires_in=bad)
+            assert caught.value.field == "expires_in"
+            assert caught.value.limit == timedelta(days=7)
 
 
 async def test_content_url_of_an_unsigned_archive_without_a_link_is_not_ready() -> None:
