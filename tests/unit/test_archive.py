@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import re
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -13,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from sora_tasks import (
+    DownloadError,
     InvalidRequestError,
     PollingPolicy,
     Task,
@@ -21,6 +23,7 @@ from sora_tasks import (
     TaskNotReadyError,
     TaskStatus,
 )
+from sora_tasks._download_pace import Pace
 from sora_tasks._saved import SavedContent
 from sora_tasks._schedule import PollSchedule
 from sora_tasks.archive import (
@@ -28,6 +31,7 @@ from sora_tasks.archive import (
     InvalidArchiveError,
     ObstoreArchive,
     archive_key,
+    archive_stream,
     check_key_template,
     open_archive,
 )
@@ -140,6 +144,49 @@ async def test_an_upload_that_fails_leaves_no_object_and_the_old_one_untouched()
     assert await _read(archive, "k.mp4") == b"old" * 10
     assert await archive.size("new.mp4") is None
     await archive.delete("new.mp4")  # missing: not an error
+
+
+class _Declared(ContentStream):
+    def __init__(self, data: bytes, *, length: int | None = None, md5: bytes | None = None) -> None:
+        self._data = data
+        self.content_length = length
+        self.md5 = md5
+
+    async def aiter_bytes(self) -> AsyncIterator[bytes]:
+        async for chunk in _chunks(self._data):
+            yield chunk
+
+
+@pytest.mark.parametrize(
+    ("stream", "max_bytes", "problem"),
+    [
+        (
+            _Declared(b"v" * 3_000_000, length=4_000_000),
+            10_000_000,
+            "cut short: 3,000,000 of 4,000,000",
+        ),
+        (_Declared(b"v" * 3_000_000, md5=hashlib.md5(b"other").digest()), 10_000_000, "MD5"),
+        (_Declared(b"v" * 3_000_000), 2_000_000, "download limit of 2,000,000 bytes"),
+        (_Declared(b"v", length=3_000_000), 2_000_000, "content is 3,000,000 bytes"),
+    ],
+)
+async def test_a_bad_body_aborts_the_upload_and_leaves_no_object(
+    stream: ContentStream, max_bytes: int, problem: str
+) -> None:
+    archive = open_archive("memory://")
+    with pytest.raises(DownloadError, match=problem):
+        await archive_stream(archive, "bad.mp4", stream, max_bytes=max_bytes, pace=Pace())
+    assert await archive.size("bad.mp4") is None
+
+
+async def test_a_good_body_is_stored_with_its_checksum() -> None:
+    data = os.urandom(3_000_001)
+    archive = open_archive("memory://")
+    stream = _Declared(data, length=len(data), md5=hashlib.md5(data).digest())
+    stored = await archive_stream(archive, "a/b.mp4", stream, max_bytes=len(data), pace=Pace())
+    assert stored.uri == "memory:///a/b.mp4"
+    assert (stored.byte_size, stored.sha256) == (len(data), hashlib.sha256(data).hexdigest())
+    assert await _read(archive, "a/b.mp4") == data
 
 
 async def test_the_engine_archives_every_video_with_its_size_and_checksum() -> None:
