@@ -303,7 +303,7 @@ def test_bad_durations_are_refused(text: str) -> None:
 
 def test_the_archive_is_the_environment_then_the_file(tmp_path: Path) -> None:
     config = write(
-        tmp_path / "sora-tasks.toml",
+        tmp_path / "elsewhere" / "archive.toml",
         'archive = "s3://from-file/videos"\narchive_key = "{provider}/{task_id}.mp4"\n',
     )
     from_file = load_settings(Flags(config=config), env={})
