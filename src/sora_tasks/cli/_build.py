@@ -10,6 +10,7 @@ import pydantic
 
 from .._events import TaskEvent
 from .._manager import TaskManager
+from ..archive._base import DEFAULT_KEY_TEMPLATE
 from ..providers import MultipartRelayProvider, OpenAIVideosProvider, RelayConfig
 from ..providers._base import Provider
 from ..providers.openai import DEFAULT_BASE_URL
@@ -97,6 +98,8 @@ async def open_manager(
         poll=poll,
         on_event=on_event,
         download_dir=settings.download_dir,
+        archive=settings.archive,
+        archive_key=settings.archive_key or DEFAULT_KEY_TEMPLATE,
     )
     async with manager:
         yield manager
