@@ -332,3 +332,18 @@ def test_a_fal_provider_without_its_key_is_left_out_naming_fal_key(tmp_path: Pat
     settings = load_settings(Flags(config=config), env={})
     assert "fal" not in settings.providers
     assert any("FAL_KEY" in note for note in settings.notes)
+
+
+def test_the_archive_is_the_environment_then_the_file(tmp_path: Path) -> None:
+    config = write(
+        tmp_path / "elsewhere" / "archive.toml",
+        'archive = "s3://from-file/videos"\narchive_key = "{provider}/{task_id}.mp4"\n',
+    )
+    from_file = load_settings(Flags(config=config), env={})
+    assert (from_file.archive, from_file.archive_key) == (
+        "s3://from-file/videos",
+        "{provider}/{task_id}.mp4",
+    )
+    from_env = load_settings(Flags(config=config), env={"SORA_TASKS_ARCHIVE": "memory://"})
+    assert from_env.archive == "memory://"
+    assert load_settings(Flags(), env={}).archive is None

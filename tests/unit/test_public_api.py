@@ -98,3 +98,28 @@ def test_public_names_have_docstrings() -> None:
         value = getattr(sora_tasks, name)
         if isinstance(value, type):
             assert value.__doc__, name
+
+
+def test_archive_exports_are_locked_and_documented() -> None:
+    import sora_tasks.archive
+
+    assert set(sora_tasks.archive.__all__) == {
+        "DEFAULT_KEY_TEMPLATE",
+        "Archive",
+        "ArchiveError",
+        "ArchiveProblem",
+        "ArchivedObject",
+        "InvalidArchiveError",
+        "ObstoreArchive",
+        "archive_key",
+        "archive_stream",
+        "check_key_template",
+        "open_archive",
+        "verify_archive",
+    }
+    for name in sora_tasks.archive.__all__:
+        value = getattr(sora_tasks.archive, name)
+        if callable(value):
+            assert value.__doc__, name
+    assert issubclass(sora_tasks.archive.ArchiveError, sora_tasks.SoraTasksError)
+    assert issubclass(sora_tasks.archive.InvalidArchiveError, sora_tasks.InvalidRequestError)

@@ -10,6 +10,7 @@ import pydantic
 
 from .._events import TaskEvent
 from .._manager import TaskManager
+from ..archive._base import DEFAULT_KEY_TEMPLATE
 from ..providers import FalProvider, MultipartRelayProvider, OpenAIVideosProvider, RelayConfig
 from ..providers import fal as fal_module
 from ..providers._base import Provider
@@ -106,6 +107,8 @@ async def open_manager(
         poll=poll,
         on_event=on_event,
         download_dir=settings.download_dir,
+        archive=settings.archive,
+        archive_key=settings.archive_key or DEFAULT_KEY_TEMPLATE,
     )
     async with manager:
         yield manager

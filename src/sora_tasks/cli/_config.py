@@ -75,6 +75,8 @@ class _File(_Strict):
     default_provider: str | None = None
     database_url: str | None = None
     download_dir: Path | None = None
+    archive: str | None = None
+    archive_key: str | None = None
     providers: dict[str, ProviderSettings] = pydantic.Field(default_factory=dict)
     policy: dict[str, Any] = pydantic.Field(default_factory=dict)
     limits: dict[str, Any] = pydantic.Field(default_factory=dict)
@@ -102,6 +104,8 @@ class Settings:
     default_provider: str
     database_url: str | None = None
     download_dir: Path | None = None
+    archive: str | None = None
+    archive_key: str | None = None
     policy: PollingPolicy = field(default_factory=PollingPolicy)
     limits: Limits = field(default_factory=Limits)
     config_file: Path | None = None
@@ -152,6 +156,8 @@ def load_settings(flags: Flags, env: Mapping[str, str] | None = None) -> Setting
             flags.database_url or env.get("SORA_TASKS_DATABASE_URL") or file.database_url
         ),
         download_dir=file.download_dir,
+        archive=env.get("SORA_TASKS_ARCHIVE") or file.archive,
+        archive_key=file.archive_key,
         policy=_model(PollingPolicy, _policy_table(file.policy), "policy"),
         limits=_model(Limits, file.limits, "limits"),
         config_file=path,
