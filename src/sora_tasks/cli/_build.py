@@ -11,7 +11,12 @@ import pydantic
 from .._events import TaskEvent
 from .._manager import TaskManager
 from ..archive._base import DEFAULT_KEY_TEMPLATE
-from ..providers import MultipartRelayProvider, OpenAIVideosProvider, RelayConfig
+from ..providers import (
+    MultipartRelayProvider,
+    OpenAIVideosProvider,
+    RelayConfig,
+    ReplicateProvider,
+)
 from ..providers._base import Provider
 from ..providers.openai import DEFAULT_BASE_URL
 from ..testing import FakeBehaviour, FakeProvider
@@ -46,6 +51,13 @@ def build_provider(name: str, settings: ProviderSettings) -> Provider:
             name=name,
             **options,
         )
+    if settings.type == "replicate":
+        extra: dict[str, Any] = {
+            key: value
+            for key, value in {"model": settings.model, "base_url": settings.base_url}.items()
+            if value is not None
+        }
+        return ReplicateProvider(settings.api_key, name=name, **extra, **options)
     assert settings.base_url is not None
     try:
         dialect = RelayConfig.model_validate(settings.dialect)

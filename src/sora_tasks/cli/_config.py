@@ -25,6 +25,7 @@ from ._durations import parse_duration
 
 __all__ = [
     "FAKE",
+    "KEY_VARIABLES",
     "OPENAI",
     "ConfigError",
     "Flags",
@@ -37,6 +38,8 @@ __all__ = [
 
 FAKE = "fake"
 OPENAI = "openai"
+# each kind's conventional key variable; a provider of that name is configured when it is set
+KEY_VARIABLES: Mapping[str, str] = {"openai": "OPENAI_API_KEY", "replicate": "REPLICATE_API_TOKEN"}
 LOCAL_CONFIG = Path("sora-tasks.toml")
 
 _M = TypeVar("_M", bound=BaseModel)
@@ -53,11 +56,14 @@ class _Strict(BaseModel):
 class ProviderSettings(_Strict):
     """One named provider of the file: ``[providers.<name>]``.
 
-    ``dialect`` holds :class:`~sora_tasks.providers.RelayConfig` fields for ``type = "relay"``.
+    ``dialect`` holds :class:`~sora_tasks.providers.RelayConfig` fields for ``type = "relay"``;
+    ``model`` is the default model of an aggregator (``type = "replicate"``). A provider's key is
+    read from ``api_key_env``, else from its conventional variable (``REPLICATE_API_TOKEN``, ...).
     """
 
-    type: Literal["openai", "relay", "fake"]
+    type: Literal["openai", "relay", "fake", "replicate"]
     base_url: str | None = None
+    model: str | None = None
     api_key_env: str | None = None
     api_key: SecretStr | None = None
     timeout: float | None = pydantic.Field(None, gt=0)
@@ -180,6 +186,9 @@ def _providers(
     declared = dict(file.providers)
     if OPENAI not in declared and (env.get("OPENAI_API_KEY") or env.get("OPENAI_BASE_URL")):
         declared[OPENAI] = ProviderSettings(type="openai")
+    for kind, variable in KEY_VARIABLES.items():
+        if kind != OPENAI and kind not in declared and env.get(variable):
+            declared[kind] = ProviderSettings(type=kind)
     for name, settings in declared.items():
         if settings.api_key is not None:
             notes.append(
@@ -190,7 +199,7 @@ def _providers(
         if resolved is None:
             notes.append(
                 f"provider {name!r} left out: environment variable "
-                f"{settings.api_key_env or 'OPENAI_API_KEY'} is not set"
+                f"{settings.api_key_env or KEY_VARIABLES.get(settings.type)} is not set"
             )
             continue
         providers[name] = resolved
@@ -209,10 +218,10 @@ def _resolve(
     variable = settings.api_key_env
     if (
         variable is None
-        and settings.type == "openai"
-        and (settings.api_key is None or name == OPENAI)
+        and settings.type in KEY_VARIABLES
+        and (settings.api_key is None or name == settings.type)
     ):
-        variable = "OPENAI_API_KEY"
+        variable = KEY_VARIABLES[settings.type]
     if variable is not None and env.get(variable):
         changes["api_key"] = SecretStr(env[variable])
     elif settings.api_key is None:
