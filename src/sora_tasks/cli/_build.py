@@ -11,8 +11,13 @@ import pydantic
 from .._events import TaskEvent
 from .._manager import TaskManager
 from ..archive._base import DEFAULT_KEY_TEMPLATE
-from ..providers import FalProvider, MultipartRelayProvider, OpenAIVideosProvider, RelayConfig
-from ..providers import fal as fal_module
+from ..providers import (
+    FalProvider,
+    MultipartRelayProvider,
+    OpenAIVideosProvider,
+    RelayConfig,
+    ReplicateProvider,
+)
 from ..providers._base import Provider
 from ..providers.openai import DEFAULT_BASE_URL
 from ..testing import FakeBehaviour, FakeProvider
@@ -47,14 +52,14 @@ def build_provider(name: str, settings: ProviderSettings) -> Provider:
             name=name,
             **options,
         )
-    if settings.type == "fal":
-        return FalProvider(
-            settings.api_key,
-            model=settings.model or fal_module.DEFAULT_MODEL,
-            base_url=settings.base_url or fal_module.DEFAULT_BASE_URL,
-            name=name,
-            **options,
-        )
+    if settings.type in ("replicate", "fal"):
+        extra: dict[str, Any] = {
+            key: value
+            for key, value in {"model": settings.model, "base_url": settings.base_url}.items()
+            if value is not None
+        }
+        kind = ReplicateProvider if settings.type == "replicate" else FalProvider
+        return kind(settings.api_key, name=name, **extra, **options)
     assert settings.base_url is not None
     try:
         dialect = RelayConfig.model_validate(settings.dialect)

@@ -25,6 +25,7 @@ from ._durations import parse_duration
 
 __all__ = [
     "FAKE",
+    "KEY_VARIABLES",
     "OPENAI",
     "ConfigError",
     "Flags",
@@ -37,11 +38,15 @@ __all__ = [
 
 FAKE = "fake"
 OPENAI = "openai"
+# each kind's conventional key variable; a provider of that name is configured when it is set
+KEY_VARIABLES: Mapping[str, str] = {
+    "openai": "OPENAI_API_KEY",
+    "replicate": "REPLICATE_API_TOKEN",
+    "fal": "FAL_KEY",
+}
 LOCAL_CONFIG = Path("sora-tasks.toml")
 
 _M = TypeVar("_M", bound=BaseModel)
-# where a provider type's key is looked for when the file names no api_key_env
-_DEFAULT_KEY_ENV = {"openai": "OPENAI_API_KEY", "fal": "FAL_KEY"}
 
 
 class ConfigError(Exception):
@@ -56,11 +61,14 @@ class ProviderSettings(_Strict):
     """One named provider of the file: ``[providers.<name>]``.
 
     ``dialect`` holds :class:`~sora_tasks.providers.RelayConfig` fields for ``type = "relay"``;
-    ``model`` is the default model of ``type = "fal"`` (whose key defaults to ``FAL_KEY``).
+    ``model`` is the default model of an aggregator (``type = "replicate"`` or ``"fal"``). A
+    provider's key is read from ``api_key_env``, else from its conventional variable
+    (``REPLICATE_API_TOKEN``, ``FAL_KEY``, ...).
     """
 
-    type: Literal["openai", "relay", "fal", "fake"]
+    type: Literal["openai", "relay", "fake", "replicate", "fal"]
     base_url: str | None = None
+    model: str | None = None
     api_key_env: str | None = None
     api_key: SecretStr | None = None
     timeout: float | None = pydantic.Field(None, gt=0)
@@ -68,7 +76,6 @@ class ProviderSettings(_Strict):
     organization: str | None = None
     project: str | None = None
     dialect: dict[str, Any] = pydantic.Field(default_factory=dict)
-    model: str | None = None
 
 
 class _File(_Strict):
@@ -184,6 +191,9 @@ def _providers(
     declared = dict(file.providers)
     if OPENAI not in declared and (env.get("OPENAI_API_KEY") or env.get("OPENAI_BASE_URL")):
         declared[OPENAI] = ProviderSettings(type="openai")
+    for kind, variable in KEY_VARIABLES.items():
+        if kind != OPENAI and kind not in declared and env.get(variable):
+            declared[kind] = ProviderSettings(type=kind)
     for name, settings in declared.items():
         if settings.api_key is not None:
             notes.append(
@@ -194,7 +204,7 @@ def _providers(
         if resolved is None:
             notes.append(
                 f"provider {name!r} left out: environment variable "
-                f"{settings.api_key_env or _DEFAULT_KEY_ENV.get(settings.type)} is not set"
+                f"{settings.api_key_env or KEY_VARIABLES.get(settings.type)} is not set"
             )
             continue
         providers[name] = resolved
@@ -213,10 +223,10 @@ def _resolve(
     variable = settings.api_key_env
     if (
         variable is None
-        and settings.type in _DEFAULT_KEY_ENV
-        and (settings.api_key is None or name == OPENAI)
+        and settings.type in KEY_VARIABLES
+        and (settings.api_key is None or name == settings.type)
     ):
-        variable = _DEFAULT_KEY_ENV[settings.type]
+        variable = KEY_VARIABLES[settings.type]
     if variable is not None and env.get(variable):
         changes["api_key"] = SecretStr(env[variable])
     elif settings.api_key is None:
