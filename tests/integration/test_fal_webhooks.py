@@ -190,3 +190,21 @@ async def test_pinned_keys_need_no_fetch() -> None:
     finally:
         await provider.aclose()
     assert verified.webhook_id == "r9"
+
+
+async def test_the_harness_signs_deliveries_its_adapter_accepts() -> None:
+    harness = FalSimulatorHarness()
+    try:
+        async with TaskManager(providers={"fal": harness.provider}, poll=False) as manager:
+            task = await manager.create("a kite", model="fal-ai/veo3.1", seconds=8)
+            assert task.external_id is not None
+            await harness.pin(task.external_id, Pin("completed"))
+            headers, body = harness.signed_webhook(task.external_id)
+            result = await manager.handle_webhook("fal", headers, body)
+            stale, stale_body = harness.signed_webhook(task.external_id, at=time.time() - 600)
+            with pytest.raises(WebhookVerificationError, match="300 s"):
+                await manager.handle_webhook("fal", stale, stale_body)
+    finally:
+        await harness.aclose()
+    assert result.outcome == "processed" and result.event_type == "OK"
+    assert result.task is not None and result.task.status is TaskStatus.COMPLETED

@@ -4,11 +4,13 @@ wired to the simulator's fal shape, served on a real socket."""
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import secrets
+import time
 from collections.abc import Callable, Mapping
 from contextlib import ExitStack
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import JsonValue
 
@@ -21,6 +23,9 @@ from ._simulator import SimulatorApp, create_simulator_app
 from ._simulator_fal import FAL_CDN, FAL_PATH
 from ._simulator_faults import Faults
 from ._simulator_state import Phase, Pin
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 __all__ = ["FalSimulatorHarness"]
 
@@ -48,7 +53,8 @@ class FalSimulatorHarness(ProviderHarness):
     Keyword arguments go to :func:`create_simulator_app` (``render_seconds``, ``fail_prompts``,
     ...); ``adapter_options`` to :class:`FalProvider` (built with ``call_timeout``, short so
     that slow answers outlast it quickly, and with fal's storage at the simulator); ``model`` is
-    the model the kit asks for. Close it with :meth:`aclose`.
+    the model the kit asks for. The adapter trusts a webhook key of the harness's own, so
+    :meth:`signed_webhook` makes deliveries it accepts. Close it with :meth:`aclose`.
     """
 
     status_words: Mapping[str, Phase] = {
@@ -73,6 +79,11 @@ class FalSimulatorHarness(ProviderHarness):
         self._stack = ExitStack()
         self.url = self._stack.enter_context(serve_in_thread(self.app)) + FAL_PATH
         self._options = dict(adapter_options or {})
+        self._signing_key = _signing_key()
+        # unless the test brings its own keys (or a JWKS to fetch them from)
+        own_keys = {"webhook_keys", "jwks_url"} & self._options.keys()
+        if self._signing_key is not None and not own_keys:
+            self._options["webhook_keys"] = [_raw_public(self._signing_key)]
         self._provider = self._build(self.url)
         self._others: list[Provider] = []
 
@@ -112,6 +123,35 @@ class FalSimulatorHarness(ProviderHarness):
         body = b"".join(config.content.chunks())
         return body + _request_id(external_id).encode() if config.unique_content else body
 
+    def signed_webhook(
+        self, external_id: str, *, status: str = "OK", at: float | None = None
+    ) -> tuple[dict[str, str], bytes]:
+        """The headers and body of the webhook fal would deliver for ``external_id``, signed
+        with the key the harness's adapter trusts (sent ``at`` unix seconds: now by default).
+
+        Hand them to ``TaskManager.handle_webhook`` (or your own endpoint) to test the path
+        without fal. Needs ``cryptography``.
+        """
+        if self._signing_key is None:
+            raise ImportError(
+                'signing fal webhooks needs cryptography: pip install "sora-tasks[fal]"'
+            )
+        request_id = _request_id(external_id)
+        body = json.dumps(
+            {"request_id": request_id, "gateway_request_id": request_id, "status": status,
+             "payload": None, "error": None if status == "OK" else "the request failed"}
+        ).encode()  # fmt: skip
+        timestamp = str(int(time.time() if at is None else at))
+        user_id = "simulated-user"
+        message = "\n".join((request_id, user_id, timestamp, hashlib.sha256(body).hexdigest()))
+        headers = {
+            "X-Fal-Webhook-Request-Id": request_id,
+            "X-Fal-Webhook-User-Id": user_id,
+            "X-Fal-Webhook-Timestamp": timestamp,
+            "X-Fal-Webhook-Signature": self._signing_key.sign(message.encode()).hex(),
+        }
+        return headers, body
+
     async def aclose(self) -> None:
         """Close the adapters and stop the server."""
         try:
@@ -130,6 +170,20 @@ class FalSimulatorHarness(ProviderHarness):
         _, marker, file_id = url.partition(FAL_CDN + "/files/")
         upload = self.app.state.uploads.get(file_id) if marker else None
         return None if upload is None else upload.data
+
+
+def _signing_key() -> Ed25519PrivateKey | None:
+    try:
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    except ModuleNotFoundError:  # webhooks are then not simulated; the rest works without
+        return None
+    return Ed25519PrivateKey.generate()
+
+
+def _raw_public(key: Ed25519PrivateKey) -> bytes:
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    return key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
 
 
 def _request_id(external_id: str) -> str:
