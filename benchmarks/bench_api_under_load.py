@@ -43,7 +43,9 @@ from sora_tasks.testing import FakeBehaviour, FakeProvider
 
 CALLS = ("list", "stats", "get")
 # every task is due again at once: the engine polls as fast as it can
-BUSY = PollSchedule(first_interval=0.001, dense_interval=0.001, max_interval=0.001)
+BUSY = PollSchedule(
+    expected_seconds=0.001, first_interval=0.001, dense_interval=0.001, max_interval=0.001
+)
 
 
 def history_rows(count: int, users: int, seed: int = 5) -> list[dict[str, Any]]:

@@ -1,10 +1,13 @@
-"""Polling efficiency of the real schedule code on a virtual clock, against fixed intervals.
+"""Polling efficiency of the engine's schedule on a virtual clock, on several render mixes.
 
-Each simulated job waits in a queue for 0-40 s, then renders for a lognormal time (median 150 s,
-sigma 0.6) while reporting progress roughly in proportion to time, with noise. A strategy decides
-when to poll; the table reports polls per task and how late completion was noticed.
+Each simulated job waits in a queue, then renders for a lognormal time while reporting progress
+in the mix's way (in proportion to time with noise, in jumps, stuck at 99 %, in steps, or not at
+all). The engine's own planner (``sora_tasks._planner.Planner``) decides when to poll, starting
+from the submit answer exactly as the engine does, and learns from each completion; jobs run one
+after another, so later jobs benefit from earlier ones. The table reports polls per job and how
+late completion was noticed, over all jobs after the first ``--warmup``.
 
-    python benchmarks/bench_schedule.py --tasks 10000 --seed 1
+    python benchmarks/bench_schedule.py --mix all --jobs 4000 --seed 1
 """
 
 from __future__ import annotations
@@ -12,33 +15,82 @@ from __future__ import annotations
 import argparse
 import math
 import random
-import statistics
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from sora_tasks import TaskStatus
-from sora_tasks._schedule import PollSchedule, Track, next_delay
+from sora_tasks._planner import Planner
+from sora_tasks._priors import JobKind
+from sora_tasks._schedule import PollSchedule, Track
 
-DEADLINE = 3600.0
+DEADLINE = 3 * 3600.0
+FLOOR = 1.0  # the provider's minimum poll interval
+
+Progress = Callable[[float, random.Random], int | None]
+
+
+def linear(fraction: float, rng: random.Random) -> int | None:
+    return max(0, min(99, int(100 * fraction + rng.gauss(0, 2))))
+
+
+def jumps(fraction: float, rng: random.Random) -> int | None:
+    # 50 % within the first tenth, then slowly
+    value = 500 * fraction if fraction < 0.1 else 50 + 50 * (fraction - 0.1) / 0.9
+    return min(99, int(value))
+
+
+def stuck(fraction: float, rng: random.Random) -> int | None:
+    # reaches 99 % at 60 % of the render and sits there
+    return min(99, int(99 * fraction / 0.6))
+
+
+def steps(fraction: float, rng: random.Random) -> int | None:
+    return 25 * int(4 * fraction)
+
+
+def silent(fraction: float, rng: random.Random) -> int | None:
+    return None
 
 
 @dataclass(frozen=True)
-class Job:
-    queue: float
-    render: float
+class Mix:
+    description: str
+    # (queue seconds, render seconds, progress, kind) for one job
+    draw: Callable[[random.Random], tuple[float, float, Progress, JobKind]]
 
-    def report(self, t: float, rng: random.Random) -> tuple[TaskStatus, int]:
-        if t < self.queue:
-            return TaskStatus.QUEUED, 0
-        if t >= self.queue + self.render:
-            return TaskStatus.COMPLETED, 100
-        fraction = (t - self.queue) / self.render
-        noisy = 100 * fraction + rng.gauss(0, 2)
-        return TaskStatus.PROCESSING, max(0, min(99, int(noisy)))
 
-    @property
-    def done_at(self) -> float:
-        return self.queue + self.render
+def simple(
+    queue: float, median: float, sigma: float, progress: Progress, model: str = "m"
+) -> Callable[[random.Random], tuple[float, float, Progress, JobKind]]:
+    kind = JobKind("p", model, "720p", 8)
+
+    def draw(rng: random.Random) -> tuple[float, float, Progress, JobKind]:
+        return rng.uniform(0, queue), median * math.exp(rng.gauss(0, sigma)), progress, kind
+
+    return draw
+
+
+def half_and_half(rng: random.Random) -> tuple[float, float, Progress, JobKind]:
+    if rng.random() < 0.5:
+        return simple(5, 20, 0.6, linear, "fast")(rng)
+    return simple(120, 600, 0.6, linear, "slow")(rng)
+
+
+MIXES = {
+    "tuning": Mix(
+        "queue 0-40 s, render median 150 s (sigma 0.6), linear", simple(40, 150, 0.6, linear)
+    ),
+    "fast": Mix("queue 0-5 s, render median 20 s, linear", simple(5, 20, 0.6, linear)),
+    "long": Mix("queue 0-120 s, render median 600 s, linear", simple(120, 600, 0.6, linear)),
+    "mixed": Mix("half fast, half long (two models)", half_and_half),
+    "silent": Mix("no progress, render median 150 s (sigma 0.6)", simple(40, 150, 0.6, silent)),
+    "silent-known": Mix(
+        "no progress, queue 0-5 s, render median 70 s (sigma 0.2)", simple(5, 70, 0.2, silent)
+    ),
+    "jumps": Mix("50 % at once, then slowly; median 150 s", simple(40, 150, 0.6, jumps)),
+    "stuck": Mix("99 % for the last 40 %; median 150 s", simple(40, 150, 0.6, stuck)),
+    "steps": Mix("steps of 25 %; median 150 s", simple(40, 150, 0.6, steps)),
+}
 
 
 @dataclass
@@ -47,38 +99,47 @@ class Outcome:
     delay: float | None  # None: given up
 
 
-Strategy = Callable[[Job, random.Random], Outcome]
+def run_job(
+    planner: Planner,
+    schedule: PollSchedule,
+    job_id: str,
+    queue: float,
+    render: float,
+    progress: Progress,
+    kind: JobKind,
+    rng: random.Random,
+) -> Outcome:
+    done_at = queue + render
 
+    def answer(t: float) -> tuple[TaskStatus, int | None]:
+        if t >= done_at:
+            return TaskStatus.COMPLETED, 100
+        if t < queue:
+            return TaskStatus.QUEUED, 0
+        return TaskStatus.PROCESSING, progress((t - queue) / render, rng)
 
-def adaptive(tuning: PollSchedule) -> Strategy:
-    def run(job: Job, rng: random.Random) -> Outcome:
-        track = Track(submitted_at=0.0)
-        t, polls = 0.0, 0
-        while t < DEADLINE:
-            t += next_delay(track, t, min_interval=1.0, schedule=tuning)
-            polls += 1
-            status, progress = job.report(t, rng)
-            if status is TaskStatus.COMPLETED:
-                return Outcome(polls, t - job.done_at)
-            track = track.advance(status, progress, t)
-        return Outcome(polls, None)
-
-    return run
-
-
-def fixed(interval: float, attempts: int | None = None) -> Strategy:
-    def run(job: Job, rng: random.Random) -> Outcome:
-        polls = 0
-        while attempts is None or polls < attempts:
-            polls += 1
-            t = polls * interval
-            if t >= DEADLINE:
-                break
-            if job.report(t, rng)[0] is TaskStatus.COMPLETED:
-                return Outcome(polls, t - job.done_at)
-        return Outcome(polls, None)
-
-    return run
+    # the submit answer is the first observation, as in the engine
+    status, value = answer(0.0)
+    track, delay = planner.plan(
+        job_id, kind, Track(submitted_at=0.0), status, value or 0, 0.0,
+        schedule=schedule, min_interval=FLOOR,
+    )  # fmt: skip
+    t, polls = 0.0, 0
+    while t < DEADLINE:
+        t += delay
+        polls += 1
+        status, value = answer(t)
+        if status is TaskStatus.COMPLETED:
+            planner.completed(
+                job_id, kind, submitted_at=0.0, started_at=track.anchor_at, completed_at=t,
+                schedule=schedule,
+            )  # fmt: skip
+            return Outcome(polls, t - done_at)
+        track, delay = planner.plan(
+            job_id, kind, track, status, value or 0, t, schedule=schedule, min_interval=FLOOR
+        )
+    planner.forget(job_id)
+    return Outcome(polls, None)
 
 
 def percentile(values: list[float], fraction: float) -> float:
@@ -86,40 +147,41 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
+def measure(mix: Mix, jobs: int, warmup: int, seed: int, schedule: PollSchedule) -> list[Outcome]:
+    rng = random.Random(seed)
+    planner = Planner()
+    outcomes = []
+    for number in range(jobs + warmup):
+        queue, render, progress, kind = mix.draw(rng)
+        outcome = run_job(
+            planner, schedule, f"job{number}", queue, render, progress, kind,
+            random.Random(rng.random()),
+        )  # fmt: skip
+        if number >= warmup:
+            outcomes.append(outcome)
+    return outcomes
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--tasks", type=int, default=10_000)
+    parser.add_argument("--mix", choices=["all", *MIXES], default="all")
+    parser.add_argument("--jobs", type=int, default=4000)
+    parser.add_argument("--warmup", type=int, default=50)
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
-    rng = random.Random(args.seed)
-    jobs = [
-        Job(queue=rng.uniform(0, 40), render=150 * math.exp(rng.gauss(0, 0.6)))
-        for _ in range(args.tasks)
-    ]
-    strategies: dict[str, Strategy] = {
-        "sora_tasks adaptive (default)": adaptive(PollSchedule()),
-        "fixed 1 s (official SDK)": fixed(1.0),
-        "fixed 10 s": fixed(10.0),
-        "fixed 30 s, 20 attempts (original backend)": fixed(30.0, 20),
-    }
-    print(
-        f"{args.tasks} jobs, queue U(0,40) s, render lognormal(median 150 s, sigma 0.6), "
-        f"seed {args.seed}\n"
-    )
-    print(
-        "| strategy | polls p50 | polls p90 | polls mean | delay p50 (s) | delay p90 (s) "
-        "| given up |"
-    )
-    print("|---|---:|---:|---:|---:|---:|---:|")
-    for name, strategy in strategies.items():
-        outcomes = [strategy(job, random.Random(rng.random())) for job in jobs]
+    chosen = MIXES if args.mix == "all" else {args.mix: MIXES[args.mix]}
+    print(f"{args.jobs} jobs per mix after {args.warmup} warm-up jobs, seed {args.seed}\n")
+    print("| mix | polls p50 | polls p90 | delay p50 (s) | delay p90 (s) | given up |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for name, mix in chosen.items():
+        outcomes = measure(mix, args.jobs, args.warmup, args.seed, PollSchedule())
         polls = [float(o.polls) for o in outcomes]
         delays = [o.delay for o in outcomes if o.delay is not None]
         given_up = sum(o.delay is None for o in outcomes)
         print(
-            f"| {name} | {percentile(polls, 0.5):.0f} | {percentile(polls, 0.9):.0f} | "
-            f"{statistics.fmean(polls):.1f} | {percentile(delays, 0.5):.2f} | "
-            f"{percentile(delays, 0.9):.2f} | {given_up} ({100 * given_up / len(jobs):.1f}%) |"
+            f"| {name}: {mix.description} | {percentile(polls, 0.5):.0f} | "
+            f"{percentile(polls, 0.9):.0f} | {percentile(delays, 0.5):.2f} | "
+            f"{percentile(delays, 0.9):.2f} | {given_up} |"
         )
 
 

@@ -7,10 +7,17 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+# the shipped suites are modules of the package, not test modules: ask pytest to rewrite their
+# asserts too, so that a failed check shows its values
+pytest.register_assert_rewrite(
+    "sora_tasks.testing.conformance", "sora_tasks.testing.store_contract"
+)
+
 if TYPE_CHECKING:
     from sqlalchemy import URL
 
     from tests.pgserver import PostgresServer
+    from tests.s3server import LocalS3
 
 
 @pytest.fixture
@@ -48,3 +55,20 @@ def postgres_server(postgres_server_session: PostgresServer) -> PostgresServer:
     if not postgres_server_session.running:
         postgres_server_session.start()
     return postgres_server_session
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[LocalS3]:
+    """A real S3 API (moto's server) on 127.0.0.1 for the whole session."""
+    from tests.s3server import local_s3
+
+    with local_s3() as server:
+        yield server
+
+
+@pytest.fixture
+def s3(s3_server: LocalS3, monkeypatch: pytest.MonkeyPatch) -> LocalS3:
+    """The session's S3 server, with obstore's environment pointed at it for this test."""
+    for name, value in s3_server.env.items():
+        monkeypatch.setenv(name, value)
+    return s3_server

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import os
 import signal
 import socket
@@ -49,6 +50,12 @@ from ._poller import Engine
 from ._saved import SavedContent, saved_copy
 from ._states import Phase, phase_of
 from ._webhooks import WebhookReceiver, WebhookResult
+from .archive._base import (
+    DEFAULT_KEY_TEMPLATE,
+    Archive,
+    ArchiveError,
+    check_key_template,
+)
 from .providers._base import ContentStream, Provider
 from .storage._base import TaskStore
 from .storage.memory import InMemoryStore
@@ -57,6 +64,10 @@ __all__ = ["TaskManager"]
 
 # wait() re-reads the store this often, to see changes made by workers in other processes
 _RECHECK_SECONDS = 1.0
+_DEFAULT_URL_LIFETIME = timedelta(hours=1)
+_LONGEST_URL_LIFETIME = timedelta(days=7)
+# cleanup() reads the tasks it is about to delete in pages of this many
+_CLEANUP_PAGE = 500
 
 
 def _utcnow() -> datetime:
@@ -82,6 +93,10 @@ class TaskManager:
     links expire, about an hour after completion for OpenAI-shaped APIs) to
     ``<download_dir>/<task id>.mp4``. Downloads record the file's SHA-256 unless
     ``checksum_downloads`` is false (hashing costs about half a second of CPU per GiB).
+    With ``archive`` (a URL such as ``s3://bucket/videos``, or an
+    :class:`~sora_tasks.archive.Archive`), the engine streams every video into object storage
+    under ``archive_key`` (default ``{user_id}/{task_id}.mp4``); ``archive`` and
+    ``download_dir`` may be used together.
     Every method that takes ``user_id`` acts only on that user's tasks: another user's task is
     "not found".
     """
@@ -100,6 +115,8 @@ class TaskManager:
         checksum_downloads: bool = True,
         clock: Callable[[], datetime] = _utcnow,
         webhook_secrets: Mapping[str, str | pydantic.SecretStr] | None = None,
+        archive: Archive | str | None = None,
+        archive_key: str = DEFAULT_KEY_TEMPLATE,
     ) -> None:
         self._providers = (
             dict(providers) if isinstance(providers, Mapping) else {"default": providers}
@@ -112,6 +129,8 @@ class TaskManager:
                 field="default_provider",
             )
         self._default = default_provider or next(iter(self._providers))
+        self._archive = _archive(archive)
+        check_key_template(archive_key)
         self._store = store if store is not None else InMemoryStore(clock=clock)
         self.limits = limits or Limits()
         self.policy = policy or PollingPolicy()
@@ -130,6 +149,8 @@ class TaskManager:
             limits=self.limits,
             download_dir=Path(download_dir) if download_dir is not None else None,
             checksum_downloads=checksum_downloads,
+            archive=self._archive,
+            archive_key=archive_key,
         )
         self._engine = Engine(
             store=self._store,
@@ -137,7 +158,7 @@ class TaskManager:
             policy=self.policy,
             operations=self._ops,
             owner=owner,
-            collect=download_dir is not None,
+            collect=self._ops.collects,
         )
         self._admission = Admission(
             store=self._store,
@@ -168,11 +189,19 @@ class TaskManager:
         """The registered providers, by name."""
         return dict(self._providers)
 
+    @property
+    def archive(self) -> Archive | None:
+        """The archive videos are kept in, if any."""
+        return self._archive
+
     async def __aenter__(self) -> Self:
         self._engine.reset()
         self._engine_started = False
         async with AsyncExitStack() as stack:
             stack.push_async_callback(self._close_resources)
+            if self._archive is not None:
+                # a bucket that is missing or refuses the keys fails here, before any task
+                await self._archive.check()
             self._group = await stack.enter_async_context(anyio.create_task_group())
             # leaving stops the engine gracefully; the task group then waits for it
             stack.callback(self._engine.stop)
@@ -208,6 +237,8 @@ class TaskManager:
         with anyio.CancelScope(shield=True):
             for provider in self._providers.values():
                 await provider.aclose()
+            if self._archive is not None:
+                await self._archive.aclose()
             await self._store.close()
 
     async def run_worker(self, *, handle_signals: bool = True) -> None:
@@ -294,6 +325,15 @@ class TaskManager:
     async def submit(self, request: GenerationRequest) -> Task:
         """Like :meth:`create`, for a prepared :class:`GenerationRequest`."""
         return await self._admission.submit(request)
+
+    def seed_schedule(self, tasks: Iterable[Task]) -> int:
+        """Teach the polling schedule the render times of completed ``tasks``, oldest first.
+
+        Workers do this with their own store when they start; use it to carry what another
+        deployment learned. Returns how many tasks were learned from.
+        """
+        schedules = {name: self._ops.schedule_of(name) for name in self._providers}
+        return self._ops.planner.seed(tasks, schedules)
 
     async def create_many(self, requests: Iterable[GenerationRequest]) -> list[Task]:
         """Submit a batch. Every request is validated first: one bad request stores nothing.
@@ -385,9 +425,48 @@ class TaskManager:
             except ConflictError:
                 continue  # the engine wrote first: look again
 
-    async def cleanup(self, *, older_than: timedelta) -> int:
-        """Delete tasks that ended over ``older_than`` ago, and images no task uses any more."""
-        return await self._store.delete_finished(before=self._clock() - older_than)
+    async def cleanup(self, *, older_than: timedelta, delete_archived: bool = True) -> int:
+        """Delete tasks that ended over ``older_than`` ago, and images no task uses any more.
+
+        Their archived objects (video and thumbnail) go too, after the tasks, unless
+        ``delete_archived`` is false: a failure then leaves an orphan object, never a task
+        pointing at nothing. Returns the number of tasks deleted.
+        """
+        before = self._clock() - older_than
+        archive = self._archive
+        if archive is None or not delete_archived:
+            return await self._store.delete_finished(before=before)
+        doomed = await self._archived_before(archive, before)
+        deleted = await self._store.delete_finished(before=before)
+        for key in doomed:
+            try:
+                await archive.delete(key)
+            except ArchiveError as exc:
+                logger.warning("cleanup left an archived object behind: %s", exc)
+        return deleted
+
+    async def _archived_before(self, archive: Archive, before: datetime) -> builtins.list[str]:
+        """The archive keys of the COMPLETED tasks that ended before ``before``."""
+        keys: builtins.list[str] = []
+        cursor = None
+        while True:
+            page = await self.list(
+                status=TaskStatus.COMPLETED,
+                created_before=before,
+                limit=_CLEANUP_PAGE,
+                cursor=cursor,
+            )
+            for task in page.items:
+                ended = task.completed_at or task.updated_at
+                if phase_of(task) is not Phase.DONE or ended >= before or task.result is None:
+                    continue
+                for uri in (task.result.archive_uri, task.result.thumbnail_uri):
+                    key = archive.key_of(uri) if uri else None
+                    if key is not None:
+                        keys.append(key)
+            if not page.has_more:
+                return keys
+            cursor = page.next_cursor
 
     async def wait(
         self, task_id: str, *, timeout: float | None = None, user_id: str | None = None
@@ -434,7 +513,8 @@ class TaskManager:
     ) -> AsyncIterator[ContentStream]:
         """Open a COMPLETED task's video for reading, as a :class:`ContentStream`.
 
-        The copy saved by the engine (``download_dir``) or by :meth:`download` is read when this
+        The archived object is read first (when the manager has the archive it is in), then
+        the copy saved by the engine (``download_dir``) or by :meth:`download` when this
         machine has it whole; otherwise the video streams from the provider (while its link
         lasts). Raises :class:`TaskNotReadyError` before the task has completed.
         """
@@ -443,6 +523,12 @@ class TaskManager:
             raise TaskNotReadyError(
                 f"task {task.id} is {task.status.value}; only COMPLETED tasks have content"
             )
+        key = self._archived_key(task)
+        if key is not None:
+            assert self._archive is not None
+            async with self._archive.open(key) as stream:
+                yield stream
+            return
         path = await saved_copy(task)
         if path is not None:
             assert task.result is not None and task.result.byte_size is not None
@@ -453,6 +539,68 @@ class TaskManager:
             raise ProviderError(f"provider {task.provider!r} is not configured here")
         async with provider.open_content(task.external_id, task=task) as stream:
             yield stream
+
+    async def archive_url(
+        self,
+        task_id: str,
+        *,
+        user_id: str | None = None,
+        expires_in: timedelta = _DEFAULT_URL_LIFETIME,
+    ) -> str | None:
+        """A presigned URL of the task's archived video, valid for ``expires_in``.
+
+        ``None`` when the video is not archived (yet), or the archive cannot sign (a local
+        directory, memory). Another user's task is "not found". ``expires_in`` is at most
+        7 days (the longest an S3 signature lasts).
+        """
+        if not timedelta(0) < expires_in <= _LONGEST_URL_LIFETIME:
+            raise InvalidRequestError(
+                f"expires_in must be positive and at most {_LONGEST_URL_LIFETIME.days} days "
+                f"(got {expires_in})",
+                field="expires_in",
+                limit=_LONGEST_URL_LIFETIME,
+            )
+        task = await self.get(task_id, user_id=user_id)
+        key = self._archived_key(task)
+        if key is None:
+            return None
+        assert self._archive is not None
+        return await self._archive.sign(key, expires_in)
+
+    async def content_url(
+        self,
+        task_id: str,
+        *,
+        user_id: str | None = None,
+        expires_in: timedelta = _DEFAULT_URL_LIFETIME,
+    ) -> str:
+        """A URL a client can fetch the task's video from, valid for ``expires_in`` (at most).
+
+        A presigned URL of the archived object when there is one; else the provider's own link
+        while it is valid. Raises :class:`TaskNotReadyError` when there is neither (not
+        completed yet, the link expired and nothing was archived, or an archive that cannot
+        sign), and :class:`TaskNotFoundError` for another user's task.
+        """
+        signed = await self.archive_url(task_id, user_id=user_id, expires_in=expires_in)
+        if signed is not None:
+            return signed
+        task = await self.get(task_id, user_id=user_id)
+        result = task.result
+        valid = result is not None and (
+            result.expires_at is None or result.expires_at > self._clock()
+        )
+        if task.status is TaskStatus.COMPLETED and valid and result is not None and result.url:
+            return result.url
+        raise TaskNotReadyError(
+            f"task {task.id} ({task.status.value}) has no URL to give: "
+            "nothing is archived where it can be signed, and the provider's link is gone"
+        )
+
+    def _archived_key(self, task: Task) -> str | None:
+        """The key of the task's video in this manager's archive, if it is there."""
+        if self._archive is None or task.result is None or task.result.archive_uri is None:
+            return None
+        return self._archive.key_of(task.result.archive_uri)
 
     async def download(
         self, task_id: str, path: str | os.PathLike[str], *, user_id: str | None = None
@@ -494,6 +642,14 @@ class TaskManager:
         if task.status is not TaskStatus.COMPLETED:
             raise TaskFailedError(task)
         return await self.download(task.id, output if output is not None else f"{task.id}.mp4")
+
+
+def _archive(archive: Archive | str | None) -> Archive | None:
+    if archive is None or isinstance(archive, Archive):
+        return archive
+    from .archive import open_archive
+
+    return open_archive(archive)
 
 
 def _only(group: BaseExceptionGroup[BaseException], error: BaseException) -> bool:

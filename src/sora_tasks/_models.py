@@ -128,13 +128,19 @@ class ReferenceImage(_Frozen):
 
 
 class TaskResult(_Frozen):
-    """Where the finished media is: at the provider until ``expires_at``, on disk once fetched."""
+    """Where the finished media is: at the provider until ``expires_at``, on disk once fetched,
+    and in the archive (``archive_uri``, with the size and SHA-256 of what was uploaded).
+    """
 
     url: str | None = None
     expires_at: datetime | None = None
     local_path: str | None = None
     byte_size: int | None = None
     sha256: str | None = None
+    archive_uri: str | None = None
+    archive_byte_size: int | None = None
+    archive_sha256: str | None = None
+    thumbnail_uri: str | None = None
 
 
 class Task(_Frozen):

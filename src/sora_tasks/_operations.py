@@ -9,7 +9,8 @@ from __future__ import annotations
 import logging
 import os
 import uuid
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TypeVar, Unpack
@@ -18,6 +19,7 @@ import anyio
 
 from ._deadlines import bounded
 from ._download import SavedFile, check_target, save_stream
+from ._download_pace import Pace
 from ._events import EventHub
 from ._exceptions import (
     ConflictError,
@@ -28,17 +30,28 @@ from ._exceptions import (
     ProviderRateLimitError,
     ProviderServerError,
     ProviderTransportError,
+    ProviderUnsupportedError,
     SubmissionUncertainError,
 )
 from ._lease import LeaseKeeper
 from ._logging import log_task
-from ._models import ImageData, Limits, Task, TaskError, TaskResult, TaskStatus
+from ._models import ImageData, Limits, Task, TaskError, TaskQuery, TaskResult, TaskStatus
+from ._planner import Planner, kind_of
 from ._policy import PollingPolicy
-from ._schedule import Track, next_delay
+from ._saved import SavedContent
+from ._schedule import PollSchedule, Track
 from ._secrets import scrub
 from ._states import Phase, TaskChanges, phase_of
 from ._submission import submit_request
-from .providers._base import ContentStream, Provider, ProviderJob
+from .archive._base import (
+    DEFAULT_KEY_TEMPLATE,
+    Archive,
+    ArchiveError,
+    archive_key,
+    thumbnail_key,
+)
+from .archive._upload import ArchivedObject, archive_stream
+from .providers._base import ContentStream, ContentVariant, Provider, ProviderJob
 from .storage._base import TaskStore
 
 __all__ = ["TaskOperations"]
@@ -68,6 +81,8 @@ class TaskOperations:
         limits: Limits,
         download_dir: Path | None = None,
         checksum_downloads: bool = True,
+        archive: Archive | None = None,
+        archive_key: str = DEFAULT_KEY_TEMPLATE,
     ) -> None:
         self._store = store
         self._providers = providers
@@ -77,7 +92,22 @@ class TaskOperations:
         self._limits = limits
         self._download_dir = download_dir
         self._checksum = checksum_downloads
+        self.planner = Planner()
+        self.archive = archive
+        self._archive_key = archive_key
         self.on_scheduled: Callable[[datetime], None] = lambda _: None
+
+    async def learn_from_store(self, limit: int = 500) -> int:
+        """Seed the schedule with the render times of the store's latest completed tasks."""
+        page = await self._store.list(
+            TaskQuery(status=TaskStatus.COMPLETED, limit=limit, order="desc")
+        )
+        schedules = {name: self.schedule_of(name) for name in self._providers}
+        return self.planner.seed(reversed(page.items), schedules)
+
+    def schedule_of(self, provider: str) -> PollSchedule:
+        """The schedule polls of ``provider``'s jobs follow (the policy's, else the provider's)."""
+        return self._policy.schedule or self._providers[provider].capabilities.schedule
 
     async def submit(self, task: Task, images: Sequence[ImageData] = ()) -> Task:
         """Send the create for ``task`` in two phases and record the provider's answer.
@@ -142,24 +172,101 @@ class TaskOperations:
         self._events.publish(task, updated)
         return updated
 
+    @property
+    def collects(self) -> bool:
+        """Whether the engine saves content itself (into ``download_dir`` or the archive)."""
+        return self._download_dir is not None or self.archive is not None
+
     async def collect(self, task: Task) -> Task:
-        """Save a ``COLLECTING`` task's video into ``download_dir``, ending its content phase.
+        """Save a ``COLLECTING`` task's video into ``download_dir`` and the archive, ending its
+        content phase.
 
         The lease is kept alive while the video streams. A failure leaves the task due again
         after a backoff, for any worker, until the provider's link is known to have expired:
         only then does the task end FAILED with ``error.code == "expired"``.
         """
-        if self._download_dir is None:
+        if not self.collects:
             return task
-        target = self._download_dir / f"{task.id}.mp4"
         keeper = LeaseKeeper(self._store, task, lease_seconds=self._policy.lease_seconds)
         try:
-            saved = await keeper.run(lambda: self._save(keeper.task, target))
-        except (DownloadError, OSError) as exc:
+            result = await keeper.run(lambda: self._gather(keeper.task))
+        except (DownloadError, ArchiveError, OSError) as exc:
             return await self._collect_failed(keeper.task, exc)
-        return await self._write(
-            keeper.task, result=_saved_result(keeper.task, saved), content_pending=False
+        return await self._write(keeper.task, result=result, content_pending=False)
+
+    async def _gather(self, task: Task) -> TaskResult:
+        """Save the video where the manager keeps videos; the task's result, updated."""
+        result = task.result or TaskResult()
+        saved = None
+        if self._download_dir is not None:
+            saved = await self._save(task, self._download_dir / f"{task.id}.mp4")
+            result = _saved_result(task, saved)
+        if self.archive is None:
+            return result
+        key = archive_key(self._archive_key, task)
+        if saved is not None:
+            # the copy on disk is uploaded: the provider is asked for the video once
+            local = SavedContent(saved.path, byte_size=saved.byte_size, media_type=task.media_type)
+            archived = await self._archive(key, local)
+        else:
+            async with self._content(task, "video") as stream:
+                archived = await self._archive(key, stream)
+        log_task(logging.INFO, f"archived {archived.byte_size:,} bytes", task, action="archive")
+        update: dict[str, object] = {
+            "archive_uri": archived.uri,
+            "archive_byte_size": archived.byte_size,
+            "archive_sha256": archived.sha256,
+        }
+        thumbnail = await self._archive_thumbnail(task, key)
+        if thumbnail is not None:
+            update["thumbnail_uri"] = thumbnail.uri
+        return result.model_copy(update=update)
+
+    async def _archive(self, key: str, stream: ContentStream) -> ArchivedObject:
+        assert self.archive is not None
+        limits = self._limits
+        pace = Pace(
+            limits.download_min_bytes_per_second,
+            limits.download_speed_window,
+            limits.download_stall_timeout,
         )
+        return await archive_stream(
+            self.archive, key, stream, max_bytes=limits.max_download_bytes, pace=pace
+        )
+
+    @asynccontextmanager
+    async def _content(self, task: Task, variant: ContentVariant) -> AsyncIterator[ContentStream]:
+        """The provider's content of ``task``; its errors as :class:`DownloadError`."""
+        assert task.external_id is not None
+        provider = self._providers[task.provider]
+        try:
+            async with provider.open_content(task.external_id, variant, task=task) as stream:
+                yield stream
+        except ProviderError as exc:
+            raise DownloadError(f"could not download task {task.id}: {exc}") from exc
+
+    async def _archive_thumbnail(self, task: Task, video_key: str) -> ArchivedObject | None:
+        """Archive the provider's thumbnail beside the video, where it has one.
+
+        A provider without thumbnails is skipped quietly, and so is an answer that is not an
+        image (some adapters answer every variant with the video itself). A thumbnail that
+        fails is logged and skipped: the video is what the content phase owes.
+        """
+        try:
+            async with self._content(task, "thumbnail") as stream:
+                if not (stream.content_type or "").startswith("image/"):
+                    return None
+                return await self._archive(thumbnail_key(video_key, stream.content_type), stream)
+        except DownloadError as exc:
+            cause = exc.__cause__
+            unsupported = isinstance(cause, ProviderUnsupportedError) or (
+                isinstance(cause, ProviderHTTPError) and cause.status_code in (400, 404, 422)
+            )
+            if not unsupported:
+                log_task(logging.WARNING, f"no thumbnail archived: {exc}", task, action="archive")
+        except ArchiveError as exc:
+            log_task(logging.WARNING, f"no thumbnail archived: {exc}", task, action="archive")
+        return None
 
     async def save(self, stream: ContentStream, path: str | os.PathLike[str]) -> SavedFile:
         """Save ``stream`` to ``path`` under the manager's size and pace limits."""
@@ -284,13 +391,14 @@ class TaskOperations:
         }
         match job.status:
             case TaskStatus.COMPLETED:
+                self._learn(task, job, now)
                 changes.update(
                     {
                         "status": TaskStatus.COMPLETED,
                         "result": TaskResult(url=job.result_url, expires_at=job.expires_at),
                     }
                 )
-                if self._download_dir is not None:
+                if self.collects:
                     # completion and "video still to save" land in one write, so a crash
                     # after it leaves the task due for any worker, not forgotten
                     del changes["lease_owner"], changes["lease_expires_at"]
@@ -303,23 +411,27 @@ class TaskOperations:
                 if job.expired:
                     error = TaskError(code="expired", message=error.message)
                 changes.update({"status": TaskStatus.FAILED, "error": _scrubbed(error)})
+                self.planner.forget(task.id)
                 return changes
             case TaskStatus.CANCELLED:
                 changes["status"] = TaskStatus.CANCELLED
+                self.planner.forget(task.id)
                 return changes
         # a provider that says "queued" again after rendering began does not move us back
         status = TaskStatus.PROCESSING if job.status is TaskStatus.PROCESSING else task.status
         before = _track(task)
-        track = before.advance(
-            None if job.status is None else status, job.progress or 0, now.timestamp()
-        )
         capabilities = self._providers[task.provider].capabilities
-        delay = next_delay(
-            track,
+        track, delay = self.planner.plan(
+            task.id,
+            kind_of(task),
+            before,
+            None if job.status is None else status,
+            job.progress or 0,
             now.timestamp(),
+            schedule=self.schedule_of(task.provider),
             hint=job.poll_after,
+            hint_is_floor=capabilities.poll_hint_is_floor,
             min_interval=capabilities.min_poll_interval,
-            schedule=self._policy.schedule or capabilities.schedule,
         )
         next_poll_at = now + timedelta(seconds=delay)
         changes.update(
@@ -459,6 +571,19 @@ class TaskOperations:
             updated = await self._store.update(task.id, expected_version=task.version, **changes)
         self._events.publish(task, updated)
         return updated
+
+    def _learn(self, task: Task, job: ProviderJob, now: datetime) -> None:
+        if task.submitted_at is None:
+            return
+        finished = job.completed_at or now
+        self.planner.completed(
+            task.id,
+            kind_of(task),
+            submitted_at=task.submitted_at.timestamp(),
+            started_at=task.started_at.timestamp() if task.started_at else None,
+            completed_at=finished.timestamp(),
+            schedule=self.schedule_of(task.provider),
+        )
 
 
 def _track(task: Task) -> Track:

@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from ._exceptions import ConflictError, TaskNotFoundError
+from ._exceptions import ConflictError, StoreUnavailableError, TaskNotFoundError
 from ._logging import log_task, logger
 from ._models import Task
 from ._operations import TaskOperations
@@ -70,6 +70,15 @@ class Engine:
             return self._policy.max_in_flight[provider]
         return self._providers[provider].capabilities.max_in_flight
 
+    async def _learn_from_store(self) -> None:
+        try:
+            learned = await self._ops.learn_from_store()
+        except StoreUnavailableError as exc:
+            # the schedule starts from the declared expectations instead: slower, never wrong
+            logger.warning("could not read past render times (%s); starting unlearned", exc)
+            return
+        logger.debug("schedule seeded with %d past render times", learned)
+
     def wake(self) -> None:
         """Make the loop look for due tasks now rather than after its idle wait."""
         if self._wake is not None:
@@ -88,6 +97,7 @@ class Engine:
             await self._run()
 
     async def _run(self) -> None:
+        await self._learn_from_store()
         # fast_acquire: a free slot must not cost a trip through the event loop on every poll
         self._limiters = {
             name: anyio.Semaphore(self._policy.max_concurrent_polls, fast_acquire=True)

@@ -1,25 +1,31 @@
-"""When to ask a provider again: pure functions, driven by what the last answers showed.
+"""When to ask a provider again: pure functions of what the answers showed and what was learned.
 
-Renders take minutes and report progress roughly in proportion to time, so the finish time can be
-estimated from the progress rate. The schedule polls sparsely while the finish is far, halves the
-distance as it nears, and polls densely only around the estimate:
+Two sources say when a job will finish, and the schedule weighs them by how sure each is:
 
-- queued (or a status nobody knows): wait in proportion to how long the job has waited already;
-- rendering with a measurable rate: wait ``approach`` times the estimated time left, and only
-  ``dense_interval`` once that falls under ``dense_window``;
-- rendering with no movement: back off in proportion to how long nothing has moved.
+- the **prior**: how long jobs of this kind (provider, model, resolution, seconds) took before,
+  a lognormal belief learned from completions (see :mod:`sora_tasks._priors`), or the provider's
+  declared expectation, or a wide default;
+- the **progress** the provider reports, read through the model's learned progress curve (a
+  model that sits at 99 % for the last third is not "almost done" at 99 %), or as linear until
+  the curve is known; its weight grows with the progress seen.
 
-A provider's hint (``openai-poll-after-ms``, ``Retry-After``) is a floor, as is the provider's
-minimum interval; ``max_interval`` is a ceiling for everything but the provider's own hint.
+While the job is queued, or renders without reporting progress, the next poll is where the prior
+gives the job a ``prior_step`` chance of having finished since the last look: sparse while
+finishing is unlikely, dense where most jobs of its kind finish. While progress moves, the next
+poll is at the combined estimate of the time left, discounted by its uncertainty, and every
+``dense_interval`` once within ``dense_window`` of the end. A provider's hint is a floor only
+where the provider means it as one; the provider's minimum interval always is.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from ._models import TaskStatus
+from ._priors import ProgressCurve, RenderPrior
 
 __all__ = ["PollSchedule", "Track", "next_delay"]
 
@@ -27,23 +33,45 @@ __all__ = ["PollSchedule", "Track", "next_delay"]
 class PollSchedule(BaseModel):
     """The shape of the polling schedule, in seconds.
 
-    The defaults suit renders of minutes (tuned with ``benchmarks/bench_schedule.py``: renders of
-    median 150 s are noticed within about a second of finishing, in about 8 polls). A provider
-    may declare its own in its capabilities (the fake provider's is fast); a
-    :class:`PollingPolicy` may override both.
+    ``expected_seconds`` and ``expected_spread`` (log-sd) are the belief about a job's total time
+    before any job of its kind has finished (a provider declares its own; the default is wide).
+    ``first_interval`` caps every wait while that belief is only declared, so an unknown fast
+    model is still seen within seconds. The defaults were tuned with
+    ``benchmarks/bench_schedule.py`` on renders from 20 s to 10 minutes.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    first_interval: float = Field(20.0, gt=0, description="least wait while queued or stalled")
-    queued_factor: float = Field(1.0, ge=0, description="wait as a fraction of the time queued")
-    approach: float = Field(0.55, gt=0, le=1, description="fraction of the estimated time left")
+    expected_seconds: float = Field(60.0, gt=0, description="median total time, before learning")
+    expected_spread: float = Field(1.2, gt=0, description="log-sd of the total time, likewise")
+    first_interval: float = Field(
+        20.0, gt=0, description="no wait is longer until this kind of job has been learned"
+    )
+    prior_step: float = Field(
+        0.15, gt=0, lt=1, description="chance of having finished between two prior-led polls"
+    )
+    prior_delay: float = Field(
+        0.5, gt=0, description="expected lateness a prior-led poll may risk (or 1/200 of the job)"
+    )
+    progress_spread: float = Field(
+        0.35, gt=0, description="log-sd of a progress estimate from 10 points of progress"
+    )
+    progress_noise: float = Field(
+        2.0, ge=0, description="points by which one progress reading may be off"
+    )
+    caution: float = Field(5.5, ge=0, description="how far an uncertain estimate is discounted")
     dense_window: float = Field(3.0, ge=0, description="poll densely once this close to the end")
     dense_interval: float = Field(2.0, gt=0, description="the dense polling interval")
-    stall_factor: float = Field(0.5, ge=0, description="wait as a fraction of the time stalled")
-    max_interval: float = Field(
-        60.0, gt=0, description="no wait is longer, except a provider's hint"
+    stall_factor: float = Field(
+        0.2, ge=0, description="wait as a fraction of the time past the estimated end"
     )
+    max_interval: float = Field(
+        60.0, gt=0, description="no wait is longer, unless a quarter of the expected time is"
+    )
+
+    def fallback(self) -> RenderPrior:
+        """The belief before learning: the declared expectation."""
+        return RenderPrior(self.expected_seconds, self.expected_spread)
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,15 +112,24 @@ class Track:
             seen_at=now,
         )
 
-    def remaining(self, now: float) -> float | None:
-        """Seconds until the job should finish, from its progress rate; ``None`` if unknown."""
-        if self.anchor_at is None:
+    def remaining(self, now: float, curve: ProgressCurve | None = None) -> float | None:
+        """Seconds until the job should finish by its progress; ``None`` if progress says nothing.
+
+        With a learned ``curve`` the render's length is read from when the current figure was
+        first reported; otherwise progress is taken to grow in proportion to time.
+        """
+        if self.anchor_at is None or self.progress <= self.anchor_progress:
             return None
+        reached = self.moved_at if self.moved_at is not None else now
+        fraction = curve.fraction(self.progress) if curve is not None else None
+        start = curve.fraction(self.anchor_progress) if curve is not None else None
+        if fraction is not None and start is not None and fraction > start:
+            render = (reached - self.anchor_at) / (fraction - start)
+            return self.anchor_at - start * render + render - now
         elapsed = now - self.anchor_at
-        gained = self.progress - self.anchor_progress
-        if elapsed <= 0 or gained <= 0:
+        if elapsed <= 0:
             return None
-        return (100 - self.progress) * elapsed / gained
+        return (100 - self.progress) * elapsed / (self.progress - self.anchor_progress)
 
 
 _DEFAULT = PollSchedule()
@@ -102,26 +139,82 @@ def next_delay(
     track: Track,
     now: float,
     *,
+    prior: RenderPrior | None = None,
+    curve: ProgressCurve | None = None,
     hint: float | None = None,
+    hint_is_floor: bool = True,
     min_interval: float = 0.0,
     schedule: PollSchedule = _DEFAULT,
 ) -> float:
     """Seconds to wait before the next poll of this job."""
-    waited = now - track.submitted_at
-    still = now - (track.moved_at if track.moved_at is not None else track.submitted_at)
-    if track.status is TaskStatus.PROCESSING:
-        remaining = track.remaining(now)
-        if remaining is None:
-            delay = max(schedule.first_interval, schedule.stall_factor * still)
-        elif remaining > schedule.dense_window:
-            delay = schedule.approach * remaining
+    prior = prior if prior is not None else schedule.fallback()
+    elapsed = max(0.0, now - track.submitted_at)
+    ceiling = max(schedule.max_interval, prior.median / 2)
+    remaining = track.remaining(now, curve) if track.status is TaskStatus.PROCESSING else None
+    if remaining is None:
+        outlived = elapsed - prior.quantile(0.99)
+        if outlived > 0:
+            # slower than nearly every job of its kind: the belief is no guide, back off gently
+            delay = schedule.stall_factor * outlived
         else:
-            # past the estimate, back off gently so a stuck "99%" does not cost a poll a second
-            delay = min(
-                max(schedule.dense_interval, schedule.stall_factor * still),
-                max(schedule.dense_interval, remaining),
-            )
+            # lateness is judged against the job's length: 3 s late on a 10-minute render is fine
+            cost = max(schedule.prior_delay, prior.median / 200)
+            delay = _prior_step(prior, elapsed, schedule.prior_step, cost)
+        if prior.count == 0:
+            delay = min(delay, schedule.first_interval)
+        delay = max(delay, schedule.dense_interval)
     else:
-        delay = max(schedule.first_interval, schedule.queued_factor * waited)
-    delay = min(delay, schedule.max_interval)
-    return max(delay, min_interval, hint or 0.0)
+        estimate, spread = _weigh(remaining, track, prior, elapsed, schedule)
+        if remaining > 0 and estimate > schedule.dense_window:
+            delay = estimate * math.exp(-schedule.caution * spread)
+        elif remaining > 0:
+            delay = estimate
+        else:
+            # past the estimate: back off in proportion to how late the job is
+            delay = schedule.stall_factor * -remaining
+        if curve is None or curve.fraction(track.progress) is None:
+            # progress read as linear: back off gently while nothing moves, so a stuck "99%"
+            # does not cost a poll a second (a learned curve knows where progress sits)
+            still = now - (track.moved_at if track.moved_at is not None else now)
+            delay = max(delay, schedule.stall_factor * still)
+        delay = max(delay, schedule.dense_interval)
+    delay = min(delay, ceiling)
+    return max(delay, min_interval, hint if hint is not None and hint_is_floor else 0.0)
+
+
+def _prior_step(prior: RenderPrior, elapsed: float, step: float, cost: float) -> float:
+    """Seconds to the next prior-led poll.
+
+    The wait ``d`` is the longest whose expected lateness cost, the chance of finishing within it
+    times ``d``, stays under ``cost`` seconds (polls are dense where jobs of this kind finish,
+    sparse elsewhere), and never skips more than a ``step`` chance of finishing.
+    """
+    done = prior.cdf(elapsed)
+    alive = max(1 - done, 1e-9)
+    longest = max(0.0, prior.quantile(done + step * alive) - elapsed)
+    low, high = 0.0, longest
+    for _ in range(30):
+        middle = (low + high) / 2
+        chance = (prior.cdf(elapsed + middle) - done) / alive
+        if chance * middle > cost:
+            high = middle
+        else:
+            low = middle
+    return low
+
+
+def _weigh(
+    remaining: float, track: Track, prior: RenderPrior, elapsed: float, schedule: PollSchedule
+) -> tuple[float, float]:
+    """The time left from progress and from the prior, weighed by certainty (in log space)."""
+    gained = max(1, track.progress - track.anchor_progress)
+    # the rate is surer the more progress it spans; the last few points are as noisy as any
+    rate = schedule.progress_spread / math.sqrt(gained / 10)
+    noise = min(schedule.progress_noise / max(1, 100 - track.progress), 0.5)
+    progress_spread = math.hypot(rate, noise)
+    done = prior.cdf(elapsed)
+    prior_left = max(1.0, prior.quantile(done + 0.5 * (1 - done)) - elapsed)
+    weights = (1 / progress_spread**2, 1 / prior.spread**2)
+    logs = (math.log(max(remaining, 0.1)), math.log(prior_left))
+    mean = (weights[0] * logs[0] + weights[1] * logs[1]) / sum(weights)
+    return math.exp(mean), 1 / math.sqrt(sum(weights))

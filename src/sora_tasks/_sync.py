@@ -10,7 +10,15 @@ import functools
 import os
 import signal
 import threading
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Iterator,
+    Mapping,
+)
 from contextlib import ExitStack, contextmanager
 from types import FrameType, TracebackType
 from typing import Any, Concatenate, ParamSpec, Self, TypeVar
@@ -129,6 +137,8 @@ class SyncTaskManager:
     cleanup = _blocking(TaskManager.cleanup)
     wait = _blocking(TaskManager.wait)
     download = _blocking(TaskManager.download)
+    content_url = _blocking(TaskManager.content_url)
+    archive_url = _blocking(TaskManager.archive_url)
 
     def generate(
         self,
@@ -177,6 +187,10 @@ class SyncTaskManager:
         opened = self.manager.open_content(task_id, user_id=user_id)
         with portal.wrap_async_context_manager(opened) as stream:
             yield _blocking_chunks(portal, stream.aiter_bytes())
+
+    def seed_schedule(self, tasks: Iterable[Task]) -> int:
+        """See :meth:`TaskManager.seed_schedule` (it does not block)."""
+        return self.manager.seed_schedule(tasks)
 
     def run_worker(self, *, handle_signals: bool = True) -> None:
         """Poll until Ctrl-C (or SIGTERM, with ``handle_signals`` in the main thread).

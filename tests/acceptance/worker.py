@@ -60,6 +60,7 @@ async def main(config: dict[str, object]) -> None:
         store=SQLStore(f"sqlite+aiosqlite:///{config['db']}"),
         policy=policy,
         download_dir=config.get("download_dir"),  # type: ignore[arg-type]
+        archive=config.get("archive"),  # type: ignore[arg-type]
     )
     async with manager:
         for index in range(int(str(config.get("create", 0)))):

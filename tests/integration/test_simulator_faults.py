@@ -163,3 +163,31 @@ async def test_unauthorized_requests_consume_no_fault(serve: Serve) -> None:
         refused = await client.get("/v1/videos")
         allowed = await client.get("/v1/videos", headers={"authorization": "Bearer k"})
     assert (refused.status_code, allowed.status_code) == (401, 500)
+
+
+@pytest.mark.parametrize("path", ["/v1/videos", RELAY])
+async def test_auth_failures_rejections_and_chosen_server_errors_do_nothing(
+    serve: Serve, path: str
+) -> None:
+    route = "create" if path == "/v1/videos" else "relay_create"
+    app = create_simulator_app(
+        faults={
+            route: Faults(
+                server_errors=1,
+                server_error_status=503,
+                auth_failures=1,
+                rejections=1,
+                rejection_status=422,
+            )
+        }
+    )
+    async with httpx2.AsyncClient(base_url=serve(app)) as client:
+        answers = [await client.post(path, files={"prompt": (None, "cat")}) for _ in range(4)]
+    assert [a.status_code for a in answers] == [503, 401, 422, 200]
+    assert app.state.creates == 1
+    assert [r.fault for r in app.state.records(route)] == [
+        "server_errors",
+        "auth_failures",
+        "rejections",
+        None,
+    ]

@@ -17,7 +17,12 @@ from sora_tasks.cli._config import (
     load_settings,
 )
 from sora_tasks.cli._durations import parse_duration
-from sora_tasks.providers import MultipartRelayProvider, OpenAIVideosProvider
+from sora_tasks.providers import (
+    FalProvider,
+    MultipartRelayProvider,
+    OpenAIVideosProvider,
+    ReplicateProvider,
+)
 from sora_tasks.testing import FakeProvider
 
 CANARY = "sk-canary-7d1e0b"
@@ -89,6 +94,30 @@ def test_openai_environment_variables_configure_the_openai_provider() -> None:
     assert settings.default_provider == "openai"
     assert settings.providers["openai"].base_url == "http://127.0.0.1:9/v1"
     assert secret(settings, "openai") == CANARY
+
+
+def test_an_aggregators_conventional_variable_configures_it() -> None:
+    settings = load_settings(Flags(), env={"REPLICATE_API_TOKEN": CANARY})
+    assert settings.default_provider == "replicate"
+    assert settings.providers["replicate"].type == "replicate"
+    assert secret(settings, "replicate") == CANARY
+    built = build_provider("replicate", settings.providers["replicate"])
+    assert isinstance(built, ReplicateProvider)
+    assert CANARY not in repr(built)
+
+
+def test_a_file_names_a_model_on_an_aggregator(tmp_path: Path) -> None:
+    config = write(
+        tmp_path / "c.toml",
+        '[providers.veo]\ntype = "replicate"\nmodel = "google/veo-3.1-fast"\n'
+        'api_key_env = "TEAM_REPLICATE"\n',
+    )
+    settings = load_settings(Flags(config=config), env={"TEAM_REPLICATE": CANARY})
+    provider = build_provider("veo", settings.providers["veo"])
+    assert isinstance(provider, ReplicateProvider)
+    assert provider.capabilities.default_model == "google/veo-3.1-fast"
+    left_out = load_settings(Flags(config=config), env={})
+    assert any("TEAM_REPLICATE is not set" in note for note in left_out.notes)
 
 
 def test_a_file_names_several_providers_with_keys_taken_from_the_environment(
@@ -299,3 +328,58 @@ def test_durations_parse(text: str, expected: timedelta) -> None:
 def test_bad_durations_are_refused(text: str) -> None:
     with pytest.raises(ValueError, match="duration"):
         parse_duration(text)
+
+
+FAL_CONFIG = """
+[providers.fal]
+type = "fal"
+
+[providers.fal-kling]
+type = "fal"
+model = "fal-ai/kling-video/v3/pro/text-to-video"
+api_key_env = "KLING_KEY"
+"""
+
+
+def test_fal_providers_take_their_key_from_fal_key_and_their_model_from_the_file(
+    tmp_path: Path,
+) -> None:
+    config = write(tmp_path / "c.toml", FAL_CONFIG)
+    settings = load_settings(Flags(config=config), env={"FAL_KEY": CANARY, "KLING_KEY": "k2"})
+    assert secret(settings, "fal") == CANARY and secret(settings, "fal-kling") == "k2"
+    built = {name: build_provider(name, item) for name, item in settings.providers.items()}
+    assert isinstance(built["fal"], FalProvider)
+    assert built["fal"].capabilities.default_model == "fal-ai/veo3.1"
+    assert "queue.fal.run" in repr(built["fal"])
+    kling = built["fal-kling"]
+    assert kling.capabilities.default_model == "fal-ai/kling-video/v3/pro/text-to-video"
+    assert CANARY not in repr(built["fal"])
+
+
+def test_a_fal_provider_without_its_key_is_left_out_naming_fal_key(tmp_path: Path) -> None:
+    config = write(tmp_path / "c.toml", '[providers.fal]\ntype = "fal"\n')
+    settings = load_settings(Flags(config=config), env={})
+    assert "fal" not in settings.providers
+    assert any("FAL_KEY" in note for note in settings.notes)
+
+
+def test_the_archive_is_the_environment_then_the_file(tmp_path: Path) -> None:
+    config = write(
+        tmp_path / "elsewhere" / "archive.toml",
+        'archive = "s3://from-file/videos"\narchive_key = "{provider}/{task_id}.mp4"\n',
+    )
+    from_file = load_settings(Flags(config=config), env={})
+    assert (from_file.archive, from_file.archive_key) == (
+        "s3://from-file/videos",
+        "{provider}/{task_id}.mp4",
+    )
+    from_env = load_settings(Flags(config=config), env={"SORA_TASKS_ARCHIVE": "memory://"})
+    assert from_env.archive == "memory://"
+    assert load_settings(Flags(), env={}).archive is None
+
+
+def test_fal_key_alone_configures_a_fal_provider() -> None:
+    settings = load_settings(Flags(), env={"FAL_KEY": CANARY})
+    assert settings.providers["fal"].type == "fal" and secret(settings, "fal") == CANARY
+    built = build_provider("fal", settings.providers["fal"])
+    assert isinstance(built, FalProvider) and CANARY not in repr(built)

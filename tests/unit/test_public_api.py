@@ -35,6 +35,7 @@ CORE = {
     "ProviderTransportError",
     "ProviderUnsupportedError",
     "ReferenceImage",
+    "SignedWebhooks",
     "SoraTasksError",
     "StoreNotMigratedError",
     "StoreUnavailableError",
@@ -54,6 +55,7 @@ CORE = {
     "UnknownProviderError",
     "UnsupportedImageTypeError",
     "UnsupportedParameterError",
+    "VerifiedWebhook",
     "WaitTimeoutError",
     "WebhookDeduplicator",
     "WebhookReceiver",
@@ -77,8 +79,11 @@ def test_subpackage_exports_named_in_the_design() -> None:
         "ProviderJob",
         "SubmitRequest",
         "ContentStream",
+        "FalProvider",
     } <= set(sora_tasks.providers.__all__)
-    assert {"FakeProvider", "create_simulator_app"} <= set(sora_tasks.testing.__all__)
+    assert {"FakeProvider", "FalSimulatorHarness", "create_simulator_app"} <= set(
+        sora_tasks.testing.__all__
+    )
 
 
 def test_every_error_derives_from_the_root() -> None:
@@ -93,3 +98,28 @@ def test_public_names_have_docstrings() -> None:
         value = getattr(sora_tasks, name)
         if isinstance(value, type):
             assert value.__doc__, name
+
+
+def test_archive_exports_are_locked_and_documented() -> None:
+    import sora_tasks.archive
+
+    assert set(sora_tasks.archive.__all__) == {
+        "DEFAULT_KEY_TEMPLATE",
+        "Archive",
+        "ArchiveError",
+        "ArchiveProblem",
+        "ArchivedObject",
+        "InvalidArchiveError",
+        "ObstoreArchive",
+        "archive_key",
+        "archive_stream",
+        "check_key_template",
+        "open_archive",
+        "verify_archive",
+    }
+    for name in sora_tasks.archive.__all__:
+        value = getattr(sora_tasks.archive, name)
+        if callable(value):
+            assert value.__doc__, name
+    assert issubclass(sora_tasks.archive.ArchiveError, sora_tasks.SoraTasksError)
+    assert issubclass(sora_tasks.archive.InvalidArchiveError, sora_tasks.InvalidRequestError)

@@ -246,6 +246,15 @@ def test_result_locator_chain(fields: dict[str, object], url: str | None) -> Non
     assert job.result_url == url
 
 
+def test_done_without_a_video_is_content_filtered_unless_a_content_path_remains() -> None:
+    data = {"id": "t", "status": "success", "video_url": None}
+    nowhere = parse_relay_job(data, RelayConfig(content_path=None), {})
+    assert nowhere.status is TaskStatus.FAILED
+    assert nowhere.error is not None and nowhere.error.code == "content_filtered"
+    fallback = parse_relay_job(data, RelayConfig(), {})
+    assert (fallback.status, fallback.error) == (TaskStatus.COMPLETED, None)
+
+
 def test_timestamps_in_each_form() -> None:
     data = {
         "id": "t",

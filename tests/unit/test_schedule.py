@@ -1,15 +1,22 @@
-"""The polling schedule: pure functions, checked case by case and by property."""
+"""The polling schedule and what it learns: case by case, by property, and on each render shape."""
 
 from __future__ import annotations
+
+import math
+import random
+from collections.abc import Callable
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from sora_tasks import TaskStatus
+from sora_tasks._planner import Planner
+from sora_tasks._priors import JobKind, ProgressCurve, RenderPrior, ScheduleMemory
 from sora_tasks._schedule import PollSchedule, Track, next_delay
 
 S = PollSchedule()
+KIND = JobKind("p", "m", "720p", 8)
 
 
 def rendering(progress: int, *, anchor_at: float = 100.0, anchor_progress: int = 0) -> Track:
@@ -23,35 +30,104 @@ def rendering(progress: int, *, anchor_at: float = 100.0, anchor_progress: int =
     )
 
 
-def test_queued_waits_grow_with_the_time_queued() -> None:
-    track = Track(submitted_at=0.0)
-    assert next_delay(track, 0.0) == S.first_interval
-    assert next_delay(track, 40.0) == 40.0
-    assert next_delay(track, 1000.0) == S.max_interval
+def test_an_unlearned_kind_is_first_polled_within_first_interval() -> None:
+    queued = Track(submitted_at=0.0)
+    assert 0 < next_delay(queued, 0.0) <= S.first_interval
+    slow = RenderPrior(600.0, 0.5)
+    assert next_delay(queued, 0.0, prior=slow) == S.first_interval
 
 
-def test_far_from_the_end_it_approaches_by_a_fraction_of_the_time_left() -> None:
-    track = rendering(20, anchor_at=100.0)  # 20 % in 20 s: 80 s left at t=120
-    assert track.remaining(120.0) == pytest.approx(80.0)
-    assert next_delay(track, 120.0) == pytest.approx(S.approach * 80.0)
+def test_a_learned_prior_sets_the_first_poll_fast_models_early_slow_ones_late() -> None:
+    queued = Track(submitted_at=0.0)
+    fast = next_delay(queued, 0.0, prior=RenderPrior(20.0, 0.3, count=50))
+    slow = next_delay(queued, 0.0, prior=RenderPrior(600.0, 0.3, count=50))
+    assert 5 < fast < 20
+    assert slow > 100
 
 
-def test_near_the_end_it_polls_densely() -> None:
-    track = rendering(98, anchor_at=0.0)
-    assert next_delay(track, 98.0) == S.dense_interval
+def test_prior_led_polls_are_densest_where_jobs_of_the_kind_finish() -> None:
+    prior = RenderPrior(70.0, 0.2, count=50)
+    queued = Track(submitted_at=0.0, status=TaskStatus.PROCESSING)
+    early, middle = next_delay(queued, 10.0, prior=prior), next_delay(queued, 70.0, prior=prior)
+    assert middle < early
+    assert middle <= 6.0  # a silent provider is still noticed within seconds of the typical end
 
 
-def test_a_stalled_render_backs_off() -> None:
-    stalled = Track(
-        submitted_at=0.0,
-        status=TaskStatus.PROCESSING,
-        progress=50,
-        anchor_at=0.0,
-        anchor_progress=50,
-        moved_at=0.0,
+def test_far_from_the_end_it_waits_a_discounted_share_of_the_time_left() -> None:
+    track = rendering(50, anchor_at=100.0)  # 50 % in 50 s: 50 s left at t=150
+    assert track.remaining(150.0) == pytest.approx(50.0)
+    prior = RenderPrior(200.0, 0.6, count=50)
+    delay = next_delay(track, 150.0, prior=prior)
+    assert 10.0 < delay < 50.0
+
+
+def test_near_the_end_it_polls_densely_and_past_it_backs_off_gently() -> None:
+    near = Track(
+        submitted_at=0.0, status=TaskStatus.PROCESSING, progress=98, anchor_at=0.0, moved_at=98.0
     )
-    assert next_delay(stalled, 10.0) == S.first_interval
-    assert next_delay(stalled, 100.0) == pytest.approx(S.stall_factor * 100.0)
+    assert next_delay(near, 98.0) <= S.dense_window
+    curve = linear_curve()
+    overdue = Track(
+        submitted_at=0.0, status=TaskStatus.PROCESSING, progress=90, anchor_at=0.0, moved_at=90.0
+    )
+    assert overdue.remaining(200.0, curve) == pytest.approx(-100.0)
+    assert next_delay(overdue, 200.0, curve=curve) == pytest.approx(S.stall_factor * 100.0)
+
+
+def linear_curve() -> ProgressCurve:
+    curve = ProgressCurve()
+    for _ in range(5):
+        curve.learn([(p / 100, p) for p in range(0, 100, 10)] + [(1.0, 100)])
+    return curve
+
+
+def test_a_learned_curve_reads_a_stuck_99_as_far_from_done() -> None:
+    curve = ProgressCurve()
+    for _ in range(5):  # reaches 99 % at 60 % of the render, then sits there
+        curve.learn([(0.0, 0), (0.3, 50), (0.6, 99), (0.9, 99), (1.0, 100)])
+    assert curve.fraction(99) == pytest.approx(0.6)
+    track = Track(
+        submitted_at=0.0, status=TaskStatus.PROCESSING, progress=99, anchor_at=0.0, moved_at=60.0
+    )
+    assert track.remaining(60.0, curve) == pytest.approx(40.0)
+    assert track.remaining(60.0) == pytest.approx(60.0 / 99)  # linear: "almost done"
+
+
+def test_a_curve_places_figures_passed_between_readings_in_proportion() -> None:
+    curve = ProgressCurve()
+    for _ in range(3):
+        curve.learn([(0.0, 0), (0.5, 50), (1.0, 100)])
+    assert curve.fraction(25) == pytest.approx(0.25)
+    assert ProgressCurve().fraction(25) is None  # too few samples: progress read as linear
+
+
+def test_a_prior_learns_the_median_and_follows_a_provider_that_slows_down() -> None:
+    prior = RenderPrior(60.0, 1.2)
+    for _ in range(200):
+        prior.learn(30.0)
+    assert prior.median == pytest.approx(30.0, rel=0.01)
+    assert prior.spread == pytest.approx(0.05)
+    for _ in range(100):
+        prior.learn(90.0)
+    assert prior.median == pytest.approx(90.0, rel=0.05)
+
+
+def test_memory_keeps_one_belief_per_kind_of_job() -> None:
+    memory = ScheduleMemory()
+    fallback = S.fallback()
+    other = JobKind("p", "m", "1080p", 8)
+    memory.learn(KIND, 20.0, fallback)
+    assert memory.prior(KIND, fallback).median == 20.0
+    assert memory.prior(other, fallback) is fallback
+    assert set(memory.snapshot()) == {KIND}
+
+
+def test_a_hint_is_a_floor_only_where_the_provider_means_it() -> None:
+    track = Track(
+        submitted_at=0.0, status=TaskStatus.PROCESSING, progress=98, anchor_at=0.0, moved_at=98.0
+    )
+    assert next_delay(track, 98.0, hint=30.0, hint_is_floor=True) == 30.0
+    assert next_delay(track, 98.0, hint=30.0, hint_is_floor=False) < 30.0
 
 
 def test_first_rendering_answer_anchors_in_the_middle_of_the_unseen_span() -> None:
@@ -73,9 +149,17 @@ def test_progress_never_goes_back_in_the_track() -> None:
     now=st.floats(0, 10_000),
     hint=st.none() | st.floats(0, 1_000),
     floor=st.floats(0, 100),
+    median=st.floats(1, 5_000),
+    spread=st.floats(0.05, 2),
 )
-def test_every_delay_honours_the_hint_and_the_floor_and_is_finite(
-    status: TaskStatus | None, progress: int, now: float, hint: float | None, floor: float
+def test_every_delay_honours_the_floors_and_the_ceiling_and_is_finite(
+    status: TaskStatus | None,
+    progress: int,
+    now: float,
+    hint: float | None,
+    floor: float,
+    median: float,
+    spread: float,
 ) -> None:
     track = Track(
         submitted_at=0.0,
@@ -85,7 +169,62 @@ def test_every_delay_honours_the_hint_and_the_floor_and_is_finite(
         anchor_progress=progress // 2,
         moved_at=now / 3,
     )
-    delay = next_delay(track, now, hint=hint, min_interval=floor)
+    prior = RenderPrior(median, spread, count=10)
+    delay = next_delay(track, now, prior=prior, hint=hint, min_interval=floor)
+    ceiling = max(S.max_interval, median / 2)
     assert delay >= floor and delay >= (hint or 0.0)
-    assert delay <= max(S.max_interval, floor, hint or 0.0)
-    assert delay > 0
+    assert delay <= max(ceiling, floor, hint or 0.0)
+    assert 0 < delay < math.inf
+
+
+Shape = Callable[[float], int | None]
+
+SHAPES: dict[str, Shape] = {
+    "linear": lambda f: min(99, int(100 * f)),
+    "jumps to 50 % then slows": lambda f: min(99, int(500 * f if f < 0.1 else 50 + 50 * f)),
+    "sits at 99 % for the last 40 %": lambda f: min(99, int(99 * f / 0.6)),
+    "steps of 25 %": lambda f: 25 * int(4 * f),
+    "no progress": lambda f: None,
+}
+
+
+@pytest.mark.parametrize("shape", SHAPES.values(), ids=SHAPES.keys())
+@pytest.mark.parametrize("median", [20.0, 150.0, 600.0])
+def test_every_render_shape_is_followed_to_its_end_with_few_polls(
+    shape: Shape, median: float
+) -> None:
+    """The planner, as the engine drives it, learns each shape: none is lost or polled wildly."""
+    rng = random.Random(7)
+    planner = Planner()
+    polls, delays = [], []
+    for number in range(120):
+        render = median * math.exp(rng.gauss(0, 0.3))
+        queue = rng.uniform(0, median / 10)
+        done_at = queue + render
+
+        def answer(t: float) -> tuple[TaskStatus, int]:
+            if t >= done_at:  # noqa: B023 - read within the loop body only
+                return TaskStatus.COMPLETED, 100
+            if t < queue:  # noqa: B023
+                return TaskStatus.QUEUED, 0
+            return TaskStatus.PROCESSING, shape((t - queue) / render) or 0  # noqa: B023
+
+        job = f"job{number}"
+        track, delay = planner.plan(job, KIND, Track(0.0), *answer(0.0), 0.0, schedule=S)
+        t, count = 0.0, 0
+        while (state := answer(t + delay))[0] is not TaskStatus.COMPLETED:
+            t, count = t + delay, count + 1
+            assert count < 100, "never noticed the end"
+            track, delay = planner.plan(job, KIND, track, *state, t, schedule=S)
+        t += delay
+        planner.completed(
+            job, KIND, submitted_at=0.0, started_at=track.anchor_at, completed_at=t, schedule=S
+        )
+        if number >= 20:
+            polls.append(count + 1)
+            delays.append(t - done_at)
+    polls.sort()
+    delays.sort()
+    assert polls[len(polls) // 2] <= 16
+    # without progress only the learned prior guides: lateness is judged against the length
+    assert delays[len(delays) // 2] <= max(3.0, median / (25 if shape(0.5) is None else 50))

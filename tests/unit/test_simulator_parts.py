@@ -39,6 +39,19 @@ def test_negative_fault_counts_are_refused() -> None:
         Faults(rate_limits=-1)
 
 
+@pytest.mark.parametrize(
+    ("kwargs", "named"),
+    [
+        ({"rejection_status": 500}, "rejection_status"),
+        ({"rejection_status": 429}, "rejection_status"),
+        ({"server_error_status": 404}, "server_error_status"),
+    ],
+)
+def test_fault_statuses_outside_their_class_are_refused(kwargs: dict[str, int], named: str) -> None:
+    with pytest.raises(ValueError, match=named):
+        Faults(**kwargs)
+
+
 def test_fault_budgets_run_out_per_kind_and_route() -> None:
     plan = FaultPlan({"create": Faults(server_errors=2), "*": Faults(rate_limits=1)})
     fired = [plan.take("create", "server_errors") is not None for _ in range(3)]

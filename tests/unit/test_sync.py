@@ -132,3 +132,15 @@ def test_run_worker_returns_on_sigterm_and_the_block_then_stops_the_engine() -> 
         stopper.join(10)
         assert manager.get(task.id).status is TaskStatus.COMPLETED
     assert signal.getsignal(signal.SIGTERM) == previous
+
+
+def test_content_url_blocks_and_refuses_another_users_task() -> None:
+    with SyncTaskManager(
+        providers={"fake": FakeProvider(behaviour=QUICK)}, policy=FAST, archive="memory://"
+    ) as manager:
+        task = manager.wait(manager.create("archived", user_id="u1").id, timeout=10)
+        assert task.result is not None and task.result.archive_uri is not None
+        assert manager.archive_url(task.id, user_id="u1") is None, "memory cannot sign"
+        assert manager.content_url(task.id, user_id="u1") == task.result.url
+        with pytest.raises(TaskNotFoundError):
+            manager.content_url(task.id, user_id="u2")

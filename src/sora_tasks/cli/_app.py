@@ -10,7 +10,7 @@ from typing import Any
 
 import typer
 
-from . import _ops, _tasks
+from . import _archive, _ops, _tasks
 from ._output import USAGE, say
 
 __all__ = ["app", "main"]
@@ -29,6 +29,10 @@ app = typer.Typer(
 )
 _db = typer.Typer(help="Manage the task database.", no_args_is_help=True)
 app.add_typer(_db, name="db")
+_archives = typer.Typer(
+    help="Check the object storage videos are archived to.", no_args_is_help=True
+)
+app.add_typer(_archives, name="archive")
 
 app.command()(_tasks.generate)
 app.command()(_tasks.submit)
@@ -46,6 +50,7 @@ app.command(
 )(_ops.simulate)
 _db.command("upgrade")(_ops.db_upgrade)
 _db.command("copy")(_ops.db_copy)
+_archives.command("verify")(_archive.verify)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -10,7 +10,14 @@ import pydantic
 
 from .._events import TaskEvent
 from .._manager import TaskManager
-from ..providers import MultipartRelayProvider, OpenAIVideosProvider, RelayConfig
+from ..archive._base import DEFAULT_KEY_TEMPLATE
+from ..providers import (
+    FalProvider,
+    MultipartRelayProvider,
+    OpenAIVideosProvider,
+    RelayConfig,
+    ReplicateProvider,
+)
 from ..providers._base import Provider
 from ..providers.openai import DEFAULT_BASE_URL
 from ..testing import FakeBehaviour, FakeProvider
@@ -45,6 +52,14 @@ def build_provider(name: str, settings: ProviderSettings) -> Provider:
             name=name,
             **options,
         )
+    if settings.type in ("replicate", "fal"):
+        extra: dict[str, Any] = {
+            key: value
+            for key, value in {"model": settings.model, "base_url": settings.base_url}.items()
+            if value is not None
+        }
+        kind = ReplicateProvider if settings.type == "replicate" else FalProvider
+        return kind(settings.api_key, name=name, **extra, **options)
     assert settings.base_url is not None
     try:
         dialect = RelayConfig.model_validate(settings.dialect)
@@ -97,6 +112,8 @@ async def open_manager(
         poll=poll,
         on_event=on_event,
         download_dir=settings.download_dir,
+        archive=settings.archive,
+        archive_key=settings.archive_key or DEFAULT_KEY_TEMPLATE,
     )
     async with manager:
         yield manager

@@ -25,6 +25,7 @@ from ._durations import parse_duration
 
 __all__ = [
     "FAKE",
+    "KEY_VARIABLES",
     "OPENAI",
     "ConfigError",
     "Flags",
@@ -37,6 +38,12 @@ __all__ = [
 
 FAKE = "fake"
 OPENAI = "openai"
+# each kind's conventional key variable; a provider of that name is configured when it is set
+KEY_VARIABLES: Mapping[str, str] = {
+    "openai": "OPENAI_API_KEY",
+    "replicate": "REPLICATE_API_TOKEN",
+    "fal": "FAL_KEY",
+}
 LOCAL_CONFIG = Path("sora-tasks.toml")
 
 _M = TypeVar("_M", bound=BaseModel)
@@ -53,11 +60,15 @@ class _Strict(BaseModel):
 class ProviderSettings(_Strict):
     """One named provider of the file: ``[providers.<name>]``.
 
-    ``dialect`` holds :class:`~sora_tasks.providers.RelayConfig` fields for ``type = "relay"``.
+    ``dialect`` holds :class:`~sora_tasks.providers.RelayConfig` fields for ``type = "relay"``;
+    ``model`` is the default model of an aggregator (``type = "replicate"`` or ``"fal"``). A
+    provider's key is read from ``api_key_env``, else from its conventional variable
+    (``REPLICATE_API_TOKEN``, ``FAL_KEY``, ...).
     """
 
-    type: Literal["openai", "relay", "fake"]
+    type: Literal["openai", "relay", "fake", "replicate", "fal"]
     base_url: str | None = None
+    model: str | None = None
     api_key_env: str | None = None
     api_key: SecretStr | None = None
     timeout: float | None = pydantic.Field(None, gt=0)
@@ -71,6 +82,8 @@ class _File(_Strict):
     default_provider: str | None = None
     database_url: str | None = None
     download_dir: Path | None = None
+    archive: str | None = None
+    archive_key: str | None = None
     providers: dict[str, ProviderSettings] = pydantic.Field(default_factory=dict)
     policy: dict[str, Any] = pydantic.Field(default_factory=dict)
     limits: dict[str, Any] = pydantic.Field(default_factory=dict)
@@ -98,6 +111,8 @@ class Settings:
     default_provider: str
     database_url: str | None = None
     download_dir: Path | None = None
+    archive: str | None = None
+    archive_key: str | None = None
     policy: PollingPolicy = field(default_factory=PollingPolicy)
     limits: Limits = field(default_factory=Limits)
     config_file: Path | None = None
@@ -148,6 +163,8 @@ def load_settings(flags: Flags, env: Mapping[str, str] | None = None) -> Setting
             flags.database_url or env.get("SORA_TASKS_DATABASE_URL") or file.database_url
         ),
         download_dir=file.download_dir,
+        archive=env.get("SORA_TASKS_ARCHIVE") or file.archive,
+        archive_key=file.archive_key,
         policy=_model(PollingPolicy, _policy_table(file.policy), "policy"),
         limits=_model(Limits, file.limits, "limits"),
         config_file=path,
@@ -174,6 +191,9 @@ def _providers(
     declared = dict(file.providers)
     if OPENAI not in declared and (env.get("OPENAI_API_KEY") or env.get("OPENAI_BASE_URL")):
         declared[OPENAI] = ProviderSettings(type="openai")
+    for kind, variable in KEY_VARIABLES.items():
+        if kind != OPENAI and kind not in declared and env.get(variable):
+            declared[kind] = ProviderSettings(type=kind)
     for name, settings in declared.items():
         if settings.api_key is not None:
             notes.append(
@@ -184,7 +204,7 @@ def _providers(
         if resolved is None:
             notes.append(
                 f"provider {name!r} left out: environment variable "
-                f"{settings.api_key_env or 'OPENAI_API_KEY'} is not set"
+                f"{settings.api_key_env or KEY_VARIABLES.get(settings.type)} is not set"
             )
             continue
         providers[name] = resolved
@@ -203,10 +223,10 @@ def _resolve(
     variable = settings.api_key_env
     if (
         variable is None
-        and settings.type == "openai"
-        and (settings.api_key is None or name == OPENAI)
+        and settings.type in KEY_VARIABLES
+        and (settings.api_key is None or name == settings.type)
     ):
-        variable = "OPENAI_API_KEY"
+        variable = KEY_VARIABLES[settings.type]
     if variable is not None and env.get(variable):
         changes["api_key"] = SecretStr(env[variable])
     elif settings.api_key is None:

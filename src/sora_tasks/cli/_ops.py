@@ -52,11 +52,18 @@ def cleanup(
             show_default=False,
         ),
     ],
+    keep_archived: Annotated[
+        bool,
+        typer.Option(
+            "--keep-archived", help="Leave the archived videos of the deleted tasks in place."
+        ),
+    ] = False,
     config: ConfigOption = None,
     database_url: DatabaseOption = None,
     json_output: JsonOption = False,
 ) -> None:
-    """Delete finished tasks (and images no task uses) older than a duration."""
+    """Delete finished tasks (and images no task uses) older than a duration, with their
+    archived videos."""
     try:
         age = parse_duration(older_than)
     except ValueError as exc:
@@ -65,7 +72,7 @@ def cleanup(
 
     async def main() -> int:
         async with open_manager(settings) as manager:
-            return await manager.cleanup(older_than=age)
+            return await manager.cleanup(older_than=age, delete_archived=not keep_archived)
 
     removed = run(main)
     if json_output:

@@ -21,14 +21,14 @@ the caller's user id (or raises 401). Every route but the webhook acts only on t
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import partial
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
+from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, StreamingResponse
 from fastapi.routing import APIRoute
 from pydantic import ValidationError
 from pydantic.alias_generators import to_camel
@@ -62,6 +62,8 @@ __all__ = ["create_router", "default_max_body_bytes"]
 
 WEBHOOK_MAX_BODY_BYTES = 1024 * 1024
 _CONTENT_ROUTE = "sora_tasks_content"
+# a redirect is followed at once: its URL need not outlive a slow client by much
+_REDIRECT_LIFETIME = timedelta(minutes=15)
 
 
 class PayloadTooLargeError(InvalidRequestError):
@@ -221,11 +223,18 @@ class _TaskContent(Response):
     scope inside it) lives in one task; an error before the first byte (not ready, not found,
     the provider's) still gets a proper error answer. A saved copy goes out as a file, which
     answers Range requests (a browser's player seeks with them; Safari plays nothing without).
+    An archived video that ``signer`` can presign is not sent at all: the client is redirected
+    (307) to the object store.
     """
 
-    def __init__(self, opener: Callable[[], AbstractAsyncContextManager[ContentStream]]) -> None:
+    def __init__(
+        self,
+        opener: Callable[[], AbstractAsyncContextManager[ContentStream]],
+        signer: Callable[[], Awaitable[str | None]] | None = None,
+    ) -> None:
         super().__init__()
         self._opener = opener
+        self._signer = signer
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = False
@@ -236,6 +245,10 @@ class _TaskContent(Response):
             await send(message)
 
         try:
+            signed = await self._signer() if self._signer is not None else None
+            if signed is not None:
+                await RedirectResponse(signed, status_code=307)(scope, receive, tracked)
+                return
             async with self._opener() as stream:
                 if isinstance(stream, SavedContent):
                     await FileResponse(stream.path)(scope, receive, tracked)
@@ -374,6 +387,7 @@ def create_router(
         responses={
             200: {"content": {"video/mp4": {}}, "description": "the video, streamed"},
             206: {"description": "a byte range of the downloaded copy"},
+            307: {"description": "a presigned URL of the archived video"},
             409: {"model": ProblemAnswer},
             502: {"model": ProblemAnswer},
         },
@@ -381,10 +395,14 @@ def create_router(
     async def get_content(video_id: VideoId, user: User) -> Response:
         """A COMPLETED task's video; 409 before then.
 
-        Served from the saved copy when this machine has it whole (with Range support),
-        otherwise streamed from the provider.
+        Redirected (307) to a presigned URL of the archived object when the archive can sign;
+        else served from the archive or the saved copy (a file, with Range support), otherwise
+        streamed from the provider.
         """
-        return _TaskContent(partial(manager.open_content, video_id, user_id=user))
+        return _TaskContent(
+            partial(manager.open_content, video_id, user_id=user),
+            partial(manager.archive_url, video_id, user_id=user, expires_in=_REDIRECT_LIFETIME),
+        )
 
     @router.post("/tasks/{videoId}/cancel")
     async def cancel_task(request: Request, video_id: VideoId, user: User) -> TaskBody:

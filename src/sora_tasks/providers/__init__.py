@@ -2,17 +2,23 @@
 
 from .._retry import Backoff
 from ._base import ContentStream, Provider, ProviderCapabilities, ProviderJob, SubmitRequest
+from ._replicate_models import ReplicateModel
+from .fal import FalProvider
 from .openai import OpenAIVideosProvider
 from .relay import MultipartRelayProvider, RelayConfig
+from .replicate import ReplicateProvider
 
 __all__ = [
     "Backoff",
     "ContentStream",
+    "FalProvider",
     "MultipartRelayProvider",
     "OpenAIVideosProvider",
     "Provider",
     "ProviderCapabilities",
     "ProviderJob",
     "RelayConfig",
+    "ReplicateModel",
+    "ReplicateProvider",
     "SubmitRequest",
 ]

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, SecretStr
 
 from .._exceptions import ProviderUnsupportedError
 from .._models import ImageData, MediaType, Task, TaskError, TaskStatus
@@ -42,9 +42,11 @@ class ProviderCapabilities(BaseModel):
     whether those fields are accepted at all; ``audio`` holds the values of the audio switch the
     model takes (empty: no switch); ``max_reference_images`` caps ``reference_images``;
     ``image_matches_size`` demands a first frame of exactly the requested size.
-    ``schedule`` describes the provider's pace (the default suits renders of minutes);
-    ``min_poll_interval`` is a floor no poll goes under; ``max_in_flight`` caps jobs running at
-    once (further tasks wait locally, QUEUED).
+    ``schedule`` describes the provider's pace (``schedule.expected_seconds`` is the starting
+    belief of how long a job takes, before the engine has learned it);
+    ``min_poll_interval`` is a floor no poll goes under; ``poll_hint_is_floor`` says whether the
+    provider's poll-after hints are rules (a floor) or mere advice (ignored by the schedule);
+    ``max_in_flight`` caps jobs running at once (further tasks wait locally, QUEUED).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -73,6 +75,7 @@ class ProviderCapabilities(BaseModel):
     can_list: bool = False
     max_in_flight: int | None = Field(None, ge=1)
     min_poll_interval: float = Field(1.0, ge=0)
+    poll_hint_is_floor: bool = False
     schedule: PollSchedule = PollSchedule()
 
 
@@ -117,6 +120,9 @@ class ProviderJob(BaseModel):
 
     ``status`` is ``None`` when the provider's word is unknown (``raw_status`` keeps it).
     ``poll_after`` is the provider's hint, in seconds, of when to ask again.
+    ``queue_position`` is how many jobs wait ahead of this one, where the provider says.
+    ``render_seconds`` is the compute time the provider reports for the job (what it bills by,
+    for Replicate's ``metrics.predict_time``), when it reports one.
     """
 
     model_config = ConfigDict(frozen=True)
@@ -131,7 +137,9 @@ class ProviderJob(BaseModel):
     created_at: datetime | None = None
     completed_at: datetime | None = None
     poll_after: float | None = None
+    queue_position: int | None = Field(None, ge=0)
     expired: bool = False
+    render_seconds: float | None = Field(None, ge=0)
 
 
 class ContentStream(abc.ABC):
@@ -219,6 +227,14 @@ class Provider(abc.ABC):
         """Look for a job this request already started (reconciling an uncertain submit).
 
         Returns ``None`` when no such job is found or the provider cannot search.
+        """
+        return None
+
+    async def webhook_secret(self) -> SecretStr | None:
+        """The ``whsec_`` secret that signs this provider's Standard Webhooks deliveries, when
+        the provider can tell it (fetched once and cached); ``None`` otherwise.
+
+        :meth:`TaskManager.handle_webhook` asks for it when ``webhook_secrets`` names none.
         """
         return None
 

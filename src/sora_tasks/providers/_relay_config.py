@@ -14,7 +14,7 @@ from typing import Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from .._models import ImageData
+from .._models import ImageData, TaskError, TaskStatus
 from ._base import ProviderJob, SubmitRequest
 from ._parsing import (
     DEFAULT_STATUS_WORDS,
@@ -148,12 +148,16 @@ def _data_url(image: ImageData) -> str:
 def parse_relay_job(
     data: Mapping[str, object], config: RelayConfig, headers: Mapping[str, str]
 ) -> ProviderJob:
-    """Normalise a relay's job object (create or status answer) as ``config`` describes it."""
+    """Normalise a relay's job object (create or status answer) as ``config`` describes it.
+
+    A job the relay calls done without naming a video, when there is no content path to fetch
+    it from instead, is FAILED with code ``content_filtered``: there is nothing to download.
+    """
     job = _unwrap(data, config)
     external_id = first_string(job, config.id_fields)
     if external_id is None:
         raise MalformedResponseError(f"no job id under any of {', '.join(config.id_fields)}")
-    return build_job(
+    parsed = build_job(
         external_id=external_id,
         raw_status=first_string(job, config.status_fields) or "",
         words=config.status_words,
@@ -165,6 +169,16 @@ def parse_relay_job(
         expires_at=_first(job, config.expires_at_fields, parse_timestamp),
         poll_after=parse_poll_after(headers),
     )
+    if (
+        parsed.status is TaskStatus.COMPLETED
+        and parsed.result_url is None
+        and config.content_path is None
+    ):
+        empty = TaskError(
+            code="content_filtered", message="the relay reported the job done but named no video"
+        )
+        return parsed.model_copy(update={"status": TaskStatus.FAILED, "error": empty})
+    return parsed
 
 
 def _unwrap(data: Mapping[str, object], config: RelayConfig) -> Mapping[str, object]:

@@ -53,6 +53,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         f"sora_tasks simulator listening on {url}\n"
         f"  OpenAI Videos shape: base_url={url}/v1\n"
         f"  multipart relay:     {url}{args.relay_path}\n"
+        f"  Replicate shape:     base_url={url}/replicate/v1\n"
+        f"  fal queue:           base_url={url}/fal\n"
     )
     sys.stdout.flush()
     # uvicorn shuts down cleanly on Ctrl-C, then re-raises it: that is a normal stop here
@@ -81,7 +83,7 @@ def _faults(specs: Sequence[str], *, retry_after: float, delay: float) -> dict[s
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m sora_tasks.testing",
-        description="Serve the sora_tasks provider simulator (OpenAI Videos and relay shapes).",
+        description="Serve the sora_tasks provider simulator (OpenAI Videos, relay, Replicate).",
     )
     parser.add_argument("--host", default="127.0.0.1", help="interface to listen on")
     parser.add_argument("--port", type=int, default=8000, help="port (0 picks a free one)")

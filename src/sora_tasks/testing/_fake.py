@@ -42,7 +42,8 @@ class FakeBehaviour:
     in steps of ``progress_step``, then ends as ``outcome`` (``"unknown"`` keeps answering a status
     word nobody knows). ``submit_error`` is raised by ``submit``; ``poll_errors`` are raised by the
     first status calls, one each, before normal answers resume. ``poll_after`` is the hint
-    each answer carries, like OpenAI's ``openai-poll-after-ms``.
+    each answer carries, like OpenAI's ``openai-poll-after-ms``. ``unknown_word`` is the word an
+    ``"unknown"`` outcome answers with.
     """
 
     queued_for: float = 0.0
@@ -55,6 +56,7 @@ class FakeBehaviour:
     submit_error: BaseException | None = None
     poll_errors: Sequence[BaseException] = ()
     poll_after: float | None = None
+    unknown_word: str = "mystery"
 
 
 @dataclass
@@ -163,7 +165,15 @@ class FakeProvider(Provider):
     @asynccontextmanager
     async def _open(self, external_id: str) -> AsyncIterator[ContentStream]:
         job = self._job(external_id)
-        if self._view(job).status is not TaskStatus.COMPLETED:
+        view = self._view(job)
+        if view.expired:
+            raise ProviderRejectedError(
+                f"the content of job {external_id} has expired",
+                status_code=404,
+                code="expired",
+                provider="fake",
+            )
+        if view.status is not TaskStatus.COMPLETED:
             raise ProviderRejectedError(
                 f"job {external_id} has no content yet", status_code=404, provider="fake"
             )
@@ -192,6 +202,18 @@ class FakeProvider(Provider):
             running += step
             most = max(most, running)
         return most
+
+    def rescript(self, external_id: str, behaviour: FakeBehaviour, *, elapsed: float = 0.0) -> None:
+        """Make a running job follow ``behaviour`` from now on, as if ``elapsed`` seconds in.
+
+        Scripts a job after it started, the way a test pins a simulated job: ``elapsed`` places
+        it inside its queue or render time (half-way through a render of 100 s at 50 s).
+        """
+        job = self._job(external_id)
+        job.behaviour = behaviour
+        job.started = self._clock() - elapsed
+        job.cancelled = False
+        job.cancelled_at = None
 
     async def cancel(self, external_id: str) -> ProviderJob | None:
         """Stop the job; it answers ``cancelled`` from now on."""
@@ -260,7 +282,7 @@ class FakeProvider(Provider):
                     error=TaskError(code="expired", message="the job's assets expired"),
                 )
             case "unknown":
-                return ProviderJob(**base, status=None, raw_status="mystery")
+                return ProviderJob(**base, status=None, raw_status=behaviour.unknown_word)
 
 
 class _BytesStream(ContentStream):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import abc
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Literal
 
 from pydantic import JsonValue
@@ -69,11 +70,22 @@ class ProviderHarness(abc.ABC):
     error, repr, log record or job. ``status_words`` maps every status word of the provider's API
     to the simulated phase it stands for (the kit pins each word and checks the adapter's
     mapping); ``features`` says which parts of the lifecycle the API has.
+
+    Optional: ``call_timeout`` is the bound (seconds) the adapter's calls were built with, short
+    so that the kit stays fast (its slow answers outlast it); ``model`` is the model the kit asks
+    for (``None``: the capabilities' default); ``provider_options`` is extra input the simulated
+    API accepts, which the kit sends and expects back verbatim in :attr:`Received.options`
+    (empty: the API takes nothing beyond the mapped fields, and that check is skipped).
     """
 
     secret: str
     status_words: Mapping[str, Phase]
     features: frozenset[Feature]
+    call_timeout: float = 2.0
+    model: str | None = None
+    provider_options: Mapping[str, JsonValue] = MappingProxyType(
+        {"conformance_option": "passed through verbatim"}
+    )
 
     @property
     @abc.abstractmethod

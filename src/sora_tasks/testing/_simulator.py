@@ -1,4 +1,5 @@
-"""A provider simulator: an ASGI app speaking the OpenAI Videos and multipart relay shapes.
+"""A provider simulator: an ASGI app speaking the OpenAI Videos, multipart relay, Replicate and
+fal shapes (the last two under ``/replicate/v1`` and ``/fal``).
 
 It is what the integration tests, the benchmarks and users' own tests run against. Jobs advance
 with a clock (no background tasks), prompts can be made to fail moderation, and faults can be
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import hmac
 import json
+import math
 import re
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -16,8 +18,10 @@ from functools import partial
 
 import anyio
 
+from . import _simulator_fal as fal_shape
 from . import _simulator_openai as openai_shape
 from . import _simulator_relay as relay_shape
+from . import _simulator_replicate as replicate_shape
 from ._simulator_asgi import (
     HTTPFault,
     Receive,
@@ -44,7 +48,9 @@ __all__ = ["Faults", "SimulatorApp", "create_simulator_app"]
 
 Handler = Callable[..., Reply]
 
-_PUBLIC_ROUTES = frozenset({"relay_download", "files"})
+_PUBLIC_ROUTES = frozenset(
+    {"relay_download", "files", "replicate_files", "fal_files", "fal_cdn_upload", "fal_cdn_files"}
+)
 
 
 def create_simulator_app(
@@ -74,8 +80,9 @@ def create_simulator_app(
     its prompt matches one of ``fail_prompts`` (plain strings match as case-insensitive
     substrings). ``faults`` maps route names (or ``"*"``) to :class:`Faults`. With ``api_key``,
     API routes answer 401 unless ``Authorization: Bearer <key>`` is sent (relay routes also take
-    the raw key). Finished jobs serve ``content`` (default: the MP4 shipped with the package) or,
-    with ``content_size``, a synthetic body of that many bytes generated chunk by chunk.
+    the raw key; fal's routes, under ``/fal``, want ``Key <key>`` as fal does). Finished jobs
+    serve ``content`` (default: the MP4 shipped with the package) or, with ``content_size``, a
+    synthetic body of that many bytes generated chunk by chunk.
     ``files_host`` makes the relay's download redirect go to another host name (same port), to
     check that credentials are not forwarded across origins. With ``unique_content`` each job's
     body is that content followed by the job id (so a test knows every video's checksum and can
@@ -185,8 +192,12 @@ class SimulatorApp:
             await departure.watch_for(slow.delay)
         if (limited := plan.take(route, "rate_limits")) is not None:
             return _rate_limited(route, limited.retry_after), None, "rate_limits"
-        if plan.take(route, "server_errors") is not None:
-            return _server_error(route), None, "server_errors"
+        if (failing := plan.take(route, "server_errors")) is not None:
+            return _server_error(route, failing.server_error_status), None, "server_errors"
+        if plan.take(route, "auth_failures") is not None:
+            return _unauthorized(route), None, "auth_failures"
+        if (rejecting := plan.take(route, "rejections")) is not None:
+            return _rejected(route, rejecting.rejection_status), None, "rejections"
         if plan.take(route, "echoed_keys") is not None:
             return _echoed_key(route, openai_shape.bearer_token(request)), None, "echoed_keys"
         reply = _call(handler, self.state, request)
@@ -202,7 +213,7 @@ class SimulatorApp:
         if key is None:
             return True
         sent = request.headers.get("authorization", "")
-        accepted = [f"Bearer {key}"]
+        accepted = [f"Key {key}" if _is_fal(route) else f"Bearer {key}"]
         if route.startswith("relay_"):
             accepted.append(key)
         return any(hmac.compare_digest(sent.encode(), a.encode()) for a in accepted)
@@ -218,7 +229,7 @@ class SimulatorApp:
             if request.method in methods:
                 route, handler = methods[request.method]
                 params = found.groupdict()
-                job_id = params.get("video_id") or params.get("task_id")
+                job_id = params.get("video_id") or params.get("task_id") or params.get("request_id")
                 return route, partial(handler, **params), job_id
         return "unknown", partial(_not_routed, status=405 if matched else 404), None
 
@@ -250,6 +261,67 @@ def _route_table(relay_path: str) -> list[tuple[re.Pattern[str], dict[str, tuple
             {"GET": ("relay_download", relay_shape.redirect)},
         ),
         (re.compile(files + r"/(?P<task_id>[^/]+)\.mp4"), {"GET": ("files", relay_shape.file)}),
+        *_replicate_routes(),
+        *_fal_routes(),
+    ]
+
+
+def _replicate_routes() -> list[tuple[re.Pattern[str], dict[str, tuple[str, Handler]]]]:
+    api, files = re.escape(replicate_shape.REPLICATE_PATH), replicate_shape.REPLICATE_FILES_PATH
+    one = r"/(?P<task_id>[^/]+)"
+    shape = replicate_shape
+    return [
+        (
+            re.compile(api + r"/models/(?P<owner>[^/]+)/(?P<name>[^/]+)/predictions"),
+            {"POST": ("replicate_create", shape.create_for_model)},
+        ),
+        (
+            re.compile(api + "/predictions"),
+            {
+                "POST": ("replicate_create", shape.create_for_version),
+                "GET": ("replicate_list", shape.list_predictions),
+            },
+        ),
+        (re.compile(api + "/predictions" + one), {"GET": ("replicate_get", shape.get)}),
+        (
+            re.compile(api + "/predictions" + one + "/cancel"),
+            {"POST": ("replicate_cancel", shape.cancel)},
+        ),
+        (
+            re.compile(api + "/webhooks/default/secret"),
+            {"GET": ("replicate_secret", shape.webhook_secret)},
+        ),
+        (
+            re.compile(re.escape(files) + one + r"/output\.mp4"),
+            {"GET": ("replicate_files", shape.file)},
+        ),
+    ]
+
+
+def _fal_routes() -> list[tuple[re.Pattern[str], dict[str, tuple[str, Handler]]]]:
+    fal = re.escape(fal_shape.FAL_PATH)
+    job = fal + r"/(?P<app>(?:workflows/|comfy/)?[^/]+/[^/]+)/requests/(?P<request_id>[^/]+)"
+    return [
+        (
+            re.compile(re.escape(fal_shape.FAL_FILES) + r"/(?P<request_id>[^/]+)\.mp4"),
+            {"GET": ("fal_files", fal_shape.file)},
+        ),
+        (
+            re.compile(re.escape(fal_shape.FAL_CDN) + "/files/upload"),
+            {"POST": ("fal_cdn_upload", fal_shape.cdn_upload)},
+        ),
+        (
+            re.compile(re.escape(fal_shape.FAL_CDN) + r"/files/(?P<file_id>[^/]+)"),
+            {"GET": ("fal_cdn_files", fal_shape.cdn_file)},
+        ),
+        (
+            re.compile(fal + "/storage/auth/token"),
+            {"POST": ("fal_storage_token", fal_shape.storage_token)},
+        ),
+        (re.compile(job + "/status"), {"GET": ("fal_status", fal_shape.status)}),
+        (re.compile(job + "/cancel"), {"PUT": ("fal_cancel", fal_shape.cancel)}),
+        (re.compile(job), {"GET": ("fal_result", fal_shape.result)}),
+        (re.compile(fal + r"/(?P<model>.+)"), {"POST": ("fal_submit", fal_shape.submit)}),
     ]
 
 
@@ -269,7 +341,16 @@ def _is_relay(route: str) -> bool:
     return route.startswith("relay_") or route == "files"
 
 
+def _is_fal(route: str) -> bool:
+    return route.startswith("fal_")
+
+
 def _unauthorized(route: str) -> Reply:
+    if route.startswith("replicate_"):
+        detail = "You did not pass a valid authentication token"
+        return replicate_shape.problem(401, "Unauthenticated", detail).reply
+    if _is_fal(route):
+        return fal_shape.error(401, "No user found for Key ID and Secret").reply
     if _is_relay(route):
         return relay_shape.error(401, "invalid api key").reply
     return openai_shape.error(401, "Incorrect API key provided.", code="invalid_api_key").reply
@@ -277,6 +358,11 @@ def _unauthorized(route: str) -> Reply:
 
 def _rate_limited(route: str, retry_after: float) -> Reply:
     headers = (("retry-after", f"{retry_after:g}"),)
+    if route.startswith("replicate_"):
+        detail = f"Request was throttled. Your rate limit resets in ~{math.ceil(retry_after)}s."
+        return replicate_shape.problem(429, "Request was throttled.", detail, headers).reply
+    if _is_fal(route):
+        return fal_shape.error(429, "Too many requests", headers).reply
     if _is_relay(route):
         return relay_shape.error(429, "rate limited, retry later", headers).reply
     return openai_shape.error(
@@ -284,15 +370,37 @@ def _rate_limited(route: str, retry_after: float) -> Reply:
     ).reply
 
 
-def _server_error(route: str) -> Reply:
+def _server_error(route: str, status: int = 500) -> Reply:
+    if route.startswith("replicate_"):
+        detail = "An unexpected error occurred; please retry."
+        return replicate_shape.problem(status, "Internal server error", detail).reply
+    if _is_fal(route):
+        return fal_shape.error(status, "Internal server error").reply
     if _is_relay(route):
-        return relay_shape.error(500, "internal error").reply
+        return relay_shape.error(status, "internal error").reply
     return openai_shape.error(
-        500, "The server had an error while processing your request.", kind="server_error"
+        status, "The server had an error while processing your request.", kind="server_error"
+    ).reply
+
+
+def _rejected(route: str, status: int) -> Reply:
+    if route.startswith("replicate_"):
+        detail = "input: Additional property is not allowed"
+        return replicate_shape.problem(status, "Input validation failed", detail).reply
+    if _is_fal(route):
+        return fal_shape.error(status, "The request was rejected as invalid").reply
+    if _is_relay(route):
+        return relay_shape.error(status, "invalid request").reply
+    return openai_shape.error(
+        status, "The request was rejected as invalid.", code="invalid_request"
     ).reply
 
 
 def _echoed_key(route: str, key: str) -> Reply:
+    if route.startswith("replicate_"):
+        return replicate_shape.problem(400, f"Bad token {key}", f"Token {key} was refused").reply
+    if _is_fal(route):
+        return fal_shape.error(400, f"Bad request made with key {key}").reply
     if _is_relay(route):
         return relay_shape.error(400, f"bad request for key {key}").reply
     return openai_shape.error(
@@ -302,10 +410,13 @@ def _echoed_key(route: str, key: str) -> Reply:
 
 def _create_subject(route: str, request: Request) -> str:
     """A JSON create's prompt (what the tally files its faults under); ``""`` otherwise."""
-    if route not in ("create", "relay_create") or request.content_type != "application/json":
+    if route not in ("create", "relay_create", "replicate_create", "fal_submit"):
+        return ""
+    if request.content_type != "application/json":
         return ""
     try:
-        prompt = json.loads(request.body).get("prompt")
+        body = json.loads(request.body)
+        prompt = (body.get("input") or {} if route == "replicate_create" else body).get("prompt")
     except (ValueError, AttributeError):
         return ""
     return prompt if isinstance(prompt, str) else ""

@@ -21,6 +21,20 @@ ROUTES = frozenset(
         "relay_status",
         "relay_download",
         "files",
+        "replicate_create",
+        "replicate_get",
+        "replicate_list",
+        "replicate_cancel",
+        "replicate_secret",
+        "replicate_files",
+        "fal_submit",
+        "fal_status",
+        "fal_result",
+        "fal_cancel",
+        "fal_files",
+        "fal_storage_token",
+        "fal_cdn_upload",
+        "fal_cdn_files",
     }
 )
 """The route names faults attach to; ``"*"`` stands for every route without its own entry."""
@@ -32,6 +46,8 @@ FaultKind = Literal[
     "echoed_keys",
     "dropped_responses",
     "truncated_bodies",
+    "auth_failures",
+    "rejections",
 ]
 
 
@@ -40,9 +56,11 @@ class Faults:
     """Misbehaviour for one route: the first N requests get each fault, later ones answer normally.
 
     Per request the kinds apply in this order: a slow answer waits ``delay`` seconds first; then a
-    rate limit (429 with ``Retry-After: retry_after``), or else a server error (500), or else an
-    echoed key (400 whose error code, type and message quote the credential the request sent, as a
-    careless provider might) answers without doing anything. A slow answer whose client goes away
+    rate limit (429 with ``Retry-After: retry_after``), or else a server error
+    (``server_error_status``, 500 unless set), or else an auth failure (401), or else a rejection
+    (``rejection_status``, 400 unless set: the request refused as invalid), or else an echoed key
+    (400 whose error code, type and message quote the credential the request sent, as a careless
+    provider might) answers without doing anything. A slow answer whose client goes away
     during the wait is not answered at all. A request that was handled successfully may then be
     dropped (the work is done — a create creates its job — but the connection closes before the
     body) or truncated (the full ``Content-Length`` is announced, half the body is sent, then the
@@ -58,12 +76,25 @@ class Faults:
     delay: float = 1.0
     dropped_responses: int = 0
     truncated_bodies: int = 0
+    auth_failures: int = 0
+    rejections: int = 0
+    rejection_status: int = 400
+    server_error_status: int = 500
 
     def __post_init__(self) -> None:
         for item in fields(self):
             value = getattr(self, item.name)
             if value < 0:
                 raise ValueError(f"Faults.{item.name} must be >= 0, got {value!r}")
+        if not 400 <= self.rejection_status < 500 or self.rejection_status in (401, 403, 429):
+            raise ValueError(
+                "Faults.rejection_status must be a 4xx other than 401, 403 and 429, "
+                f"got {self.rejection_status!r}"
+            )
+        if not 500 <= self.server_error_status < 600:
+            raise ValueError(
+                f"Faults.server_error_status must be a 5xx, got {self.server_error_status!r}"
+            )
 
 
 class FaultPlan:

@@ -10,7 +10,7 @@ from .._exceptions import ImageError
 from .._validation import decode_image
 from ._simulator_asgi import HTTPFault, Reply, Request
 from ._simulator_multipart import Upload, parse_form
-from ._simulator_state import SimulatedJob, SimulatorState
+from ._simulator_state import Pin, SimulatedJob, SimulatorState
 
 __all__ = [
     "OPENAI_PATH",
@@ -50,11 +50,15 @@ def video_object(
 ) -> dict[str, object]:
     """The Video object for ``job`` as of now (with an extra field, as real answers carry).
 
-    ``echoed_key``, when given, is quoted in a failed job's error code and message.
+    ``echoed_key``, when given, is quoted in a failed job's error code and message. A pinned job
+    answers with the pin's word, progress (none when the pin has none) and error.
     """
     view = state.view(job)
-    failure = None
-    if view.phase == "failed":
+    pin = view.pin
+    failure: dict[str, str | None] | None = None
+    if pin is not None and pin.phase == "failed" and (pin.error_code or pin.error_message):
+        failure = {"code": pin.error_code, "message": pin.error_message}
+    elif view.phase == "failed":
         failure = {
             "code": "moderation_blocked",
             "message": "Your request was blocked by our moderation system.",
@@ -64,11 +68,11 @@ def video_object(
                 "code": f"moderation_blocked:{echoed_key}",
                 "message": f"{failure['message']} (request made with key {echoed_key})",
             }
-    return {
+    video: dict[str, object] = {
         "id": job.id,
         "object": "video",
         "model": job.model,
-        "status": view.phase,
+        "status": pin.word if pin is not None and pin.word else view.phase,
         "progress": view.progress,
         "created_at": int(job.created_wall),
         "completed_at": None if view.completed_at is None else int(view.completed_at),
@@ -80,6 +84,9 @@ def video_object(
         "remixed_from_video_id": None,
         "error": failure,
     }
+    if pin is not None and pin.progress is None:
+        del video["progress"]
+    return video
 
 
 def create(state: SimulatorState, request: Request) -> Reply:
@@ -134,7 +141,8 @@ def retrieve(state: SimulatorState, request: Request, video_id: str) -> Reply:
     """``GET /v1/videos/{id}``."""
     job = _job(state, video_id)
     echoed = bearer_token(request) if state.config.echo_key_in_failures else None
-    return Reply.json(200, video_object(state, job, echoed_key=echoed), _poll_hint(state))
+    hint = _poll_hint(state, state.pins.get(job.id))
+    return Reply.json(200, video_object(state, job, echoed_key=echoed), hint)
 
 
 def delete(state: SimulatorState, request: Request, video_id: str) -> Reply:
@@ -205,9 +213,11 @@ def bearer_token(request: Request) -> str:
     return sent.removeprefix("Bearer ").strip()
 
 
-def _poll_hint(state: SimulatorState) -> tuple[tuple[str, str], ...]:
-    hint = state.config.poll_after_ms
-    return () if hint is None else (("openai-poll-after-ms", str(hint)),)
+def _poll_hint(state: SimulatorState, pin: Pin | None = None) -> tuple[tuple[str, str], ...]:
+    hint: float | None = state.config.poll_after_ms
+    if pin is not None and pin.poll_after is not None:
+        hint = pin.poll_after * 1000
+    return () if hint is None else (("openai-poll-after-ms", f"{hint:g}"),)
 
 
 def _job(state: SimulatorState, video_id: str) -> SimulatedJob:

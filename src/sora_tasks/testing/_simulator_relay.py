@@ -19,6 +19,7 @@ _WORDS = {
     "in_progress": "processing",
     "completed": "success",
     "failed": "failure",
+    "cancelled": "cancelled",
 }
 _IMAGE_TYPES = frozenset({"image/jpeg", "image/png", "image/webp"})
 
@@ -29,12 +30,17 @@ def error(status: int, message: str, headers: tuple[tuple[str, str], ...] = ()) 
 
 
 def relay_object(state: SimulatorState, job: SimulatedJob, request: Request) -> dict[str, object]:
-    """The relay's view of ``job`` as of now."""
+    """The relay's view of ``job`` as of now.
+
+    A pinned job answers with the pin's word and progress (none when the pin has none), its
+    error as ``error_code``/``error_message`` fields, and no ``video_url`` when it is empty.
+    """
     view = state.view(job)
-    done = view.phase == "completed"
-    return {
+    pin = view.pin
+    done = view.phase == "completed" and not (pin is not None and pin.empty)
+    answer: dict[str, object] = {
         "task_id": job.id,
-        "state": _WORDS[view.phase],
+        "state": pin.word if pin is not None and pin.word else _WORDS[view.phase],
         "progress": f"{view.progress}%",
         "model": job.model,
         "prompt": job.prompt,
@@ -48,6 +54,12 @@ def relay_object(state: SimulatorState, job: SimulatedJob, request: Request) -> 
         if view.phase == "failed"
         else None,
     }
+    if pin is not None:
+        if pin.progress is None:
+            del answer["progress"]
+        if pin.phase == "failed" and (pin.error_code or pin.error_message):
+            answer.update(error=None, error_code=pin.error_code, error_message=pin.error_message)
+    return answer
 
 
 def create(state: SimulatorState, request: Request) -> Reply:
@@ -89,8 +101,12 @@ def create(state: SimulatorState, request: Request) -> Reply:
 
 
 def status(state: SimulatorState, request: Request, task_id: str) -> Reply:
-    """``GET {relay_path}/{task_id}``."""
-    return Reply.json(200, relay_object(state, _job(state, task_id), request))
+    """``GET {relay_path}/{task_id}``; a pinned poll hint comes as ``openai-poll-after-ms``."""
+    job = _job(state, task_id)
+    pin = state.pins.get(job.id)
+    hint = pin.poll_after if pin is not None else None
+    headers = () if hint is None else (("openai-poll-after-ms", f"{hint * 1000:g}"),)
+    return Reply.json(200, relay_object(state, job, request), headers)
 
 
 def redirect(state: SimulatorState, request: Request, task_id: str) -> Reply:
@@ -115,7 +131,7 @@ def _job(state: SimulatorState, task_id: str) -> SimulatedJob:
 
 def _finished(state: SimulatorState, task_id: str) -> None:
     view = state.view(_job(state, task_id))
-    if view.phase != "completed":
+    if view.phase != "completed" or (view.pin is not None and view.pin.empty):
         raise error(404, f"task {task_id} has no video (it is {_WORDS[view.phase]})")
     if view.expired:
         raise error(404, f"the video of task {task_id} has expired")
