@@ -23,7 +23,8 @@ __all__ = [
 ]
 
 BEGIN_OPTION: Final = "sora_tasks_begin"
-"""Execution option naming the SQLite ``BEGIN`` mode of a connection's next transaction."""
+"""Execution option naming the SQLite ``BEGIN`` mode of a connection's next transaction
+(``None``: no ``BEGIN``, each statement on its own)."""
 
 _BUSY_TIMEOUT_MS: Final = 30_000
 _ASYNC_DRIVERS: Final = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+asyncpg"}
@@ -106,4 +107,5 @@ def _configure_sqlite_connection(
 
 def _begin_sqlite_transaction(connection: Connection) -> None:
     mode = connection.get_execution_options().get(BEGIN_OPTION, "DEFERRED")
-    connection.exec_driver_sql(f"BEGIN {mode}")
+    if mode is not None:  # None: no transaction, every statement commits on its own
+        connection.exec_driver_sql(f"BEGIN {mode}")
