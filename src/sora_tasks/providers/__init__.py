@@ -6,6 +6,7 @@ from ._replicate_models import ReplicateModel
 from .openai import OpenAIVideosProvider
 from .relay import MultipartRelayProvider, RelayConfig
 from .replicate import ReplicateProvider
+from .runway import RunwayProvider, RunwayRequestError
 
 __all__ = [
     "Backoff",
@@ -18,5 +19,7 @@ __all__ = [
     "RelayConfig",
     "ReplicateModel",
     "ReplicateProvider",
+    "RunwayProvider",
+    "RunwayRequestError",
     "SubmitRequest",
 ]

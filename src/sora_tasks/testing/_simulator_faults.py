@@ -25,6 +25,10 @@ ROUTES = frozenset(
         "replicate_get",
         "replicate_list",
         "replicate_cancel",
+        "runway_create",
+        "runway_get",
+        "runway_delete",
+        "runway_files",
         "replicate_secret",
         "replicate_files",
     }
