@@ -16,6 +16,7 @@ from ..providers import (
     OpenAIVideosProvider,
     RelayConfig,
     ReplicateProvider,
+    RunwayProvider,
 )
 from ..providers._base import Provider
 from ..providers.openai import DEFAULT_BASE_URL
@@ -51,13 +52,14 @@ def build_provider(name: str, settings: ProviderSettings) -> Provider:
             name=name,
             **options,
         )
-    if settings.type == "replicate":
+    if settings.type in ("replicate", "runway"):
         extra: dict[str, Any] = {
             key: value
             for key, value in {"model": settings.model, "base_url": settings.base_url}.items()
             if value is not None
         }
-        return ReplicateProvider(settings.api_key, name=name, **extra, **options)
+        kind = ReplicateProvider if settings.type == "replicate" else RunwayProvider
+        return kind(settings.api_key, name=name, **extra, **options)
     assert settings.base_url is not None
     try:
         dialect = RelayConfig.model_validate(settings.dialect)
