@@ -293,14 +293,17 @@ async def test_first_and_last_frames_go_to_image_to_video(runway: Runway) -> Non
         pytest.param({"seconds": 5}, "seconds", [4, 6, 8], id="duration"),
         pytest.param({"last_frame": "https://images.example/l.png"}, "last_frame", None, id="l"),
         pytest.param({"image_url": "http://images.example/f.png"}, "reference_image", None),
-        pytest.param({"model": "gen4_turbo", "audio": True}, "audio", None, id="audio"),
+        pytest.param(
+            {"model": "gen4_turbo", "seconds": 5, "image": png(), "audio": True},
+            "audio",
+            None,
+            id="audio",
+        ),
     ],
 )
 async def test_what_the_model_cannot_take_is_refused_before_sending(
     runway: Runway, overrides: dict[str, Any], field: str, limit: object
 ) -> None:
-    if overrides.get("model") == "gen4_turbo" and "audio" in overrides:
-        overrides = {**overrides, "image": png(), "seconds": 5}
     with pytest.raises(RunwayRequestError) as caught:
         await runway.provider.submit(submit_request(**overrides))
     assert caught.value.field == field

@@ -3,6 +3,7 @@
 from .._retry import Backoff
 from ._base import ContentStream, Provider, ProviderCapabilities, ProviderJob, SubmitRequest
 from ._replicate_models import ReplicateModel
+from ._runway_models import RUNWAY_MODELS, RunwayModel
 from .openai import OpenAIVideosProvider
 from .relay import MultipartRelayProvider, RelayConfig
 from .replicate import ReplicateProvider
@@ -18,7 +19,9 @@ __all__ = [
     "ProviderJob",
     "RelayConfig",
     "ReplicateModel",
+    "RUNWAY_MODELS",
     "ReplicateProvider",
+    "RunwayModel",
     "RunwayProvider",
     "RunwayRequestError",
     "SubmitRequest",

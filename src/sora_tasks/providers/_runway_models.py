@@ -53,8 +53,8 @@ _VEO_RATIOS = ("1280:720", "720:1280", "1920:1080", "1080:1920")
 class RunwayInputError(ValueError):
     """A request the model cannot take, found before anything was sent.
 
-    The adapter raises it as an ``UnsupportedParameterError`` that is also a ``ProviderError``
-    (see ``runway._refused``); this plain form keeps the table free of the error tree.
+    The adapter raises it again as a ``RunwayRequestError`` (an ``UnsupportedParameterError`` that
+    is also a ``ProviderError``), which names the provider; the table itself knows none.
     """
 
     def __init__(self, message: str, *, field: str, limit: object = None) -> None:
