@@ -12,6 +12,7 @@ from .._events import TaskEvent
 from .._manager import TaskManager
 from ..archive._base import DEFAULT_KEY_TEMPLATE
 from ..providers import (
+    FalProvider,
     MultipartRelayProvider,
     OpenAIVideosProvider,
     RelayConfig,
@@ -52,14 +53,17 @@ def build_provider(name: str, settings: ProviderSettings) -> Provider:
             name=name,
             **options,
         )
-    if settings.type in ("replicate", "runway"):
+    if settings.type in ("replicate", "fal", "runway"):
         extra: dict[str, Any] = {
             key: value
             for key, value in {"model": settings.model, "base_url": settings.base_url}.items()
             if value is not None
         }
-        kind = ReplicateProvider if settings.type == "replicate" else RunwayProvider
-        return kind(settings.api_key, name=name, **extra, **options)
+        if settings.type == "replicate":
+            return ReplicateProvider(settings.api_key, name=name, **extra, **options)
+        if settings.type == "fal":
+            return FalProvider(settings.api_key, name=name, **extra, **options)
+        return RunwayProvider(settings.api_key, name=name, **extra, **options)
     assert settings.base_url is not None
     try:
         dialect = RelayConfig.model_validate(settings.dialect)

@@ -54,6 +54,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         f"  OpenAI Videos shape: base_url={url}/v1\n"
         f"  multipart relay:     {url}{args.relay_path}\n"
         f"  Replicate shape:     base_url={url}/replicate/v1\n"
+        f"  fal queue:           base_url={url}/fal\n"
         f"  Runway shape:        base_url={url}/runway/v1\n"
     )
     sys.stdout.flush()
