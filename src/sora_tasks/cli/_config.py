@@ -43,6 +43,7 @@ KEY_VARIABLES: Mapping[str, str] = {
     "openai": "OPENAI_API_KEY",
     "replicate": "REPLICATE_API_TOKEN",
     "fal": "FAL_KEY",
+    "runway": "RUNWAYML_API_SECRET",
 }
 LOCAL_CONFIG = Path("sora-tasks.toml")
 
@@ -61,12 +62,12 @@ class ProviderSettings(_Strict):
     """One named provider of the file: ``[providers.<name>]``.
 
     ``dialect`` holds :class:`~sora_tasks.providers.RelayConfig` fields for ``type = "relay"``;
-    ``model`` is the default model of an aggregator (``type = "replicate"`` or ``"fal"``). A
-    provider's key is read from ``api_key_env``, else from its conventional variable
-    (``REPLICATE_API_TOKEN``, ``FAL_KEY``, ...).
+    ``model`` is the default model of an aggregator (``type = "replicate"``, ``"fal"`` or
+    ``"runway"``). A provider's key is read from ``api_key_env``, else from its conventional
+    variable (``REPLICATE_API_TOKEN``, ``FAL_KEY``, ``RUNWAYML_API_SECRET``, ...).
     """
 
-    type: Literal["openai", "relay", "fake", "replicate", "fal"]
+    type: Literal["openai", "relay", "fake", "replicate", "fal", "runway"]
     base_url: str | None = None
     model: str | None = None
     api_key_env: str | None = None
