@@ -28,7 +28,7 @@ from ._lanes import is_engine_work
 __all__ = ["ConnectionTurns"]
 
 # measured on PostgreSQL with a saturated engine: two transactions in flight keep four fifths of
-# the engine's throughput and about double an API read; five quadruple it
+# the engine's throughput and about double an API read; five make it three and a half times
 _ENGINE_SHARE_WHILE_SERVING: Final = 2
 _SERVING_WINDOW: Final = 1.0
 

@@ -65,7 +65,8 @@ class SQLStore:
     being served the engine runs at most two transactions at once, and each waits up to
     ``api_first`` seconds for open API transactions to end (``0`` turns both off). On SQLite,
     writers of the process take turns for the database's single write lock before they take a
-    connection, never while holding one.
+    connection, never while holding one. Reads run without a transaction of their own: each
+    statement sees what is committed when it starts.
     """
 
     def __init__(
