@@ -322,10 +322,20 @@ class TaskOperations:
         """Mark ``task`` CANCELLED if it is unchanged, then ask the provider to stop its job.
 
         Raises :class:`ConflictError` when the task moved on since it was read. A provider that
-        cannot cancel, or fails to, leaves the job to finish on its own (logged).
+        fails to cancel leaves the job to finish on its own (logged); one that cannot cancel at
+        all leaves it too, and the task's error (``not_stopped``) says so.
         """
+        provider = self._providers.get(task.provider)
+        if provider is not None and task.external_id and not provider.capabilities.can_cancel:
+            # the job goes on at the provider: the task says so instead of looking stopped
+            note = TaskError(
+                code="not_stopped",
+                message=f"cancelled here only: provider {task.provider!r} cannot stop job "
+                f"{task.external_id!r}, which may still run and be billed; its video will not "
+                "be fetched",
+            )
+            return await self._write(task, status=TaskStatus.CANCELLED, error=note)
         cancelled = await self._write(task, status=TaskStatus.CANCELLED)
-        provider = self._providers.get(cancelled.provider)
         if provider is not None and cancelled.external_id and provider.capabilities.can_cancel:
             await _best_effort(provider.cancel(cancelled.external_id), cancelled, "cancel")
         return cancelled

@@ -3,9 +3,11 @@
 from .._retry import Backoff
 from ._base import ContentStream, Provider, ProviderCapabilities, ProviderJob, SubmitRequest
 from ._replicate_models import ReplicateModel
+from ._veo_models import VeoModel
 from .openai import OpenAIVideosProvider
 from .relay import MultipartRelayProvider, RelayConfig
 from .replicate import ReplicateProvider
+from .veo import VeoProvider
 
 __all__ = [
     "Backoff",
@@ -19,4 +21,6 @@ __all__ = [
     "ReplicateModel",
     "ReplicateProvider",
     "SubmitRequest",
+    "VeoModel",
+    "VeoProvider",
 ]

@@ -1,5 +1,5 @@
-"""A provider simulator: an ASGI app speaking the OpenAI Videos, multipart relay and Replicate
-shapes (the last under ``/replicate/v1``).
+"""A provider simulator: an ASGI app speaking the OpenAI Videos, multipart relay, Replicate and
+Veo shapes (the last two under ``/replicate/v1`` and ``/veo/v1beta``).
 
 It is what the integration tests, the benchmarks and users' own tests run against. Jobs advance
 with a clock (no background tasks), prompts can be made to fail moderation, and faults can be
@@ -21,6 +21,7 @@ import anyio
 from . import _simulator_openai as openai_shape
 from . import _simulator_relay as relay_shape
 from . import _simulator_replicate as replicate_shape
+from . import _simulator_veo as veo_shape
 from ._simulator_asgi import (
     HTTPFault,
     Receive,
@@ -48,6 +49,7 @@ __all__ = ["Faults", "SimulatorApp", "create_simulator_app"]
 Handler = Callable[..., Reply]
 
 _PUBLIC_ROUTES = frozenset({"relay_download", "files", "replicate_files"})
+_CREDENTIALS = ("authorization", "x-goog-api-key")
 
 
 def create_simulator_app(
@@ -167,8 +169,8 @@ class SimulatorApp:
                 method=request.method,
                 path=request.path,
                 query=request.query,
-                headers={k: v for k, v in request.headers.items() if k != "authorization"},
-                has_authorization="authorization" in request.headers,
+                headers={k: v for k, v in request.headers.items() if k not in _CREDENTIALS},
+                has_authorization=any(name in request.headers for name in _CREDENTIALS),
                 status=status,
                 fault=fault,
             )
@@ -195,7 +197,7 @@ class SimulatorApp:
         if (rejecting := plan.take(route, "rejections")) is not None:
             return _rejected(route, rejecting.rejection_status), None, "rejections"
         if plan.take(route, "echoed_keys") is not None:
-            return _echoed_key(route, openai_shape.bearer_token(request)), None, "echoed_keys"
+            return _echoed_key(route, _sent_key(route, request)), None, "echoed_keys"
         reply = _call(handler, self.state, request)
         if 200 <= reply.status < 300:
             if plan.take(route, "dropped_responses") is not None:
@@ -208,6 +210,9 @@ class SimulatorApp:
         key = self.config.api_key
         if key is None:
             return True
+        if route.startswith("veo_"):
+            given = request.headers.get("x-goog-api-key") or request.query.get("key", "")
+            return hmac.compare_digest(given.encode(), key.encode())
         sent = request.headers.get("authorization", "")
         accepted = [f"Bearer {key}"]
         if route.startswith("relay_"):
@@ -258,6 +263,7 @@ def _route_table(relay_path: str) -> list[tuple[re.Pattern[str], dict[str, tuple
         ),
         (re.compile(files + r"/(?P<task_id>[^/]+)\.mp4"), {"GET": ("files", relay_shape.file)}),
         *_replicate_routes(),
+        *_veo_routes(),
     ]
 
 
@@ -293,6 +299,25 @@ def _replicate_routes() -> list[tuple[re.Pattern[str], dict[str, tuple[str, Hand
     ]
 
 
+def _veo_routes() -> list[tuple[re.Pattern[str], dict[str, tuple[str, Handler]]]]:
+    api = re.escape(veo_shape.VEO_PATH)
+    model = r"/models/(?P<model>[a-z0-9][a-z0-9.-]*)"
+    return [
+        (
+            re.compile(api + model + ":predictLongRunning"),
+            {"POST": ("veo_create", veo_shape.create)},
+        ),
+        (
+            re.compile(api + model + r"/operations/(?P<task_id>[^/]+)"),
+            {"GET": ("veo_get", veo_shape.get)},
+        ),
+        (
+            re.compile(api + r"/files/(?P<task_id>[^/:]+):download"),
+            {"GET": ("veo_files", veo_shape.file)},
+        ),
+    ]
+
+
 def _call(handler: Handler, state: SimulatorState, request: Request) -> Reply:
     try:
         return handler(state, request)
@@ -310,6 +335,8 @@ def _is_relay(route: str) -> bool:
 
 
 def _unauthorized(route: str) -> Reply:
+    if route.startswith("veo_"):
+        return veo_shape.error(401, "API key not valid. Please pass a valid API key.").reply
     if route.startswith("replicate_"):
         detail = "You did not pass a valid authentication token"
         return replicate_shape.problem(401, "Unauthenticated", detail).reply
@@ -320,6 +347,10 @@ def _unauthorized(route: str) -> Reply:
 
 def _rate_limited(route: str, retry_after: float) -> Reply:
     headers = (("retry-after", f"{retry_after:g}"),)
+    if route.startswith("veo_"):
+        return veo_shape.error(
+            429, "Resource has been exhausted (e.g. check quota).", headers
+        ).reply
     if route.startswith("replicate_"):
         detail = f"Request was throttled. Your rate limit resets in ~{math.ceil(retry_after)}s."
         return replicate_shape.problem(429, "Request was throttled.", detail, headers).reply
@@ -331,6 +362,8 @@ def _rate_limited(route: str, retry_after: float) -> Reply:
 
 
 def _server_error(route: str, status: int = 500) -> Reply:
+    if route.startswith("veo_"):
+        return veo_shape.error(status, "An internal error has occurred.").reply
     if route.startswith("replicate_"):
         detail = "An unexpected error occurred; please retry."
         return replicate_shape.problem(status, "Internal server error", detail).reply
@@ -342,6 +375,8 @@ def _server_error(route: str, status: int = 500) -> Reply:
 
 
 def _rejected(route: str, status: int) -> Reply:
+    if route.startswith("veo_"):
+        return veo_shape.error(status, "Request contains an invalid argument.").reply
     if route.startswith("replicate_"):
         detail = "input: Additional property is not allowed"
         return replicate_shape.problem(status, "Input validation failed", detail).reply
@@ -353,6 +388,8 @@ def _rejected(route: str, status: int) -> Reply:
 
 
 def _echoed_key(route: str, key: str) -> Reply:
+    if route.startswith("veo_"):
+        return veo_shape.error(400, f"API key {key} not valid for this request.").reply
     if route.startswith("replicate_"):
         return replicate_shape.problem(400, f"Bad token {key}", f"Token {key} was refused").reply
     if _is_relay(route):
@@ -362,14 +399,22 @@ def _echoed_key(route: str, key: str) -> Reply:
     ).reply
 
 
+def _sent_key(route: str, request: Request) -> str:
+    if route.startswith("veo_"):
+        return request.headers.get("x-goog-api-key") or request.query.get("key", "")
+    return openai_shape.bearer_token(request)
+
+
 def _create_subject(route: str, request: Request) -> str:
     """A JSON create's prompt (what the tally files its faults under); ``""`` otherwise."""
-    if route not in ("create", "relay_create", "replicate_create"):
+    if route not in ("create", "relay_create", "replicate_create", "veo_create"):
         return ""
     if request.content_type != "application/json":
         return ""
     try:
         body = json.loads(request.body)
+        if route == "veo_create":
+            body = (body.get("instances") or [{}])[0]
         prompt = (body.get("input") or {} if route == "replicate_create" else body).get("prompt")
     except (ValueError, AttributeError):
         return ""
