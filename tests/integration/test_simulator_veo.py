@@ -1,0 +1,272 @@
+"""VeoProvider against the simulator's Veo shape over a real socket: the manager end to end, the
+safety filter, cancel without a provider cancel, the rules between fields, faults and retention."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import AsyncIterator, Callable
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sora_tasks import TaskManager, TaskStatus
+from sora_tasks._exceptions import (
+    InvalidRequestError,
+    ProviderAuthError,
+    ProviderError,
+    ProviderUnsupportedError,
+    UnsupportedParameterError,
+)
+from sora_tasks._policy import PollingPolicy
+from sora_tasks._schedule import PollSchedule
+from sora_tasks.providers import Backoff, Provider, SubmitRequest, VeoProvider
+from sora_tasks.testing import create_simulator_app
+from sora_tasks.testing._conformance_support import make_image as image_data
+from sora_tasks.testing._simulator import SimulatorApp
+from sora_tasks.testing._simulator_asgi import ASGIApp
+from sora_tasks.testing._simulator_state import Pin
+from tests.images import make_image
+from tests.integration.simulation import ManualClock
+
+pytestmark = pytest.mark.anyio
+
+Serve = Callable[[ASGIApp], str]
+SAMPLE = resources.files("sora_tasks.testing").joinpath("sample.mp4").read_bytes()
+KEY = "AIzaSimulated-key-5c2e"
+FAST = Backoff(initial=0.01, maximum=0.05)
+QUICK = PollSchedule(first_interval=0.05, dense_interval=0.05, max_interval=0.2)
+POLICY = PollingPolicy(retry_interval=0.01, idle_wait=0.05, reconcile_delay=0, schedule=QUICK)
+
+
+def submit_request(prompt: str = "a calico cat", **overrides: Any) -> SubmitRequest:
+    fields: dict[str, Any] = {
+        "task_id": "video_1",
+        "idempotency_key": f"submit-{prompt}",
+        "prompt": prompt,
+        "model": "veo-3.1-generate-preview",
+        "size": "1280x720",
+        "seconds": 8,
+        "aspect_ratio": "16:9",
+        "resolution": "720p",
+        **overrides,
+    }
+    return SubmitRequest(**fields)
+
+
+@dataclasses.dataclass
+class Veo:
+    app: SimulatorApp
+    clock: ManualClock
+    provider: VeoProvider
+    url: str
+
+
+@pytest.fixture
+async def veo(serve: Serve) -> AsyncIterator[Veo]:
+    clock = ManualClock()
+    app = create_simulator_app(
+        api_key=KEY, clock=clock, queue_seconds=0, render_seconds=10, fail_prompts=["forbidden"]
+    )
+    url = serve(app)
+    provider = VeoProvider(KEY, base_url=f"{url}/veo/v1beta", backoff=FAST)
+    try:
+        yield Veo(app, clock, provider, url)
+    finally:
+        await provider.aclose()
+
+
+async def read_all(provider: Provider, external_id: str) -> bytes:
+    async with provider.open_content(external_id) as stream:
+        return b"".join([chunk async for chunk in stream.aiter_bytes()])
+
+
+async def test_the_manager_takes_an_operation_from_create_to_a_saved_video(
+    serve: Serve, tmp_path: Path
+) -> None:
+    app = create_simulator_app(api_key=KEY, queue_seconds=0, render_seconds=0.3)
+    url = serve(app)
+    provider = VeoProvider(KEY, base_url=f"{url}/veo/v1beta", backoff=FAST)
+    manager = TaskManager(providers={"veo": provider}, policy=POLICY, download_dir=tmp_path)
+    async with manager:
+        task = await manager.create("a calico cat playing piano", seconds=8)
+        assert task.model == "veo-3.1-generate-preview" and task.external_id is not None
+        assert task.external_id.startswith("models/veo-3.1-generate-preview/operations/")
+        done = await manager.wait(task.id, timeout=30)
+    assert done.status is TaskStatus.COMPLETED, done.error
+    assert done.result is not None and done.result.local_path is not None
+    assert Path(done.result.local_path).read_bytes() == SAMPLE
+    # kept two days after Veo said done: the download phase fetched it at once
+    assert done.result.expires_at is not None and done.completed_at is not None
+    assert (done.result.expires_at - done.completed_at).days in (1, 2)
+    [create] = app.state.records("veo_create")
+    assert create.path == "/veo/v1beta/models/veo-3.1-generate-preview:predictLongRunning"
+    assert create.has_authorization and "x-goog-api-key" not in create.headers
+    [download] = app.state.records("veo_files")
+    assert download.has_authorization and download.query == {"alt": "media"}
+    body = app.state.jobs[done.external_id.rsplit("/", 1)[-1]].fields["body"]  # type: ignore[union-attr]
+    assert body == {
+        "instances": [{"prompt": "a calico cat playing piano"}],
+        "parameters": {
+            "sampleCount": 1,
+            "durationSeconds": 8,
+            "aspectRatio": "16:9",
+            "resolution": "720p",
+        },
+    }
+
+
+async def test_a_blocked_prompt_ends_failed_within_one_poll_of_done(serve: Serve) -> None:
+    clock = ManualClock()
+    app = create_simulator_app(
+        api_key=KEY, clock=clock, queue_seconds=5, render_seconds=60, fail_prompts=["forbidden"]
+    )
+    url = serve(app)
+    provider = VeoProvider(KEY, base_url=f"{url}/veo/v1beta", backoff=FAST)
+    async with TaskManager(providers={"veo": provider}, policy=POLICY, poll=False) as manager:
+        task = await manager.create("something forbidden", seconds=8)
+        running = await manager.refresh(task.id)
+        assert running.status is TaskStatus.PROCESSING  # no queued state on Veo
+        clock.advance(5)  # the filter has spoken: the operation is done, without a sample
+        polls = app.state.hits["veo_get"]
+        failed = await manager.refresh(task.id)
+    assert app.state.hits["veo_get"] == polls + 1
+    assert failed.status is TaskStatus.FAILED
+    assert failed.error is not None and failed.error.code == "content_filtered"
+    assert "You have not been charged" in failed.error.message
+    assert app.state.hits["veo_files"] == 0
+
+
+async def test_cancel_ends_the_task_here_and_says_veo_goes_on(serve: Serve) -> None:
+    app = create_simulator_app(api_key=KEY, queue_seconds=0, render_seconds=3600)
+    url = serve(app)
+    provider = VeoProvider(KEY, base_url=f"{url}/veo/v1beta", backoff=FAST)
+    async with TaskManager(providers={"veo": provider}, policy=POLICY, poll=False) as manager:
+        task = await manager.create("a long render", seconds=8)
+        cancelled = await manager.cancel(task.id)
+        again = await manager.cancel(task.id)
+    assert cancelled.status is TaskStatus.CANCELLED and again == cancelled
+    assert cancelled.error is not None and cancelled.error.code == "not_stopped"
+    assert "cannot stop" in cancelled.error.message and "not be fetched" in cancelled.error.message
+    assert len(app.state.records()) == 1  # the create alone: nothing was asked to stop
+    with pytest.raises(ProviderUnsupportedError):
+        await provider.cancel(task.external_id or "")
+
+
+@pytest.mark.parametrize(
+    ("fields", "field"),
+    [
+        ({"seconds": 6, "resolution": "1080p"}, "seconds"),
+        ({"seconds": 4, "resolution": "4k"}, "seconds"),
+        ({"seconds": 6, "reference_images": "three"}, "reference_images"),
+        ({"seconds": 5}, "seconds"),
+        ({"seconds": 8, "reference_images": "four"}, "reference_images"),
+        ({"seconds": 8, "seed": 7}, "seed"),
+    ],
+)
+async def test_bad_input_is_refused_before_anything_is_stored_or_sent(
+    serve: Serve, fields: dict[str, Any], field: str
+) -> None:
+    app = create_simulator_app(api_key=KEY)
+    url = serve(app)
+    provider = VeoProvider(KEY, base_url=f"{url}/veo/v1beta", backoff=FAST)
+    count = {"three": 3, "four": 4}.get(fields.pop("reference_images", ""), 0)
+    images = [make_image(64, 64) for _ in range(count)]
+    async with TaskManager(providers={"veo": provider}, policy=POLICY, poll=False) as manager:
+        with pytest.raises(InvalidRequestError) as refused:
+            await manager.create("a refused render", reference_images=images, **fields)
+        listed = await manager.list()
+    assert refused.value.field == field, refused.value
+    assert listed.items == [] and app.state.records() == []
+
+
+async def test_the_adapter_checks_the_rules_itself_before_sending(veo: Veo) -> None:
+    with pytest.raises(UnsupportedParameterError, match="1080p only at 8 seconds") as refused:
+        await veo.provider.submit(submit_request(seconds=4, resolution="1080p", size="1920x1080"))
+    assert refused.value.limit == 8
+    with pytest.raises(UnsupportedParameterError, match="not a URL"):
+        await veo.provider.submit(submit_request(image_url="https://images.example/a.png"))
+    assert veo.app.state.records() == []
+
+
+async def test_frames_and_images_go_where_veo_reads_them(veo: Veo) -> None:
+    first, last = image_data("64x64", shade=10), image_data("64x64", shade=20)
+    request = submit_request(
+        image=first,
+        last_frame=last,
+        reference_images=(image_data("64x64", shade=30),),
+        negative_prompt="text overlays",
+        aspect_ratio="9:16",
+        size="720x1280",
+        provider_options={"personGeneration": "allow_adult"},
+    )
+    job = await veo.provider.submit(request)
+    body = veo.app.state.jobs[job.external_id.rsplit("/", 1)[-1]].fields["body"]
+    assert isinstance(body, dict)
+    [instance] = body["instances"]
+    assert instance["image"]["mimeType"] == "image/png"
+    assert set(instance) == {"prompt", "image", "lastFrame", "referenceImages"}
+    assert instance["referenceImages"][0]["referenceType"] == "asset"
+    assert body["parameters"] == {
+        "sampleCount": 1,
+        "durationSeconds": 8,
+        "aspectRatio": "9:16",
+        "resolution": "720p",
+        "negativePrompt": "text overlays",
+        "personGeneration": "allow_adult",
+    }
+
+
+async def test_person_generation_is_a_default_requests_can_override(veo: Veo) -> None:
+    provider = VeoProvider(
+        KEY, base_url=f"{veo.url}/veo/v1beta", person_generation="dont_allow", backoff=FAST
+    )
+    try:
+        plain = await provider.submit(submit_request("one"))
+        chosen = await provider.submit(
+            submit_request("two", provider_options={"personGeneration": "allow_all"})
+        )
+    finally:
+        await provider.aclose()
+    jobs = veo.app.state.jobs
+    sent = [jobs[j.external_id.rsplit("/", 1)[-1]].fields["body"] for j in (plain, chosen)]
+    assert [b["parameters"]["personGeneration"] for b in sent] == ["dont_allow", "allow_all"]  # type: ignore[index]
+
+
+async def test_the_video_is_gone_after_two_days(veo: Veo) -> None:
+    job = await veo.provider.submit(submit_request())
+    veo.clock.advance(10)
+    done = await veo.provider.status(job.external_id)
+    assert done.status is TaskStatus.COMPLETED and done.expires_at is not None
+    assert await read_all(veo.provider, job.external_id) == SAMPLE
+    veo.app.state.pin(job.external_id.rsplit("/", 1)[-1], Pin("completed", expired=True))
+    with pytest.raises(ProviderError, match="404"):
+        await read_all(veo.provider, job.external_id)
+
+
+async def test_a_wrong_key_is_an_auth_error_that_never_shows_the_key(veo: Veo) -> None:
+    stranger = VeoProvider("AIza-wrong-key-123", base_url=f"{veo.url}/veo/v1beta")
+    try:
+        with pytest.raises(ProviderAuthError, match="401") as refused:
+            await stranger.submit(submit_request())
+    finally:
+        await stranger.aclose()
+    assert "AIza-wrong-key-123" not in str(refused.value)
+    assert "AIza-wrong-key-123" not in repr(stranger)
+
+
+async def test_the_key_comes_from_the_environment(
+    veo: Veo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("GEMINI_API_KEY", raising=False)
+    monkeypatch.setenv("GOOGLE_API_KEY", KEY)
+    provider = VeoProvider(base_url=f"{veo.url}/veo/v1beta")
+    try:
+        job = await provider.submit(submit_request())
+    finally:
+        await provider.aclose()
+    assert job.status is TaskStatus.PROCESSING
+    monkeypatch.delenv("GOOGLE_API_KEY")
+    with pytest.raises(InvalidRequestError, match="GEMINI_API_KEY"):
+        VeoProvider()
