@@ -16,6 +16,7 @@ from ..providers import (
     OpenAIVideosProvider,
     RelayConfig,
     ReplicateProvider,
+    VeoProvider,
 )
 from ..providers._base import Provider
 from ..providers.openai import DEFAULT_BASE_URL
@@ -58,6 +59,10 @@ def build_provider(name: str, settings: ProviderSettings) -> Provider:
             if value is not None
         }
         return ReplicateProvider(settings.api_key, name=name, **extra, **options)
+    if settings.type == "veo":
+        given = {"model": settings.model, "base_url": settings.base_url}
+        chosen: dict[str, Any] = {key: value for key, value in given.items() if value}
+        return VeoProvider(settings.api_key, name=name, **chosen, **options)
     assert settings.base_url is not None
     try:
         dialect = RelayConfig.model_validate(settings.dialect)

@@ -39,7 +39,11 @@ __all__ = [
 FAKE = "fake"
 OPENAI = "openai"
 # each kind's conventional key variable; a provider of that name is configured when it is set
-KEY_VARIABLES: Mapping[str, str] = {"openai": "OPENAI_API_KEY", "replicate": "REPLICATE_API_TOKEN"}
+KEY_VARIABLES: Mapping[str, str] = {
+    "openai": "OPENAI_API_KEY",
+    "replicate": "REPLICATE_API_TOKEN",
+    "veo": "GEMINI_API_KEY",
+}
 LOCAL_CONFIG = Path("sora-tasks.toml")
 
 _M = TypeVar("_M", bound=BaseModel)
@@ -57,11 +61,11 @@ class ProviderSettings(_Strict):
     """One named provider of the file: ``[providers.<name>]``.
 
     ``dialect`` holds :class:`~sora_tasks.providers.RelayConfig` fields for ``type = "relay"``;
-    ``model`` is the default model of an aggregator (``type = "replicate"``). A provider's key is
+    ``model`` is the default model (``type = "replicate"`` or ``"veo"``). A provider's key is
     read from ``api_key_env``, else from its conventional variable (``REPLICATE_API_TOKEN``, ...).
     """
 
-    type: Literal["openai", "relay", "fake", "replicate"]
+    type: Literal["openai", "relay", "fake", "replicate", "veo"]
     base_url: str | None = None
     model: str | None = None
     api_key_env: str | None = None
