@@ -3,7 +3,12 @@ safety filter, cancel without a provider cancel, the rules between fields, fault
 
 from __future__ import annotations
 
+import base64
 import dataclasses
+import hashlib
+import hmac
+import json
+import time
 from collections.abc import AsyncIterator, Callable
 from importlib import resources
 from pathlib import Path
@@ -11,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from sora_tasks import TaskManager, TaskStatus
+from sora_tasks import TaskManager, TaskStatus, WebhookVerificationError
 from sora_tasks._exceptions import (
     InvalidRequestError,
     ProviderAuthError,
@@ -270,3 +275,47 @@ async def test_the_key_comes_from_the_environment(
     monkeypatch.delenv("GOOGLE_API_KEY")
     with pytest.raises(InvalidRequestError, match="GEMINI_API_KEY"):
         VeoProvider()
+
+
+WEBHOOK_SECRET = "whsec_" + base64.b64encode(b"simulated-gemini-webhook-key").decode()
+
+
+def sign(body: bytes, *, webhook_id: str, secret: str = WEBHOOK_SECRET) -> dict[str, str]:
+    """Sign as the Gemini API's project webhooks do (Standard Webhooks), computed here."""
+    key = base64.b64decode(secret.removeprefix("whsec_"))
+    stamp = int(time.time())
+    mac = hmac.new(key, f"{webhook_id}.{stamp}.".encode() + body, hashlib.sha256).digest()
+    return {
+        "webhook-id": webhook_id,
+        "webhook-timestamp": str(stamp),
+        "webhook-signature": "v1," + base64.b64encode(mac).decode(),
+    }
+
+
+async def test_a_signed_video_generated_event_re_reads_the_operation(serve: Serve) -> None:
+    clock = ManualClock()
+    app = create_simulator_app(api_key=KEY, clock=clock, queue_seconds=0, render_seconds=5)
+    url = serve(app)
+    provider = VeoProvider(
+        KEY, base_url=f"{url}/veo/v1beta", webhook_secret=WEBHOOK_SECRET, backoff=FAST
+    )
+    async with TaskManager(providers={"veo": provider}, poll=False) as manager:
+        task = await manager.create("a calico cat", seconds=8)
+        clock.advance(10)  # done at Google; only a read can tell the manager
+        event = {
+            "type": "video.generated",
+            "version": "v1",
+            "timestamp": "2026-11-30T12:00:00Z",
+            "data": {"id": task.external_id, "file_name": "files/abc"},
+        }
+        body = json.dumps(event).encode()
+        forged = sign(body, webhook_id="msg_forged", secret="whsec_" + "A" * 32)
+        with pytest.raises(WebhookVerificationError):
+            await manager.handle_webhook("veo", forged, body)
+        polls = app.state.hits["veo_get"]
+        result = await manager.handle_webhook("veo", sign(body, webhook_id="msg_1"), body)
+        repeat = await manager.handle_webhook("veo", sign(body, webhook_id="msg_1"), body)
+    assert result.outcome == "processed" and result.event_type == "video.generated"
+    assert result.task is not None and result.task.status is TaskStatus.COMPLETED
+    assert repeat.outcome == "duplicate"
+    assert app.state.hits["veo_get"] == polls + 1
