@@ -50,13 +50,17 @@ _RPC_CODES = {
 
 
 def parse_operation(
-    data: Mapping[str, object], *, seen_at: datetime, retention: timedelta = VEO_RETENTION
+    data: Mapping[str, object],
+    *,
+    seen_at: datetime,
+    retention: timedelta | None = VEO_RETENTION,
 ) -> ProviderJob:
     """Normalise an operation read at ``seen_at``.
 
     A finished operation without a sample is FAILED ``content_filtered``, its filter reasons in
     the message. The result is kept ``retention`` after it was first seen finished (Veo says no
-    finishing time), so ``expires_at`` is that much after ``seen_at``.
+    finishing time), so ``expires_at`` is that much after ``seen_at``; ``None`` (Vertex AI: your
+    bucket, or the video inline) sets no expiry.
     """
     name = data.get("name")
     if not isinstance(name, str) or not name:
@@ -89,7 +93,7 @@ def parse_operation(
         progress=100,
         result_url=url,
         completed_at=seen_at,
-        expires_at=seen_at + retention if url is not None and url.startswith("http") else None,
+        expires_at=seen_at + retention if retention and url and url.startswith("http") else None,
     )
 
 

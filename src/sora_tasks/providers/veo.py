@@ -14,9 +14,12 @@ import os
 import re
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from urllib.parse import quote
 
+import anyio
 import httpx2
 from pydantic import SecretStr
 
@@ -24,9 +27,10 @@ from .._exceptions import (
     InvalidRequestError,
     ProviderError,
     ProviderResponseError,
+    ProviderTransportError,
     SubmissionUncertainError,
 )
-from .._models import Task
+from .._models import Task, TaskStatus
 from .._retry import Backoff
 from .._secrets import register_secret
 from ._base import (
@@ -37,9 +41,11 @@ from ._base import (
     ProviderJob,
     SubmitRequest,
 )
+from ._google_auth import GoogleAuth
 from ._http import DEFAULT_CALL_TIMEOUT, ProviderClient
 from ._json import DEFAULT_MAX_JSON_BYTES
-from ._parsing import JSONLimitError, json_object, same_job
+from ._parsing import json_object, same_job
+from ._veo_inline import InlineVideo
 from ._veo_models import VEO_MODELS, VeoModel, check_request, predict_body
 from ._veo_parse import VEO_RETENTION, parse_operation
 
@@ -47,9 +53,15 @@ __all__ = ["DEFAULT_VEO_MODEL", "VeoProvider"]
 
 DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com/v1beta"
 DEFAULT_VEO_MODEL = "veo-3.1-generate-preview"
+DEFAULT_STORAGE_URL = "https://storage.googleapis.com"
 
 _MODEL = re.compile(r"^[a-z0-9][a-z0-9.-]{0,127}$")
 _OPERATION = re.compile(r"^models/([a-z0-9][a-z0-9.-]{0,127})/operations/([A-Za-z0-9_-]{1,256})$")
+_VERTEX_OPERATION = re.compile(
+    r"^(projects/[a-z0-9-]+/locations/[a-z0-9-]+/publishers/google/models/[a-z0-9][a-z0-9.-]*)"
+    r"/operations/[A-Za-z0-9_-]{1,256}$"
+)
+_SEGMENT = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
 _KEY_VARIABLES = ("GEMINI_API_KEY", "GOOGLE_API_KEY")
 
 
@@ -97,7 +109,7 @@ class VeoProvider(Provider):
                 field="api_key",
             )
         _check_model(model)
-        self._http = ProviderClient(
+        http = ProviderClient(
             provider=name,
             base_url=base_url,
             api_key=key if isinstance(key, SecretStr) else SecretStr(key),
@@ -110,9 +122,8 @@ class VeoProvider(Provider):
             max_retries=max_retries,
             backoff=backoff,
         )
-        self._model = model
-        self._models = dict(models)
-        self._extra = {"personGeneration": person_generation} if person_generation else {}
+        extra = {"personGeneration": person_generation} if person_generation else {}
+        self._setup(http, None, model=model, models=models, extra=extra, retention=retention)
         self._secret: SecretStr | None = None
         if webhook_secret is not None:
             value = (
@@ -122,6 +133,98 @@ class VeoProvider(Provider):
             )
             register_secret(value.get_secret_value())
             self._secret = value
+
+    @classmethod
+    def vertex(
+        cls,
+        project: str,
+        location: str = "us-central1",
+        credentials: Any = None,
+        *,
+        model: str = "veo-3.1-generate-001",
+        base_url: str | None = None,
+        storage_url: str = DEFAULT_STORAGE_URL,
+        storage_uri: str | None = None,
+        client: httpx2.AsyncClient | None = None,
+        timeout: httpx2.Timeout | float | None = None,
+        call_timeout: float = DEFAULT_CALL_TIMEOUT,
+        max_response_bytes: int = DEFAULT_MAX_JSON_BYTES,
+        max_retries: int = 2,
+        backoff: Backoff | None = None,
+        name: str = "veo",
+        models: Mapping[str, VeoModel] = VEO_MODELS,
+        person_generation: str | None = None,
+    ) -> VeoProvider:
+        """Veo on Vertex AI, in ``project`` at ``location``, with Google Cloud credentials.
+
+        ``credentials`` is a google-auth credentials object; without it, Application Default
+        Credentials are used (both need ``pip install "sora-tasks[vertex]"``). Tokens are
+        refreshed in a worker thread. ``base_url`` defaults to the location's endpoint
+        (``https://{location}-aiplatform.googleapis.com/v1``). With ``storage_uri``
+        (``gs://bucket/prefix/``) videos are written to your bucket and read from it through
+        the Cloud Storage JSON API at ``storage_url``; without it they come back inline
+        (base64), decoded as they stream. Vertex AI takes ``seed`` and ``audio`` too.
+        """
+        for label, value in (("project", project), ("location", location)):
+            if not _SEGMENT.match(value):
+                raise InvalidRequestError(
+                    f"a Google Cloud {label} is letters, digits and dashes, got {value!r}",
+                    field=label,
+                )
+        _check_model(model)
+        if storage_uri is not None and not storage_uri.startswith("gs://"):
+            raise InvalidRequestError(
+                f"storage_uri must be a gs:// URI, got {storage_uri!r}", field="storage_uri"
+            )
+        if credentials is None:
+            try:
+                import google.auth  # noqa: F401 - fail now, not on the first request
+            except ImportError:
+                raise ImportError(
+                    'Vertex AI needs google-auth: pip install "sora-tasks[vertex]"'
+                ) from None
+        auth = GoogleAuth(credentials, provider=name)
+        host = "aiplatform.googleapis.com"
+        root = base_url or f"https://{host if location == 'global' else f'{location}-{host}'}/v1"
+        shared: dict[str, Any] = {
+            "provider": name,
+            "api_key": None,
+            "client": client,
+            "timeout": timeout,
+            "call_timeout": call_timeout,
+            "max_response_bytes": max_response_bytes,
+            "max_retries": max_retries,
+            "backoff": backoff,
+            "auth": auth,
+        }
+        http = ProviderClient(base_url=root, **shared)
+        place = _Vertex(
+            prefix=f"projects/{project}/locations/{location}/publishers/google/models/",
+            storage=ProviderClient(base_url=storage_url, **shared),
+        )
+        extra: dict[str, Any] = {"personGeneration": person_generation} if person_generation else {}
+        if storage_uri is not None:
+            extra["storageUri"] = storage_uri
+        provider = cls.__new__(cls)
+        provider._setup(http, place, model=model, models=models, extra=extra, retention=None)
+        provider._secret = None
+        return provider
+
+    def _setup(
+        self,
+        http: ProviderClient,
+        vertex: _Vertex | None,
+        *,
+        model: str,
+        models: Mapping[str, VeoModel],
+        extra: Mapping[str, Any],
+        retention: timedelta | None,
+    ) -> None:
+        self._http = http
+        self._vertex = vertex
+        self._model = model
+        self._models = dict(models)
+        self._extra = dict(extra)
         self._retention = retention
         known = self.capabilities_for(model)
         fallback = ProviderCapabilities(
@@ -143,9 +246,9 @@ class VeoProvider(Provider):
         return self._capabilities
 
     def capabilities_for(self, model: str) -> ProviderCapabilities | None:
-        """What ``model`` accepts, if the table has it."""
+        """What ``model`` accepts (on the Gemini API or Vertex AI), if the table has it."""
         spec = self._models.get(model)
-        return spec.capabilities(model, vertex=False) if spec is not None else None
+        return spec.capabilities(model, vertex=self._vertex is not None) if spec else None
 
     def check(self, request: SubmitRequest) -> None:
         """Refuse what Veo's rules between fields forbid (see :func:`check_request`)."""
@@ -156,15 +259,13 @@ class VeoProvider(Provider):
         never sent."""
         _check_model(request.model)
         self.check(request)
-        body = predict_body(request, vertex=False, extra=self._extra)
-        path = f"models/{quote(request.model, safe='')}:predictLongRunning"
+        vertex = self._vertex
+        body = predict_body(request, vertex=vertex is not None, extra=self._extra)
+        model = quote(request.model, safe="")
+        path = f"{vertex.prefix if vertex else 'models/'}{model}:predictLongRunning"
         response = await self._http.request("POST", path, create=True, json=body)
         try:
-            return parse_operation(
-                json_object(response.content),
-                seen_at=datetime.now(UTC),
-                retention=self._retention,
-            )
+            return self._read(json_object(response.content))
         except ValueError as exc:
             raise SubmissionUncertainError(
                 f"the create answered {response.status_code} but its body is unreadable ({exc}); "
@@ -173,56 +274,160 @@ class VeoProvider(Provider):
             ) from None
 
     async def status(self, external_id: str) -> ProviderJob:
-        """``GET {operation name}``; an answer about another operation is refused."""
-        response = await self._http.request("GET", _operation_path(external_id))
-        return same_job(self._parse(response), external_id, provider=self._http.provider)
+        """Read the operation (``GET {name}``, or Vertex AI's ``fetchPredictOperation``); an
+        answer about another operation is refused."""
+        if self._vertex is None:
+            response = await self._http.request("GET", _operation_path(external_id))
+            job = self._parse(response.content)
+        else:
+            job = await self._fetch(external_id)
+        return same_job(job, external_id, provider=self._http.provider)
 
     @asynccontextmanager
     async def open_content(
         self, external_id: str, variant: ContentVariant = "video", *, task: Task | None = None
     ) -> AsyncIterator[ContentStream]:
-        """Stream the video from the files endpoint, with the key (never buffered whole).
+        """Stream the video (never buffered whole): from the files endpoint with the key, from
+        Cloud Storage with the credentials, or decoded from Vertex AI's inline answer.
 
         The URL stored in ``task`` is used while it is valid; otherwise the operation is read
         again. A filtered or failed operation has nothing to download.
         """
+        provider = self._http.provider
         if variant != "video":
-            raise ProviderError(f"Veo has no {variant}", provider=self._http.provider)
+            raise ProviderError(f"Veo has no {variant}", provider=provider)
         url = _stored_url(task)
         if url is None:
             job = await self.status(external_id)
             url = job.result_url
-            if url is None:
+            if job.status is not TaskStatus.COMPLETED:
                 why = job.error.message if job.error is not None else job.raw_status
                 raise ProviderError(
                     f"operation {external_id!r} has no video to download ({why})",
-                    provider=self._http.provider,
+                    provider=provider,
                 )
-        async with self._http.stream(self._http.resolve(url)) as stream:
-            yield stream
+        vertex = self._vertex
+        if url is not None and url.startswith("gs://") and vertex is not None:
+            async with vertex.storage.stream(_object_url(vertex.storage, url)) as stream:
+                yield stream
+        elif url is not None:
+            async with self._http.stream(self._http.resolve(url)) as stream:
+                yield stream
+        elif vertex is not None:
+            async with self._inline(external_id) as stream:
+                yield stream
+        else:
+            raise ProviderError(f"operation {external_id!r} names no video", provider=provider)
 
     async def webhook_secret(self) -> SecretStr | None:
         """The project webhook's signing secret, when one was given."""
         return self._secret
 
     async def aclose(self) -> None:
-        """Close the HTTP client this provider created (never an injected one)."""
+        """Close the HTTP clients this provider created (never an injected one)."""
         await self._http.aclose()
+        if self._vertex is not None:
+            await self._vertex.storage.aclose()
 
-    def _parse(self, response: httpx2.Response) -> ProviderJob:
+    def _read(self, data: Mapping[str, object]) -> ProviderJob:
+        return parse_operation(data, seen_at=datetime.now(UTC), retention=self._retention)
+
+    def _parse(self, body: bytes | bytearray) -> ProviderJob:
         try:
-            return parse_operation(
-                json_object(response.content),
-                seen_at=datetime.now(UTC),
-                retention=self._retention,
-            )
+            return self._read(json_object(bytes(body)))
         except ValueError as exc:
             provider = self._http.provider
             raise ProviderResponseError(
                 f"unreadable answer from {provider}: {exc}",
                 provider=provider,
-                limit=exc.limit if isinstance(exc, JSONLimitError) else None,
+                limit=getattr(exc, "limit", None),
             ) from None
+
+    def _fetch_call(self, external_id: str) -> tuple[str, dict[str, str]]:
+        found = _VERTEX_OPERATION.match(external_id)
+        vertex = self._vertex
+        assert vertex is not None
+        if found is None or not found[1].startswith(vertex.prefix):
+            # not one of this project's operations: ask about a name that cannot exist
+            model = quote(self._model, safe="")
+            return f"{vertex.prefix}{model}:fetchPredictOperation", {"operationName": "-"}
+        return f"{found[1]}:fetchPredictOperation", {"operationName": external_id}
+
+    async def _fetch(self, external_id: str) -> ProviderJob:
+        """Vertex AI's ``fetchPredictOperation``, streamed so an inline video is skipped."""
+        path, body = self._fetch_call(external_id)
+        scan = InlineVideo(max_json_bytes=self._max_json)
+        provider = self._http.provider
+        with anyio.move_on_after(self._call_timeout) as scope:
+            async with self._http.stream(
+                self._http.url(path), method="POST", json=body, resumes=0
+            ) as stream:
+                async for chunk in stream.aiter_bytes():
+                    scan.feed(chunk)
+            try:
+                scan.finish()
+            except ValueError as exc:
+                raise ProviderResponseError(
+                    f"unreadable answer from {provider}: {exc}", provider=provider
+                ) from None
+        if scope.cancelled_caught:
+            raise ProviderTransportError(
+                f"fetchPredictOperation took longer than {self._call_timeout:g} s (call_timeout)",
+                provider=provider,
+            )
+        return self._parse(scan.json)
+
+    @asynccontextmanager
+    async def _inline(self, external_id: str) -> AsyncIterator[ContentStream]:
+        path, body = self._fetch_call(external_id)
+        async with self._http.stream(
+            self._http.url(path), method="POST", json=body, resumes=0
+        ) as stream:
+            yield _InlineStream(stream, max_json_bytes=self._max_json)
+
+    @property
+    def _max_json(self) -> int:
+        return self._http.max_response_bytes
+
+    @property
+    def _call_timeout(self) -> float:
+        return self._http.call_timeout
+
+
+@dataclass(frozen=True, slots=True)
+class _Vertex:
+    """Where Veo lives on Vertex AI, and the Cloud Storage client for ``gs://`` results."""
+
+    prefix: str  # projects/{project}/locations/{location}/publishers/google/models/
+    storage: ProviderClient
+
+
+class _InlineStream(ContentStream):
+    """The video decoded from an inline ``fetchPredictOperation`` answer as it streams."""
+
+    content_type = "video/mp4"
+
+    def __init__(self, stream: ContentStream, *, max_json_bytes: int) -> None:
+        self._stream = stream
+        self._max = max_json_bytes
+
+    async def aiter_bytes(self) -> AsyncIterator[bytes]:
+        scan = InlineVideo(max_json_bytes=self._max)
+        async for chunk in self._stream.aiter_bytes():
+            video = scan.feed(chunk)
+            if video:
+                yield video
+        scan.finish()
+        if not scan.found:
+            raise ProviderError("the operation holds no inline video")
+
+
+def _object_url(storage: ProviderClient, uri: str) -> str:
+    """The Cloud Storage JSON API's media URL of ``gs://bucket/object``."""
+    bucket, _, name = uri.removeprefix("gs://").partition("/")
+    if not bucket or not name:
+        raise ProviderError(f"not a Cloud Storage object: {uri!r}", provider=storage.provider)
+    return storage.url(f"storage/v1/b/{quote(bucket, safe='')}/o/{quote(name, safe='')}?alt=media")
 
 
 def _key_from_environment() -> str | None:
