@@ -68,6 +68,13 @@ class TestVeoConformance(ProviderConformance):
             yield harness
 
 
+class TestVeoVertexConformance(ProviderConformance):
+    @pytest.fixture
+    def harness(self) -> Iterator[ProviderHarness]:
+        with VeoSimulatorHarness.serve(vertex=True) as harness:
+            yield harness
+
+
 class FakeHarness(ProviderHarness):
     """``FakeProvider`` under the kit: no HTTP, every state scripted as a behaviour."""
 

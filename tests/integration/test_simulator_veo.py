@@ -8,6 +8,7 @@ import dataclasses
 import hashlib
 import hmac
 import json
+import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from importlib import resources
@@ -29,6 +30,7 @@ from sora_tasks._schedule import PollSchedule
 from sora_tasks.providers import Backoff, Provider, SubmitRequest, VeoProvider
 from sora_tasks.testing import create_simulator_app
 from sora_tasks.testing._conformance_support import make_image as image_data
+from sora_tasks.testing._harness_veo import StaticCredentials
 from sora_tasks.testing._simulator import SimulatorApp
 from sora_tasks.testing._simulator_asgi import ASGIApp
 from sora_tasks.testing._simulator_state import Pin
@@ -319,3 +321,96 @@ async def test_a_signed_video_generated_event_re_reads_the_operation(serve: Serv
     assert result.task is not None and result.task.status is TaskStatus.COMPLETED
     assert repeat.outcome == "duplicate"
     assert app.state.hits["veo_get"] == polls + 1
+
+
+class ThreadNotingCredentials(StaticCredentials):
+    """Credentials that note which thread refreshed them."""
+
+    def __init__(self, token: str) -> None:
+        super().__init__(token)
+        self.threads: list[threading.Thread] = []
+
+    def refresh(self, request: object) -> None:
+        self.threads.append(threading.current_thread())
+        super().refresh(request)
+
+
+def vertex_provider(url: str, credentials: object, **options: Any) -> VeoProvider:
+    return VeoProvider.vertex(
+        "my-project",
+        "us-central1",
+        credentials,
+        base_url=f"{url}/vertex/v1",
+        storage_url=url,
+        backoff=FAST,
+        **options,
+    )
+
+
+async def test_vertex_inline_video_is_never_held_whole(serve: Serve, tmp_path: Path) -> None:
+    size = 3 * 1024 * 1024 + 7  # base64 of it is ~4 MiB, far over the JSON limit below
+    app = create_simulator_app(api_key=KEY, queue_seconds=0, render_seconds=0.3, content_size=size)
+    url = serve(app)
+    credentials = ThreadNotingCredentials(KEY)
+    provider = vertex_provider(url, credentials, max_response_bytes=16 * 1024)
+    manager = TaskManager(providers={"veo": provider}, policy=POLICY, download_dir=tmp_path)
+    async with manager:
+        task = await manager.create("a calico cat", seconds=8, seed=7, audio=False)
+        done = await manager.wait(task.id, timeout=30)
+    assert done.status is TaskStatus.COMPLETED, done.error
+    assert done.result is not None and done.result.local_path is not None
+    saved = Path(done.result.local_path).read_bytes()
+    assert saved == b"".join(app.state.config.content.chunks())
+    [create] = app.state.records("vertex_create")
+    assert create.path == (
+        "/vertex/v1/projects/my-project/locations/us-central1/publishers/google/models/"
+        "veo-3.1-generate-001:predictLongRunning"
+    )
+    assert create.has_authorization
+    body = app.state.jobs[(done.external_id or "").rsplit("/", 1)[-1]].fields["body"]
+    assert isinstance(body, dict)
+    assert (body["parameters"]["seed"], body["parameters"]["generateAudio"]) == (7, False)
+    # the token was fetched once, in a worker thread, never on the event loop's
+    assert credentials.refreshes == 1
+    assert credentials.threads and credentials.threads[0] is not threading.main_thread()
+
+
+async def test_vertex_results_in_a_bucket_are_read_with_the_credentials(serve: Serve) -> None:
+    app = create_simulator_app(api_key=KEY, queue_seconds=0, render_seconds=0.3)
+    url = serve(app)
+    provider = vertex_provider(url, StaticCredentials(KEY), storage_uri="gs://my-bucket/veo/")
+    async with TaskManager(providers={"veo": provider}, policy=POLICY) as manager:
+        task = await manager.create("a calico cat", seconds=8)
+        done = await manager.wait(task.id, timeout=30)
+        job = await provider.status(done.external_id or "")
+        video = await read_all(provider, done.external_id or "")
+    assert done.status is TaskStatus.COMPLETED, done.error
+    assert job.result_url == f"gs://my-bucket/veo/{job.external_id.rsplit('/', 1)[-1]}/sample_0.mp4"
+    assert video == SAMPLE
+    reads = app.state.records("vertex_storage")
+    assert reads and all(r.has_authorization and r.query == {"alt": "media"} for r in reads)
+    assert reads[0].path.startswith("/storage/v1/b/my-bucket/o/veo/")
+
+
+async def test_vertex_refuses_a_storage_uri_that_is_not_a_bucket() -> None:
+    with pytest.raises(InvalidRequestError, match="gs://"):
+        VeoProvider.vertex("p", "us-central1", StaticCredentials(KEY), storage_uri="s3://x/")
+    with pytest.raises(InvalidRequestError, match="project"):
+        VeoProvider.vertex("../other", "us-central1", StaticCredentials(KEY))
+
+
+async def test_vertex_a_filtered_operation_fails_content_filtered(serve: Serve) -> None:
+    clock = ManualClock()
+    app = create_simulator_app(
+        api_key=KEY, clock=clock, queue_seconds=1, render_seconds=5, fail_prompts=["forbidden"]
+    )
+    url = serve(app)
+    provider = vertex_provider(url, StaticCredentials(KEY))
+    try:
+        job = await provider.submit(submit_request("forbidden", model="veo-3.1-generate-001"))
+        clock.advance(2)
+        failed = await provider.status(job.external_id)
+    finally:
+        await provider.aclose()
+    assert failed.status is TaskStatus.FAILED
+    assert failed.error is not None and failed.error.code == "content_filtered"

@@ -1,5 +1,6 @@
 """The conformance harness for :class:`VeoProvider`: the adapter wired to the simulator's Veo
-(Gemini API) shape, which the test serves on a real socket."""
+shape (the Gemini API, or with ``vertex=True`` Vertex AI), which the test serves on a real
+socket."""
 
 from __future__ import annotations
 
@@ -20,9 +21,9 @@ from ._server import serve_in_thread
 from ._simulator import SimulatorApp, create_simulator_app
 from ._simulator_faults import Faults
 from ._simulator_state import Phase, Pin
-from ._simulator_veo import VEO_PATH
+from ._simulator_veo import VEO_PATH, VERTEX_PATH
 
-__all__ = ["VeoSimulatorHarness"]
+__all__ = ["StaticCredentials", "VeoSimulatorHarness"]
 
 # in-call retries that wait next to nothing, so a conformance run stays fast
 _FAST_BACKOFF = Backoff(initial=0.01, maximum=0.05, jitter=0.0)
@@ -33,6 +34,12 @@ _ROUTES: Mapping[Operation, str] = {
     "content": "veo_files",
     "cancel": "veo_cancel",  # Veo has none: nothing is ever sent there
 }
+_VERTEX_ROUTES: Mapping[Operation, str] = {
+    "create": "vertex_create",
+    "status": "vertex_get",
+    "content": "vertex_get",  # the video comes inline in the operation
+    "cancel": "vertex_cancel",
+}
 _MAPPED_PARAMETERS = ("sampleCount", "durationSeconds", "aspectRatio", "resolution")
 
 
@@ -40,8 +47,10 @@ class VeoSimulatorHarness(ProviderHarness):
     """A :class:`VeoProvider` against a served simulator app.
 
     Build it with :meth:`serve`, or from an ``app`` already served at ``base_url`` (the server's
-    origin) that demands ``secret``. ``provider_options`` go to every :class:`VeoProvider` the
-    harness builds; ``call_timeout`` bounds each of its calls.
+    origin) that demands ``secret``. With ``vertex`` the adapter is :meth:`VeoProvider.vertex`,
+    authenticated by credentials whose token is ``secret`` (videos come back inline).
+    ``provider_options`` go to every :class:`VeoProvider` the harness builds; ``call_timeout``
+    bounds each of its calls.
     """
 
     status_words: Mapping[str, Phase] = MappingProxyType(
@@ -59,8 +68,11 @@ class VeoSimulatorHarness(ProviderHarness):
         *,
         secret: str,
         call_timeout: float = 1.0,
+        vertex: bool = False,
         **provider_options: Any,
     ) -> None:
+        self.vertex = vertex
+        self._routes = _VERTEX_ROUTES if vertex else _ROUTES
         self.app = app
         self.base_url = base_url
         self.secret = secret
@@ -75,6 +87,7 @@ class VeoSimulatorHarness(ProviderHarness):
         *,
         simulator: Mapping[str, Any] | None = None,
         call_timeout: float = 1.0,
+        vertex: bool = False,
         **provider_options: Any,
     ) -> Iterator[VeoSimulatorHarness]:
         """Serve a fresh simulator on a free local port and yield a harness over it.
@@ -93,7 +106,14 @@ class VeoSimulatorHarness(ProviderHarness):
         }
         app = create_simulator_app(**settings)
         with serve_in_thread(app) as base_url:
-            yield cls(app, base_url, secret=secret, call_timeout=call_timeout, **provider_options)
+            yield cls(
+                app,
+                base_url,
+                secret=secret,
+                call_timeout=call_timeout,
+                vertex=vertex,
+                **provider_options,
+            )
 
     @property
     def provider(self) -> Provider:
@@ -103,6 +123,16 @@ class VeoSimulatorHarness(ProviderHarness):
     def provider_at(self, base_url: str) -> Provider:
         """A :class:`VeoProvider` configured alike, at the server ``base_url``."""
         options = {"backoff": _FAST_BACKOFF, **self._options}
+        if self.vertex:
+            return VeoProvider.vertex(
+                "conformance",
+                "us-central1",
+                StaticCredentials(self.secret),
+                base_url=base_url + VERTEX_PATH,
+                storage_url=base_url,
+                call_timeout=self.call_timeout,
+                **options,
+            )
         return VeoProvider(
             self.secret, base_url=base_url + VEO_PATH, call_timeout=self.call_timeout, **options
         )
@@ -113,11 +143,11 @@ class VeoSimulatorHarness(ProviderHarness):
 
     def inject(self, operation: Operation, faults: Faults) -> None:
         """See :meth:`ProviderHarness.inject`."""
-        self.app.state.faults.set(_ROUTES[operation], faults)
+        self.app.state.faults.set(self._routes[operation], faults)
 
     def sent(self, operation: Operation) -> int:
         """See :meth:`ProviderHarness.sent`."""
-        return self.app.state.hits[_ROUTES[operation]]
+        return self.app.state.hits[self._routes[operation]]
 
     def received(self, external_id: str) -> Received:
         """The operation's instance and parameters, read back into the library's terms."""
@@ -154,6 +184,25 @@ class VeoSimulatorHarness(ProviderHarness):
         config = self.app.state.config
         body = b"".join(config.content.chunks())
         return body + job_id.encode() if config.unique_content else body
+
+
+class StaticCredentials:
+    """google-auth-like credentials holding one fixed token (the simulator takes any bearer
+    token it was given as its key); ``refreshes`` counts the refreshes asked of it."""
+
+    def __init__(self, token: str) -> None:
+        self.token: str | None = None
+        self.valid = False
+        self.refreshes = 0
+        self._token = token
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(valid={self.valid})"
+
+    def refresh(self, request: object) -> None:
+        """Hand out the token (google-auth calls this with a transport request)."""
+        self.refreshes += 1
+        self.token, self.valid = self._token, True
 
 
 def _image(value: object) -> bytes | None:

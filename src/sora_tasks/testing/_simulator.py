@@ -302,6 +302,12 @@ def _replicate_routes() -> list[tuple[re.Pattern[str], dict[str, tuple[str, Hand
 def _veo_routes() -> list[tuple[re.Pattern[str], dict[str, tuple[str, Handler]]]]:
     api = re.escape(veo_shape.VEO_PATH)
     model = r"/models/(?P<model>[a-z0-9][a-z0-9.-]*)"
+    vertex = (
+        re.escape(veo_shape.VERTEX_PATH)
+        + r"/projects/(?P<project>[a-z0-9-]+)/locations/(?P<location>[a-z0-9-]+)"
+        + r"/publishers/google"
+        + model
+    )
     return [
         (
             re.compile(api + model + ":predictLongRunning"),
@@ -314,6 +320,18 @@ def _veo_routes() -> list[tuple[re.Pattern[str], dict[str, tuple[str, Handler]]]
         (
             re.compile(api + r"/files/(?P<task_id>[^/:]+):download"),
             {"GET": ("veo_files", veo_shape.file)},
+        ),
+        (
+            re.compile(vertex + ":predictLongRunning"),
+            {"POST": ("vertex_create", veo_shape.vertex_create)},
+        ),
+        (
+            re.compile(vertex + ":fetchPredictOperation"),
+            {"POST": ("vertex_get", veo_shape.vertex_fetch)},
+        ),
+        (
+            re.compile(re.escape(veo_shape.STORAGE_PATH) + r"/b/(?P<bucket>[^/]+)/o/(?P<name>.+)"),
+            {"GET": ("vertex_storage", veo_shape.storage_object)},
         ),
     ]
 
@@ -335,7 +353,7 @@ def _is_relay(route: str) -> bool:
 
 
 def _unauthorized(route: str) -> Reply:
-    if route.startswith("veo_"):
+    if route.startswith(("veo_", "vertex_")):
         return veo_shape.error(401, "API key not valid. Please pass a valid API key.").reply
     if route.startswith("replicate_"):
         detail = "You did not pass a valid authentication token"
@@ -362,7 +380,7 @@ def _rate_limited(route: str, retry_after: float) -> Reply:
 
 
 def _server_error(route: str, status: int = 500) -> Reply:
-    if route.startswith("veo_"):
+    if route.startswith(("veo_", "vertex_")):
         return veo_shape.error(status, "An internal error has occurred.").reply
     if route.startswith("replicate_"):
         detail = "An unexpected error occurred; please retry."
@@ -375,7 +393,7 @@ def _server_error(route: str, status: int = 500) -> Reply:
 
 
 def _rejected(route: str, status: int) -> Reply:
-    if route.startswith("veo_"):
+    if route.startswith(("veo_", "vertex_")):
         return veo_shape.error(status, "Request contains an invalid argument.").reply
     if route.startswith("replicate_"):
         detail = "input: Additional property is not allowed"
@@ -388,7 +406,7 @@ def _rejected(route: str, status: int) -> Reply:
 
 
 def _echoed_key(route: str, key: str) -> Reply:
-    if route.startswith("veo_"):
+    if route.startswith(("veo_", "vertex_")):
         return veo_shape.error(400, f"API key {key} not valid for this request.").reply
     if route.startswith("replicate_"):
         return replicate_shape.problem(400, f"Bad token {key}", f"Token {key} was refused").reply
@@ -407,13 +425,13 @@ def _sent_key(route: str, request: Request) -> str:
 
 def _create_subject(route: str, request: Request) -> str:
     """A JSON create's prompt (what the tally files its faults under); ``""`` otherwise."""
-    if route not in ("create", "relay_create", "replicate_create", "veo_create"):
+    if route not in ("create", "relay_create", "replicate_create", "veo_create", "vertex_create"):
         return ""
     if request.content_type != "application/json":
         return ""
     try:
         body = json.loads(request.body)
-        if route == "veo_create":
+        if route in ("veo_create", "vertex_create"):
             body = (body.get("instances") or [{}])[0]
         prompt = (body.get("input") or {} if route == "replicate_create" else body).get("prompt")
     except (ValueError, AttributeError):

@@ -1,25 +1,46 @@
-"""The Veo shape (Gemini API): ``predictLongRunning``, operations that only say ``done``, videos
-behind the files endpoint for two days, the safety filter's empty answers, Google's error body.
+"""The Veo shapes (Gemini API and Vertex AI): ``predictLongRunning``, operations that only say
+``done``, the safety filter's empty answers, Google's error body; on the Gemini API videos behind
+the files endpoint for two days, on Vertex AI ``fetchPredictOperation`` with the video inline
+(base64, streamed) or in a ``gs://`` bucket served by a Cloud Storage JSON API stand-in.
 
 Written from the Gemini API video guide (https://ai.google.dev/gemini-api/docs/video) and the
 ``google-genai`` SDK's mappers (``google/genai/models.py``, ``operations.py``, ``files.py``). It
 lives under ``/veo/v1beta`` (point ``VeoProvider(base_url=...)`` there) and takes the key as
 ``x-goog-api-key`` or ``?key=``. A blocked prompt finishes with no sample and the filter's
-reasons; a failure pinned with a code carries it as the ``google.rpc.ErrorInfo`` reason.
+reasons; a failure pinned with a code carries it as the ``google.rpc.ErrorInfo`` reason. The
+Vertex AI shape lives under ``/vertex/v1`` (``VeoProvider.vertex(base_url=...)``) and Cloud
+Storage under ``/storage/v1`` (``storage_url=`` the server's origin); both take the key as a
+bearer token, standing in for an OAuth access token.
 """
 
 from __future__ import annotations
 
+import base64
 import itertools
 import json
-from collections.abc import Mapping
+import math
+from collections.abc import Iterator, Mapping
 
 from ._simulator_asgi import HTTPFault, Reply, Request
 from ._simulator_state import SimulatedJob, SimulatorState
 
-__all__ = ["VEO_PATH", "create", "error", "file", "get", "operation_object"]
+__all__ = [
+    "STORAGE_PATH",
+    "VEO_PATH",
+    "VERTEX_PATH",
+    "create",
+    "error",
+    "file",
+    "get",
+    "operation_object",
+    "storage_object",
+    "vertex_create",
+    "vertex_fetch",
+]
 
 VEO_PATH = "/veo/v1beta"
+VERTEX_PATH = "/vertex/v1"
+STORAGE_PATH = "/storage/v1"
 
 _DURATIONS = frozenset({4, 5, 6, 7, 8})
 _FULL_LENGTH = 8
@@ -34,6 +55,8 @@ _FILTER_REASON = (
 _RESPONSE_TYPE = (
     "type.googleapis.com/google.ai.generativelanguage.v1beta.PredictLongRunningResponse"
 )
+_VERTEX_RESPONSE_TYPE = "type.googleapis.com/cloud.ai.large_models.vision.GenerateVideoResponse"
+_SLOT = "__simulated_inline_video__"
 _STATUS_NAMES = {
     400: "INVALID_ARGUMENT",
     401: "UNAUTHENTICATED",
@@ -90,6 +113,74 @@ def operation_object(
 
 def create(state: SimulatorState, request: Request, model: str) -> Reply:
     """``POST /models/{model}:predictLongRunning``."""
+    job = _new_job(state, request, model, prefix="", vertex=False)
+    return Reply.json(200, {"name": _name(job)})
+
+
+def vertex_create(
+    state: SimulatorState, request: Request, project: str, location: str, model: str
+) -> Reply:
+    """``POST /projects/{p}/locations/{l}/publishers/google/models/{model}:predictLongRunning``."""
+    prefix = f"projects/{project}/locations/{location}/publishers/google/"
+    job = _new_job(state, request, model, prefix=prefix, vertex=True)
+    return Reply.json(200, {"name": _name(job)})
+
+
+def vertex_fetch(
+    state: SimulatorState, request: Request, project: str, location: str, model: str
+) -> Reply:
+    """``POST ...models/{model}:fetchPredictOperation`` with ``{"operationName": name}``: the
+    operation, its video inline (streamed base64) unless it went to a bucket."""
+    body = _body(request)
+    name = body.get("operationName")
+    job_id = name.rsplit("/", 1)[-1] if isinstance(name, str) else ""
+    job = state.get(job_id, "veo")
+    if job is None or _name(job) != name or not job.fields.get("vertex"):
+        raise error(404, f"Operation {name} not found.")
+    operation = operation_object(state, job, request)
+    response = operation.get("response")
+    if not isinstance(response, dict):
+        return Reply.json(200, operation)
+    samples = response.pop("generateVideoResponse")
+    response["@type"] = _VERTEX_RESPONSE_TYPE
+    if "generatedSamples" not in samples:
+        response.update(samples)
+        return Reply.json(200, operation)
+    storage = _parameters(job).get("storageUri")
+    if isinstance(storage, str):
+        uri = f"{storage.rstrip('/')}/{job.id}/sample_0.mp4"
+        response["videos"] = [{"gcsUri": uri, "mimeType": "video/mp4"}]
+        return Reply.json(200, operation)
+    response["videos"] = [{"bytesBase64Encoded": _SLOT, "mimeType": "video/mp4"}]
+    head, _, tail = json.dumps(operation, separators=(",", ":")).encode().partition(_SLOT.encode())
+    size = _size(state, job)
+    chunks = itertools.chain((head,), _base64_chunks(_video(state, job)), (tail,))
+    return Reply(
+        200,
+        [("content-type", "application/json")],
+        chunks,
+        len(head) + 4 * math.ceil(size / 3) + len(tail),
+    )
+
+
+def storage_object(state: SimulatorState, request: Request, bucket: str, name: str) -> Reply:
+    """``GET /storage/v1/b/{bucket}/o/{object}?alt=media``: a video Veo wrote to a bucket."""
+    if request.query.get("alt") != "media":
+        raise error(400, "only alt=media downloads are served here")
+    job_id = name.rsplit("/", 2)[-2] if name.count("/") >= 1 else ""
+    job = state.get(job_id, "veo")
+    storage = _parameters(job).get("storageUri") if job is not None else None
+    expected = f"{str(storage).rstrip('/')}/{job_id}/sample_0.mp4"
+    if job is None or not isinstance(storage, str) or expected != f"gs://{bucket}/{name}":
+        raise error(404, f"No such object: {bucket}/{name}")
+    if state.view(job).phase != "completed":
+        raise error(404, f"No such object: {bucket}/{name}")
+    return Reply(200, [("content-type", "video/mp4")], _video(state, job), _size(state, job))
+
+
+def _new_job(
+    state: SimulatorState, request: Request, model: str, *, prefix: str, vertex: bool
+) -> SimulatedJob:
     body = _body(request)
     instances = body.get("instances")
     if not isinstance(instances, list) or len(instances) != 1 or not isinstance(instances[0], dict):
@@ -106,23 +197,56 @@ def create(state: SimulatorState, request: Request, model: str) -> Reply:
     parameters = body.get("parameters", {})
     if not isinstance(parameters, dict):
         raise error(400, "parameters must be an object")
-    _check_parameters(instance, parameters)
-    job = state.create_job(
+    _check_parameters(instance, parameters, vertex=vertex)
+    return state.create_job(
         shape="veo",
         prompt=prompt,
         model=model,
         size=str(parameters.get("aspectRatio", "16:9")),
         seconds=str(parameters.get("durationSeconds", _FULL_LENGTH)),
-        fields={"body": dict(body), "model": model},
+        fields={"body": dict(body), "model": model, "prefix": prefix, "vertex": vertex},
         reference=None,
     )
-    return Reply.json(200, {"name": _name(job)})
+
+
+def _parameters(job: SimulatedJob | None) -> Mapping[str, object]:
+    body = job.fields.get("body") if job is not None else None
+    parameters = body.get("parameters") if isinstance(body, dict) else None
+    return parameters if isinstance(parameters, dict) else {}
+
+
+def _size(state: SimulatorState, job: SimulatedJob) -> int:
+    extra = len(job.id) if state.config.unique_content else 0
+    return state.config.content.size + extra
+
+
+def _video(state: SimulatorState, job: SimulatedJob) -> Iterator[bytes]:
+    content = state.config.content
+    if state.config.unique_content:
+        return itertools.chain(content.chunks(), (job.id.encode(),))
+    return content.chunks()
+
+
+def _base64_chunks(chunks: Iterator[bytes]) -> Iterator[bytes]:
+    carry = b""
+    for chunk in chunks:
+        data = carry + chunk
+        cut = len(data) - len(data) % 3
+        carry = data[cut:]
+        if cut:
+            yield base64.b64encode(data[:cut])
+    if carry:
+        yield base64.b64encode(carry)
 
 
 def get(state: SimulatorState, request: Request, model: str, task_id: str) -> Reply:
     """``GET /models/{model}/operations/{id}``."""
     job = state.get(task_id, "veo")
-    if job is None or _name(job) != f"models/{model}/operations/{task_id}":
+    if (
+        job is None
+        or job.fields.get("vertex")
+        or _name(job) != f"models/{model}/operations/{task_id}"
+    ):
         raise error(404, f"Operation models/{model}/operations/{task_id} not found.")
     return Reply.json(200, operation_object(state, job, request))
 
@@ -138,18 +262,18 @@ def file(state: SimulatorState, request: Request, task_id: str) -> Reply:
     blocked = view.phase == "failed" or (view.pin is not None and view.pin.empty)
     if view.phase != "completed" or blocked or view.expired:
         raise error(404, f"File files/{task_id} not found.")
-    content = state.config.content
-    if state.config.unique_content:
-        tail = job.id.encode()
-        chunks = itertools.chain(content.chunks(), (tail,))
-        return Reply(200, [("content-type", "video/mp4")], chunks, content.size + len(tail))
-    return Reply(200, [("content-type", "video/mp4")], content.chunks(), content.size)
+    return Reply(200, [("content-type", "video/mp4")], _video(state, job), _size(state, job))
 
 
-def _check_parameters(instance: Mapping[str, object], parameters: Mapping[str, object]) -> None:
-    for name in _GEMINI_ONLY_REFUSED:
+def _check_parameters(
+    instance: Mapping[str, object], parameters: Mapping[str, object], *, vertex: bool = False
+) -> None:
+    for name in () if vertex else _GEMINI_ONLY_REFUSED:
         if name in parameters:
             raise error(400, f"{name} isn't supported by this model.")
+    storage = parameters.get("storageUri")
+    if storage is not None and not (isinstance(storage, str) and storage.startswith("gs://")):
+        raise error(400, "storageUri must be a gs:// URI")
     seconds = parameters.get("durationSeconds", _FULL_LENGTH)
     if not isinstance(seconds, int) or seconds not in _DURATIONS:
         raise error(400, f"durationSeconds must be between 4 and 8, got {seconds!r}")
@@ -163,14 +287,17 @@ def _check_parameters(instance: Mapping[str, object], parameters: Mapping[str, o
     if not isinstance(references, list) or len(references) > 3:
         raise error(400, "at most 3 reference images")
     for image in (instance.get("image"), instance.get("lastFrame"), *references):
-        _check_image(image.get("image") if isinstance(image, dict) and "image" in image else image)
+        found = image.get("image") if isinstance(image, dict) and "image" in image else image
+        _check_image(found, vertex=vertex)
     needs_eight = resolution != "720p" or references or "lastFrame" in instance
     if needs_eight and seconds != _FULL_LENGTH:
         raise error(400, "1080p, 4k, reference images and interpolation need durationSeconds 8")
 
 
-def _check_image(image: object) -> None:
+def _check_image(image: object, *, vertex: bool) -> None:
     if image is None:
+        return
+    if vertex and isinstance(image, dict) and isinstance(image.get("gcsUri"), str):
         return
     if not isinstance(image, dict) or not isinstance(image.get("bytesBase64Encoded"), str):
         raise error(400, "an image must carry bytesBase64Encoded (gcsUri is Vertex AI only)")
@@ -206,4 +333,4 @@ def _rpc_error(pin: object) -> dict[str, object]:
 
 
 def _name(job: SimulatedJob) -> str:
-    return f"models/{job.fields['model']}/operations/{job.id}"
+    return f"{job.fields.get('prefix', '')}models/{job.fields['model']}/operations/{job.id}"
