@@ -105,9 +105,14 @@ class TaskOperations:
         schedules = {name: self.schedule_of(name) for name in self._providers}
         return self.planner.seed(reversed(page.items), schedules)
 
-    def schedule_of(self, provider: str) -> PollSchedule:
-        """The schedule polls of ``provider``'s jobs follow (the policy's, else the provider's)."""
-        return self._policy.schedule or self._providers[provider].capabilities.schedule
+    def schedule_of(self, provider: str, model: str | None = None) -> PollSchedule:
+        """The schedule polls of ``provider``'s jobs follow: the policy's, else the one the
+        provider declares for ``model`` (models render at their own pace), else its own."""
+        if self._policy.schedule is not None:
+            return self._policy.schedule
+        adapter = self._providers[provider]
+        known = adapter.capabilities_for(model) if model is not None else None
+        return (known or adapter.capabilities).schedule
 
     async def submit(self, task: Task, images: Sequence[ImageData] = ()) -> Task:
         """Send the create for ``task`` in two phases and record the provider's answer.
@@ -438,7 +443,7 @@ class TaskOperations:
             None if job.status is None else status,
             job.progress or 0,
             now.timestamp(),
-            schedule=self.schedule_of(task.provider),
+            schedule=self.schedule_of(task.provider, task.model),
             hint=job.poll_after,
             hint_is_floor=capabilities.poll_hint_is_floor,
             min_interval=capabilities.min_poll_interval,
@@ -592,7 +597,7 @@ class TaskOperations:
             submitted_at=task.submitted_at.timestamp(),
             started_at=task.started_at.timestamp() if task.started_at else None,
             completed_at=finished.timestamp(),
-            schedule=self.schedule_of(task.provider),
+            schedule=self.schedule_of(task.provider, task.model),
         )
 
 
