@@ -84,7 +84,7 @@ def _faults(specs: Sequence[str], *, retry_after: float, delay: float) -> dict[s
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m sora_tasks.testing",
-        description="Serve the sora_tasks provider simulator (OpenAI Videos, relay, Replicate, Veo).",
+        description="Serve the sora_tasks provider simulator (OpenAI, relay, Replicate, Veo).",
     )
     parser.add_argument("--host", default="127.0.0.1", help="interface to listen on")
     parser.add_argument("--port", type=int, default=8000, help="port (0 picks a free one)")
