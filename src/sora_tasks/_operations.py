@@ -331,13 +331,14 @@ class TaskOperations:
         all leaves it too, and the task's error (``not_stopped``) says so.
         """
         provider = self._providers.get(task.provider)
-        if provider is not None and task.external_id and not provider.capabilities.can_cancel:
+        sent = task.external_id or task.submission_id
+        if provider is not None and sent and not provider.capabilities.can_cancel:
             # the job goes on at the provider: the task says so instead of looking stopped
+            job = f"job {task.external_id!r}" if task.external_id else "the job it may have started"
             note = TaskError(
                 code="not_stopped",
-                message=f"cancelled here only: provider {task.provider!r} cannot stop job "
-                f"{task.external_id!r}, which may still run and be billed; its video will not "
-                "be fetched",
+                message=f"cancelled here only: provider {task.provider!r} cannot stop {job}, "
+                "which may still run and be billed; its video will not be fetched",
             )
             return await self._write(task, status=TaskStatus.CANCELLED, error=note)
         cancelled = await self._write(task, status=TaskStatus.CANCELLED)

@@ -15,6 +15,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 
 from sora_tasks import TaskManager, TaskStatus, WebhookVerificationError
@@ -25,13 +26,14 @@ from sora_tasks._exceptions import (
     ProviderUnsupportedError,
     UnsupportedParameterError,
 )
+from sora_tasks._models import Limits, Task
 from sora_tasks._policy import PollingPolicy
 from sora_tasks._schedule import PollSchedule
 from sora_tasks.providers import Backoff, Provider, SubmitRequest, VeoProvider
 from sora_tasks.testing import create_simulator_app
 from sora_tasks.testing._conformance_support import make_image as image_data
 from sora_tasks.testing._harness_veo import StaticCredentials
-from sora_tasks.testing._simulator import SimulatorApp
+from sora_tasks.testing._simulator import Faults, SimulatorApp
 from sora_tasks.testing._simulator_asgi import ASGIApp
 from sora_tasks.testing._simulator_state import Pin
 from tests.images import make_image
@@ -414,3 +416,53 @@ async def test_vertex_a_filtered_operation_fails_content_filtered(serve: Serve) 
         await provider.aclose()
     assert failed.status is TaskStatus.FAILED
     assert failed.error is not None and failed.error.code == "content_filtered"
+
+
+async def test_an_image_over_veos_20_mb_is_refused_before_anything_is_sent(serve: Serve) -> None:
+    app = create_simulator_app(api_key=KEY)
+    url = serve(app)
+    provider = VeoProvider(KEY, base_url=f"{url}/veo/v1beta", backoff=FAST)
+    big = make_image(64, 64) + b"\x00" * (20 * 1024 * 1024)  # a PNG with 20 MiB of trailing bytes
+    limits = Limits(max_image_bytes=64 * 1024 * 1024)  # the library would take it; Veo would not
+    async with TaskManager(
+        providers={"veo": provider}, policy=POLICY, poll=False, limits=limits
+    ) as manager:
+        with pytest.raises(InvalidRequestError) as refused:
+            await manager.create("a big first frame", reference_image=big, seconds=8)
+        listed = await manager.list()
+    assert refused.value.field == "reference_image"
+    assert refused.value.limit == 20 * 1024 * 1024, refused.value
+    assert listed.items == [] and app.state.records() == []
+
+
+async def test_cancel_while_the_create_is_in_flight_says_the_job_may_run(serve: Serve) -> None:
+    app = create_simulator_app(
+        api_key=KEY,
+        queue_seconds=0,
+        render_seconds=3600,
+        faults={"veo_create": Faults(slow_responses=1, delay=1.5)},
+    )
+    url = serve(app)
+    provider = VeoProvider(KEY, base_url=f"{url}/veo/v1beta", backoff=FAST)
+    created: list[Task] = []
+    async with TaskManager(providers={"veo": provider}, policy=POLICY, poll=False) as manager:
+        async with anyio.create_task_group() as group:
+
+            async def create() -> None:
+                created.append(await manager.create("a slow create", seconds=8))
+
+            group.start_soon(create)
+            with anyio.fail_after(10):
+                # the count changes in the server's thread, which cannot set an anyio.Event here
+                while app.state.hits["veo_create"] == 0:  # noqa: ASYNC110
+                    await anyio.sleep(0.01)
+            [pending] = (await manager.list()).items
+            assert pending.external_id is None and pending.submission_id is not None
+            cancelled = await manager.cancel(pending.id)
+        final = await manager.get(pending.id)
+    assert cancelled.status is TaskStatus.CANCELLED
+    assert cancelled.error is not None and cancelled.error.code == "not_stopped"
+    assert "the job it may have started" in cancelled.error.message
+    # the create still answered: its id is kept, so the task says which job goes on
+    assert final.status is TaskStatus.CANCELLED and final.external_id is not None
+    assert app.state.hits["veo_get"] == 0
