@@ -6,6 +6,10 @@ id, read back with ``GET {name}``. Veo says only whether the operation is ``done
 progress, no cancel. A finished operation names its video as a ``files/{id}:download`` URL that
 takes the same key; the video is kept two days. A finished operation without a video was stopped
 by the safety filter: the task fails ``content_filtered`` with the filter's reasons.
+
+:meth:`VeoProvider.vertex` speaks the same models on Vertex AI: the create goes under
+``projects/{p}/locations/{l}/publishers/google/models/``, the operation is read with
+``POST ...:fetchPredictOperation`` and the video comes back in a ``gs://`` bucket or inline.
 """
 
 from __future__ import annotations
