@@ -7,6 +7,7 @@ import base64
 import json
 from datetime import UTC, datetime, timedelta
 
+import httpx2
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -176,3 +177,30 @@ async def test_each_model_starts_the_schedule_from_its_own_render_time() -> None
         unknown = ops.schedule_of("veo", "veo-9-unknown").expected_seconds
     assert (standard, fast) == (90.0, 50.0)
     assert unknown == provider.capabilities.schedule.expected_seconds == 90.0
+
+
+@pytest.mark.anyio
+async def test_a_file_is_downloaded_through_our_base_url_with_the_key() -> None:
+    """Behind a proxy the operation still names Google's host: the download goes to the proxy,
+    which has the key, and never to a host the calls do not go to."""
+    seen: list[httpx2.Request] = []
+    google = "https://generativelanguage.googleapis.com/v1beta/files/f1:download?alt=media"
+
+    def answer(request: httpx2.Request) -> httpx2.Response:
+        seen.append(request)
+        if request.url.path.endswith(":download"):
+            return httpx2.Response(200, content=b"video bytes")
+        done = {"generateVideoResponse": {"generatedSamples": [{"video": {"uri": google}}]}}
+        return httpx2.Response(200, json={"name": NAME, "done": True, "response": done})
+
+    client = httpx2.AsyncClient(transport=httpx2.MockTransport(answer))
+    provider = VeoProvider(
+        "AIza-proxy-key", base_url="https://proxy.example/gemini/v1beta", client=client
+    )
+    async with provider.open_content(NAME) as stream:
+        body = b"".join([chunk async for chunk in stream.aiter_bytes()])
+    await client.aclose()
+    assert body == b"video bytes"
+    download = seen[-1]
+    assert str(download.url) == "https://proxy.example/gemini/v1beta/files/f1:download?alt=media"
+    assert download.headers["x-goog-api-key"] == "AIza-proxy-key"

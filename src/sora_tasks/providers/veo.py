@@ -65,6 +65,7 @@ _VERTEX_OPERATION = re.compile(
     r"^(projects/[a-z0-9-]+/locations/[a-z0-9-]+/publishers/google/models/[a-z0-9][a-z0-9.-]*)"
     r"/operations/[A-Za-z0-9_-]{1,256}$"
 )
+_FILE = re.compile(r"/files/([A-Za-z0-9_-]{1,256}):download(?:\?|$)")
 _SEGMENT = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
 _KEY_VARIABLES = ("GEMINI_API_KEY", "GOOGLE_API_KEY")
 
@@ -315,7 +316,7 @@ class VeoProvider(Provider):
             async with vertex.storage.stream(_object_url(vertex.storage, url)) as stream:
                 yield stream
         elif url is not None:
-            async with self._http.stream(self._http.resolve(url)) as stream:
+            async with self._http.stream(self._file_url(url)) as stream:
                 yield stream
         elif vertex is not None:
             async with self._inline(external_id) as stream:
@@ -332,6 +333,14 @@ class VeoProvider(Provider):
         await self._http.aclose()
         if self._vertex is not None:
             await self._vertex.storage.aclose()
+
+    def _file_url(self, url: str) -> str:
+        """A Gemini API file's download URL under our ``base_url`` (a proxy's, say), so the key
+        goes where the API calls go and nowhere else; any other URL as it came."""
+        found = _FILE.search(url)
+        if found is None:
+            return self._http.resolve(url)
+        return self._http.url(f"files/{found[1]}:download?alt=media")
 
     def _read(self, data: Mapping[str, object]) -> ProviderJob:
         return parse_operation(data, seen_at=datetime.now(UTC), retention=self._retention)
