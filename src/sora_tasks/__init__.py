@@ -55,7 +55,14 @@ from ._models import (
 from ._policy import PollingPolicy
 from ._schedule import PollSchedule
 from ._sync import SyncTaskManager
-from ._webhooks import MemoryDeduplicator, WebhookDeduplicator, WebhookReceiver, WebhookResult
+from ._webhooks import (
+    MemoryDeduplicator,
+    SignedWebhooks,
+    VerifiedWebhook,
+    WebhookDeduplicator,
+    WebhookReceiver,
+    WebhookResult,
+)
 
 __version__ = "0.1.0.dev0"
 
@@ -92,6 +99,7 @@ __all__ = [
     "StoreUnavailableError",
     "SubmissionUncertainError",
     "SyncTaskManager",
+    "SignedWebhooks",
     "Task",
     "TaskError",
     "TaskEvent",
@@ -106,6 +114,7 @@ __all__ = [
     "UnknownProviderError",
     "UnsupportedImageTypeError",
     "UnsupportedParameterError",
+    "VerifiedWebhook",
     "WaitTimeoutError",
     "WebhookDeduplicator",
     "WebhookReceiver",

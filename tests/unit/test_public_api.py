@@ -35,6 +35,7 @@ CORE = {
     "ProviderTransportError",
     "ProviderUnsupportedError",
     "ReferenceImage",
+    "SignedWebhooks",
     "SoraTasksError",
     "StoreNotMigratedError",
     "StoreUnavailableError",
@@ -54,6 +55,7 @@ CORE = {
     "UnknownProviderError",
     "UnsupportedImageTypeError",
     "UnsupportedParameterError",
+    "VerifiedWebhook",
     "WaitTimeoutError",
     "WebhookDeduplicator",
     "WebhookReceiver",
@@ -77,8 +79,15 @@ def test_subpackage_exports_named_in_the_design() -> None:
         "ProviderJob",
         "SubmitRequest",
         "ContentStream",
+        "FalProvider",
+        "VeoProvider",
     } <= set(sora_tasks.providers.__all__)
-    assert {"FakeProvider", "create_simulator_app"} <= set(sora_tasks.testing.__all__)
+    assert {
+        "FakeProvider",
+        "FalSimulatorHarness",
+        "VeoSimulatorHarness",
+        "create_simulator_app",
+    } <= set(sora_tasks.testing.__all__)
 
 
 def test_every_error_derives_from_the_root() -> None:

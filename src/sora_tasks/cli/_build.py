@@ -12,6 +12,7 @@ from .._events import TaskEvent
 from .._manager import TaskManager
 from ..archive._base import DEFAULT_KEY_TEMPLATE
 from ..providers import (
+    FalProvider,
     MultipartRelayProvider,
     OpenAIVideosProvider,
     RelayConfig,
@@ -52,17 +53,16 @@ def build_provider(name: str, settings: ProviderSettings) -> Provider:
             name=name,
             **options,
         )
-    if settings.type == "replicate":
+    if settings.type in ("replicate", "fal", "veo"):
         extra: dict[str, Any] = {
             key: value
             for key, value in {"model": settings.model, "base_url": settings.base_url}.items()
             if value is not None
         }
-        return ReplicateProvider(settings.api_key, name=name, **extra, **options)
-    if settings.type == "veo":
-        given = {"model": settings.model, "base_url": settings.base_url}
-        chosen: dict[str, Any] = {key: value for key, value in given.items() if value}
-        return VeoProvider(settings.api_key, name=name, **chosen, **options)
+        if settings.type == "veo":
+            return VeoProvider(settings.api_key, name=name, **extra, **options)
+        kind = ReplicateProvider if settings.type == "replicate" else FalProvider
+        return kind(settings.api_key, name=name, **extra, **options)
     assert settings.base_url is not None
     try:
         dialect = RelayConfig.model_validate(settings.dialect)

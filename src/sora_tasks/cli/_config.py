@@ -43,6 +43,7 @@ KEY_VARIABLES: Mapping[str, str] = {
     "openai": "OPENAI_API_KEY",
     "replicate": "REPLICATE_API_TOKEN",
     "veo": "GEMINI_API_KEY",
+    "fal": "FAL_KEY",
 }
 LOCAL_CONFIG = Path("sora-tasks.toml")
 
@@ -61,11 +62,12 @@ class ProviderSettings(_Strict):
     """One named provider of the file: ``[providers.<name>]``.
 
     ``dialect`` holds :class:`~sora_tasks.providers.RelayConfig` fields for ``type = "relay"``;
-    ``model`` is the default model (``type = "replicate"`` or ``"veo"``). A provider's key is
-    read from ``api_key_env``, else from its conventional variable (``REPLICATE_API_TOKEN``, ...).
+    ``model`` is the default model (``type = "replicate"``, ``"fal"`` or ``"veo"``). A
+    provider's key is read from ``api_key_env``, else from its conventional variable
+    (``REPLICATE_API_TOKEN``, ``FAL_KEY``, ``GEMINI_API_KEY``, ...).
     """
 
-    type: Literal["openai", "relay", "fake", "replicate", "veo"]
+    type: Literal["openai", "relay", "fake", "replicate", "fal", "veo"]
     base_url: str | None = None
     model: str | None = None
     api_key_env: str | None = None

@@ -4,6 +4,7 @@ from .._retry import Backoff
 from ._base import ContentStream, Provider, ProviderCapabilities, ProviderJob, SubmitRequest
 from ._replicate_models import ReplicateModel
 from ._veo_models import VeoModel
+from .fal import FalProvider
 from .openai import OpenAIVideosProvider
 from .relay import MultipartRelayProvider, RelayConfig
 from .replicate import ReplicateProvider
@@ -12,6 +13,7 @@ from .veo import VeoProvider
 __all__ = [
     "Backoff",
     "ContentStream",
+    "FalProvider",
     "MultipartRelayProvider",
     "OpenAIVideosProvider",
     "Provider",

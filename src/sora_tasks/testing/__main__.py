@@ -56,6 +56,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         f"  Replicate shape:     base_url={url}/replicate/v1\n"
         f"  Veo (Gemini API):    base_url={url}/veo/v1beta\n"
         f"  Veo (Vertex AI):     base_url={url}/vertex/v1, storage_url={url}\n"
+        f"  fal queue:           base_url={url}/fal\n"
     )
     sys.stdout.flush()
     # uvicorn shuts down cleanly on Ctrl-C, then re-raises it: that is a normal stop here

@@ -1,5 +1,6 @@
-"""A provider simulator: an ASGI app speaking the OpenAI Videos, multipart relay, Replicate and
-Veo shapes (the last two under ``/replicate/v1`` and ``/veo/v1beta``).
+"""A provider simulator: an ASGI app speaking the OpenAI Videos, multipart relay, Replicate, fal
+and Veo shapes (the last three under ``/replicate/v1``, ``/fal`` and ``/veo/v1beta`` with
+``/vertex/v1``).
 
 It is what the integration tests, the benchmarks and users' own tests run against. Jobs advance
 with a clock (no background tasks), prompts can be made to fail moderation, and faults can be
@@ -18,6 +19,7 @@ from functools import partial
 
 import anyio
 
+from . import _simulator_fal as fal_shape
 from . import _simulator_openai as openai_shape
 from . import _simulator_relay as relay_shape
 from . import _simulator_replicate as replicate_shape
@@ -48,7 +50,9 @@ __all__ = ["Faults", "SimulatorApp", "create_simulator_app"]
 
 Handler = Callable[..., Reply]
 
-_PUBLIC_ROUTES = frozenset({"relay_download", "files", "replicate_files"})
+_PUBLIC_ROUTES = frozenset(
+    {"relay_download", "files", "replicate_files", "fal_files", "fal_cdn_upload", "fal_cdn_files"}
+)
 _CREDENTIALS = ("authorization", "x-goog-api-key")
 
 
@@ -79,8 +83,9 @@ def create_simulator_app(
     its prompt matches one of ``fail_prompts`` (plain strings match as case-insensitive
     substrings). ``faults`` maps route names (or ``"*"``) to :class:`Faults`. With ``api_key``,
     API routes answer 401 unless ``Authorization: Bearer <key>`` is sent (relay routes also take
-    the raw key). Finished jobs serve ``content`` (default: the MP4 shipped with the package) or,
-    with ``content_size``, a synthetic body of that many bytes generated chunk by chunk.
+    the raw key; fal's routes, under ``/fal``, want ``Key <key>`` as fal does). Finished jobs
+    serve ``content`` (default: the MP4 shipped with the package) or, with ``content_size``, a
+    synthetic body of that many bytes generated chunk by chunk.
     ``files_host`` makes the relay's download redirect go to another host name (same port), to
     check that credentials are not forwarded across origins. With ``unique_content`` each job's
     body is that content followed by the job id (so a test knows every video's checksum and can
@@ -214,7 +219,7 @@ class SimulatorApp:
             given = request.headers.get("x-goog-api-key") or request.query.get("key", "")
             return hmac.compare_digest(given.encode(), key.encode())
         sent = request.headers.get("authorization", "")
-        accepted = [f"Bearer {key}"]
+        accepted = [f"Key {key}" if _is_fal(route) else f"Bearer {key}"]
         if route.startswith("relay_"):
             accepted.append(key)
         return any(hmac.compare_digest(sent.encode(), a.encode()) for a in accepted)
@@ -230,7 +235,7 @@ class SimulatorApp:
             if request.method in methods:
                 route, handler = methods[request.method]
                 params = found.groupdict()
-                job_id = params.get("video_id") or params.get("task_id")
+                job_id = params.get("video_id") or params.get("task_id") or params.get("request_id")
                 return route, partial(handler, **params), job_id
         return "unknown", partial(_not_routed, status=405 if matched else 404), None
 
@@ -264,6 +269,7 @@ def _route_table(relay_path: str) -> list[tuple[re.Pattern[str], dict[str, tuple
         (re.compile(files + r"/(?P<task_id>[^/]+)\.mp4"), {"GET": ("files", relay_shape.file)}),
         *_replicate_routes(),
         *_veo_routes(),
+        *_fal_routes(),
     ]
 
 
@@ -336,6 +342,33 @@ def _veo_routes() -> list[tuple[re.Pattern[str], dict[str, tuple[str, Handler]]]
     ]
 
 
+def _fal_routes() -> list[tuple[re.Pattern[str], dict[str, tuple[str, Handler]]]]:
+    fal = re.escape(fal_shape.FAL_PATH)
+    job = fal + r"/(?P<app>(?:workflows/|comfy/)?[^/]+/[^/]+)/requests/(?P<request_id>[^/]+)"
+    return [
+        (
+            re.compile(re.escape(fal_shape.FAL_FILES) + r"/(?P<request_id>[^/]+)\.mp4"),
+            {"GET": ("fal_files", fal_shape.file)},
+        ),
+        (
+            re.compile(re.escape(fal_shape.FAL_CDN) + "/files/upload"),
+            {"POST": ("fal_cdn_upload", fal_shape.cdn_upload)},
+        ),
+        (
+            re.compile(re.escape(fal_shape.FAL_CDN) + r"/files/(?P<file_id>[^/]+)"),
+            {"GET": ("fal_cdn_files", fal_shape.cdn_file)},
+        ),
+        (
+            re.compile(fal + "/storage/auth/token"),
+            {"POST": ("fal_storage_token", fal_shape.storage_token)},
+        ),
+        (re.compile(job + "/status"), {"GET": ("fal_status", fal_shape.status)}),
+        (re.compile(job + "/cancel"), {"PUT": ("fal_cancel", fal_shape.cancel)}),
+        (re.compile(job), {"GET": ("fal_result", fal_shape.result)}),
+        (re.compile(fal + r"/(?P<model>.+)"), {"POST": ("fal_submit", fal_shape.submit)}),
+    ]
+
+
 def _call(handler: Handler, state: SimulatorState, request: Request) -> Reply:
     try:
         return handler(state, request)
@@ -352,12 +385,18 @@ def _is_relay(route: str) -> bool:
     return route.startswith("relay_") or route == "files"
 
 
+def _is_fal(route: str) -> bool:
+    return route.startswith("fal_")
+
+
 def _unauthorized(route: str) -> Reply:
     if route.startswith(("veo_", "vertex_")):
         return veo_shape.error(401, "API key not valid. Please pass a valid API key.").reply
     if route.startswith("replicate_"):
         detail = "You did not pass a valid authentication token"
         return replicate_shape.problem(401, "Unauthenticated", detail).reply
+    if _is_fal(route):
+        return fal_shape.error(401, "No user found for Key ID and Secret").reply
     if _is_relay(route):
         return relay_shape.error(401, "invalid api key").reply
     return openai_shape.error(401, "Incorrect API key provided.", code="invalid_api_key").reply
@@ -372,6 +411,8 @@ def _rate_limited(route: str, retry_after: float) -> Reply:
     if route.startswith("replicate_"):
         detail = f"Request was throttled. Your rate limit resets in ~{math.ceil(retry_after)}s."
         return replicate_shape.problem(429, "Request was throttled.", detail, headers).reply
+    if _is_fal(route):
+        return fal_shape.error(429, "Too many requests", headers).reply
     if _is_relay(route):
         return relay_shape.error(429, "rate limited, retry later", headers).reply
     return openai_shape.error(
@@ -385,6 +426,8 @@ def _server_error(route: str, status: int = 500) -> Reply:
     if route.startswith("replicate_"):
         detail = "An unexpected error occurred; please retry."
         return replicate_shape.problem(status, "Internal server error", detail).reply
+    if _is_fal(route):
+        return fal_shape.error(status, "Internal server error").reply
     if _is_relay(route):
         return relay_shape.error(status, "internal error").reply
     return openai_shape.error(
@@ -398,6 +441,8 @@ def _rejected(route: str, status: int) -> Reply:
     if route.startswith("replicate_"):
         detail = "input: Additional property is not allowed"
         return replicate_shape.problem(status, "Input validation failed", detail).reply
+    if _is_fal(route):
+        return fal_shape.error(status, "The request was rejected as invalid").reply
     if _is_relay(route):
         return relay_shape.error(status, "invalid request").reply
     return openai_shape.error(
@@ -410,6 +455,8 @@ def _echoed_key(route: str, key: str) -> Reply:
         return veo_shape.error(400, f"API key {key} not valid for this request.").reply
     if route.startswith("replicate_"):
         return replicate_shape.problem(400, f"Bad token {key}", f"Token {key} was refused").reply
+    if _is_fal(route):
+        return fal_shape.error(400, f"Bad request made with key {key}").reply
     if _is_relay(route):
         return relay_shape.error(400, f"bad request for key {key}").reply
     return openai_shape.error(
@@ -425,7 +472,8 @@ def _sent_key(route: str, request: Request) -> str:
 
 def _create_subject(route: str, request: Request) -> str:
     """A JSON create's prompt (what the tally files its faults under); ``""`` otherwise."""
-    if route not in ("create", "relay_create", "replicate_create", "veo_create", "vertex_create"):
+    creates = ("create", "relay_create", "replicate_create", "fal_submit")
+    if route not in (*creates, "veo_create", "vertex_create"):
         return ""
     if request.content_type != "application/json":
         return ""
