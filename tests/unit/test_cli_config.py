@@ -22,6 +22,7 @@ from sora_tasks.providers import (
     MultipartRelayProvider,
     OpenAIVideosProvider,
     ReplicateProvider,
+    RunwayProvider,
     VeoProvider,
 )
 from sora_tasks.testing import FakeProvider
@@ -134,6 +135,31 @@ def test_a_file_names_a_model_on_an_aggregator(tmp_path: Path) -> None:
     assert provider.capabilities.default_model == "google/veo-3.1-fast"
     left_out = load_settings(Flags(config=config), env={})
     assert any("TEAM_REPLICATE is not set" in note for note in left_out.notes)
+
+
+def test_runways_conventional_variable_configures_it() -> None:
+    settings = load_settings(Flags(), env={"RUNWAYML_API_SECRET": CANARY})
+    assert settings.default_provider == "runway"
+    assert secret(settings, "runway") == CANARY
+    built = build_provider("runway", settings.providers["runway"])
+    assert isinstance(built, RunwayProvider)
+    assert built.capabilities.default_model == "gen4_turbo"
+    assert CANARY not in repr(built)
+
+
+def test_a_file_names_a_model_on_runway(tmp_path: Path) -> None:
+    config = write(
+        tmp_path / "c.toml",
+        '[providers.runway-veo]\ntype = "runway"\nmodel = "veo3.1"\n'
+        'base_url = "http://127.0.0.1:9/runway/v1"\n',
+    )
+    settings = load_settings(Flags(config=config), env={"RUNWAYML_API_SECRET": CANARY})
+    provider = build_provider("runway-veo", settings.providers["runway-veo"])
+    assert isinstance(provider, RunwayProvider)
+    assert provider.capabilities.default_model == "veo3.1"
+    assert "127.0.0.1:9/runway/v1" in repr(provider)
+    left_out = load_settings(Flags(config=config), env={})
+    assert any("RUNWAYML_API_SECRET is not set" in note for note in left_out.notes)
 
 
 def test_a_file_names_several_providers_with_keys_taken_from_the_environment(

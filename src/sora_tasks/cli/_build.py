@@ -17,6 +17,7 @@ from ..providers import (
     OpenAIVideosProvider,
     RelayConfig,
     ReplicateProvider,
+    RunwayProvider,
     VeoProvider,
 )
 from ..providers._base import Provider
@@ -53,16 +54,19 @@ def build_provider(name: str, settings: ProviderSettings) -> Provider:
             name=name,
             **options,
         )
-    if settings.type in ("replicate", "fal", "veo"):
+    if settings.type in ("replicate", "fal", "runway", "veo"):
         extra: dict[str, Any] = {
             key: value
             for key, value in {"model": settings.model, "base_url": settings.base_url}.items()
             if value is not None
         }
+        if settings.type == "replicate":
+            return ReplicateProvider(settings.api_key, name=name, **extra, **options)
+        if settings.type == "fal":
+            return FalProvider(settings.api_key, name=name, **extra, **options)
         if settings.type == "veo":
             return VeoProvider(settings.api_key, name=name, **extra, **options)
-        kind = ReplicateProvider if settings.type == "replicate" else FalProvider
-        return kind(settings.api_key, name=name, **extra, **options)
+        return RunwayProvider(settings.api_key, name=name, **extra, **options)
     assert settings.base_url is not None
     try:
         dialect = RelayConfig.model_validate(settings.dialect)

@@ -1,6 +1,6 @@
 """A provider simulator: an ASGI app speaking the OpenAI Videos, multipart relay, Replicate, fal
-and Veo shapes (the last three under ``/replicate/v1``, ``/fal`` and ``/veo/v1beta`` with
-``/vertex/v1``).
+Runway and Veo shapes (the last four under ``/replicate/v1``, ``/fal``, ``/runway/v1`` and
+``/veo/v1beta`` with ``/vertex/v1``).
 
 It is what the integration tests, the benchmarks and users' own tests run against. Jobs advance
 with a clock (no background tasks), prompts can be made to fail moderation, and faults can be
@@ -23,6 +23,7 @@ from . import _simulator_fal as fal_shape
 from . import _simulator_openai as openai_shape
 from . import _simulator_relay as relay_shape
 from . import _simulator_replicate as replicate_shape
+from . import _simulator_runway as runway_shape
 from . import _simulator_veo as veo_shape
 from ._simulator_asgi import (
     HTTPFault,
@@ -51,7 +52,15 @@ __all__ = ["Faults", "SimulatorApp", "create_simulator_app"]
 Handler = Callable[..., Reply]
 
 _PUBLIC_ROUTES = frozenset(
-    {"relay_download", "files", "replicate_files", "fal_files", "fal_cdn_upload", "fal_cdn_files"}
+    {
+        "relay_download",
+        "files",
+        "replicate_files",
+        "fal_files",
+        "fal_cdn_upload",
+        "fal_cdn_files",
+        "runway_files",
+    }
 )
 _CREDENTIALS = ("authorization", "x-goog-api-key")
 
@@ -270,6 +279,7 @@ def _route_table(relay_path: str) -> list[tuple[re.Pattern[str], dict[str, tuple
         *_replicate_routes(),
         *_veo_routes(),
         *_fal_routes(),
+        *_runway_routes(),
     ]
 
 
@@ -342,6 +352,23 @@ def _veo_routes() -> list[tuple[re.Pattern[str], dict[str, tuple[str, Handler]]]
     ]
 
 
+def _runway_routes() -> list[tuple[re.Pattern[str], dict[str, tuple[str, Handler]]]]:
+    api, files = re.escape(runway_shape.RUNWAY_PATH), re.escape(runway_shape.RUNWAY_FILES_PATH)
+    one = r"/(?P<task_id>[^/]+)"
+    shape = runway_shape
+    return [
+        (
+            re.compile(api + r"/(?P<endpoint>image_to_video|text_to_video)"),
+            {"POST": ("runway_create", shape.create)},
+        ),
+        (
+            re.compile(api + "/tasks" + one),
+            {"GET": ("runway_get", shape.get), "DELETE": ("runway_delete", shape.delete)},
+        ),
+        (re.compile(files + one + r"/output\.mp4"), {"GET": ("runway_files", shape.file)}),
+    ]
+
+
 def _fal_routes() -> list[tuple[re.Pattern[str], dict[str, tuple[str, Handler]]]]:
     fal = re.escape(fal_shape.FAL_PATH)
     job = fal + r"/(?P<app>(?:workflows/|comfy/)?[^/]+/[^/]+)/requests/(?P<request_id>[^/]+)"
@@ -397,6 +424,8 @@ def _unauthorized(route: str) -> Reply:
         return replicate_shape.problem(401, "Unauthenticated", detail).reply
     if _is_fal(route):
         return fal_shape.error(401, "No user found for Key ID and Secret").reply
+    if route.startswith("runway_"):
+        return runway_shape.error(401, "Invalid API key").reply
     if _is_relay(route):
         return relay_shape.error(401, "invalid api key").reply
     return openai_shape.error(401, "Incorrect API key provided.", code="invalid_api_key").reply
@@ -413,6 +442,8 @@ def _rate_limited(route: str, retry_after: float) -> Reply:
         return replicate_shape.problem(429, "Request was throttled.", detail, headers).reply
     if _is_fal(route):
         return fal_shape.error(429, "Too many requests", headers).reply
+    if route.startswith("runway_"):
+        return runway_shape.error(429, "You have exceeded your daily task limit.", headers).reply
     if _is_relay(route):
         return relay_shape.error(429, "rate limited, retry later", headers).reply
     return openai_shape.error(
@@ -428,6 +459,8 @@ def _server_error(route: str, status: int = 500) -> Reply:
         return replicate_shape.problem(status, "Internal server error", detail).reply
     if _is_fal(route):
         return fal_shape.error(status, "Internal server error").reply
+    if route.startswith("runway_"):
+        return runway_shape.error(status, "An unexpected error occurred.").reply
     if _is_relay(route):
         return relay_shape.error(status, "internal error").reply
     return openai_shape.error(
@@ -443,6 +476,8 @@ def _rejected(route: str, status: int) -> Reply:
         return replicate_shape.problem(status, "Input validation failed", detail).reply
     if _is_fal(route):
         return fal_shape.error(status, "The request was rejected as invalid").reply
+    if route.startswith("runway_"):
+        return runway_shape.error(status, "Validation of body failed").reply
     if _is_relay(route):
         return relay_shape.error(status, "invalid request").reply
     return openai_shape.error(
@@ -457,6 +492,8 @@ def _echoed_key(route: str, key: str) -> Reply:
         return replicate_shape.problem(400, f"Bad token {key}", f"Token {key} was refused").reply
     if _is_fal(route):
         return fal_shape.error(400, f"Bad request made with key {key}").reply
+    if route.startswith("runway_"):
+        return runway_shape.error(400, f"The API key {key} is not valid for this request").reply
     if _is_relay(route):
         return relay_shape.error(400, f"bad request for key {key}").reply
     return openai_shape.error(
@@ -472,7 +509,7 @@ def _sent_key(route: str, request: Request) -> str:
 
 def _create_subject(route: str, request: Request) -> str:
     """A JSON create's prompt (what the tally files its faults under); ``""`` otherwise."""
-    creates = ("create", "relay_create", "replicate_create", "fal_submit")
+    creates = ("create", "relay_create", "replicate_create", "fal_submit", "runway_create")
     if route not in (*creates, "veo_create", "vertex_create"):
         return ""
     if request.content_type != "application/json":
@@ -481,7 +518,8 @@ def _create_subject(route: str, request: Request) -> str:
         body = json.loads(request.body)
         if route in ("veo_create", "vertex_create"):
             body = (body.get("instances") or [{}])[0]
-        prompt = (body.get("input") or {} if route == "replicate_create" else body).get("prompt")
+        fields = body.get("input") or {} if route == "replicate_create" else body
+        prompt = fields.get("promptText" if route == "runway_create" else "prompt")
     except (ValueError, AttributeError):
         return ""
     return prompt if isinstance(prompt, str) else ""
