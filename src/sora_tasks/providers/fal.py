@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
@@ -51,6 +50,7 @@ from ._fal_storage import DEFAULT_STORAGE_URL, FalStorage
 from ._fal_webhooks import DEFAULT_JWKS_URL, FalWebhookVerifier
 from ._http import DEFAULT_CALL_TIMEOUT, ProviderClient
 from ._json import DEFAULT_MAX_JSON_BYTES
+from ._keys import api_key as resolve_key
 from ._parsing import (
     JobState,
     JSONLimitError,
@@ -158,9 +158,7 @@ class FalProvider(Provider):
         capabilities: ProviderCapabilities | None = None,
         name: str = "fal",
     ) -> None:
-        key = api_key if api_key is not None else os.environ.get("FAL_KEY")
-        if not key or (isinstance(key, SecretStr) and not key.get_secret_value()):
-            raise InvalidRequestError("no API key: pass api_key= or set FAL_KEY", field="api_key")
+        key = resolve_key(api_key, "FAL_KEY")
         if object_lifetime is not None and object_lifetime < 1:
             raise InvalidRequestError(
                 f"object_lifetime must be at least 1 second, got {object_lifetime}",
@@ -171,7 +169,7 @@ class FalProvider(Provider):
         self._http = ProviderClient(
             provider=name,
             base_url=base_url,
-            api_key=key if isinstance(key, SecretStr) else SecretStr(key),
+            api_key=key,
             auth_scheme="Key",
             client=client,
             timeout=timeout,
@@ -184,10 +182,9 @@ class FalProvider(Provider):
         self._base = capabilities or DEFAULT_FAL_CAPABILITIES
         self._model = model
         self._images = images
-        key_secret = key if isinstance(key, SecretStr) else SecretStr(key)
         self._storage = (
             FalStorage(
-                key_secret,
+                key,
                 storage_url=storage_url,
                 client=client,
                 call_timeout=call_timeout,

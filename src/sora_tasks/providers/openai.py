@@ -17,7 +17,6 @@ import httpx2
 from pydantic import SecretStr
 
 from .._exceptions import (
-    InvalidRequestError,
     ProviderRejectedError,
     ProviderResponseError,
     SubmissionUncertainError,
@@ -34,6 +33,7 @@ from ._base import (
 )
 from ._http import DEFAULT_CALL_TIMEOUT, ProviderClient
 from ._json import DEFAULT_MAX_JSON_BYTES
+from ._keys import api_key as resolve_key
 from ._parsing import (
     DEFAULT_STATUS_WORDS,
     JSONLimitError,
@@ -121,16 +121,12 @@ class OpenAIVideosProvider(Provider):
         find_pages: int = 3,
         find_window: timedelta = timedelta(hours=2),
     ) -> None:
-        key = api_key if api_key is not None else os.environ.get("OPENAI_API_KEY")
-        if not key or (isinstance(key, SecretStr) and not key.get_secret_value()):
-            raise InvalidRequestError(
-                "no API key: pass api_key= or set OPENAI_API_KEY", field="api_key"
-            )
+        key = resolve_key(api_key, "OPENAI_API_KEY")
         headers = {"OpenAI-Organization": organization, "OpenAI-Project": project}
         self._http = ProviderClient(
             provider=name,
             base_url=base_url or os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL,
-            api_key=key if isinstance(key, SecretStr) else SecretStr(key),
+            api_key=key,
             headers={header: value for header, value in headers.items() if value},
             client=client,
             timeout=timeout,

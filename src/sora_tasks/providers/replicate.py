@@ -11,7 +11,6 @@ hour after a prediction finishes: the engine downloads them at once.
 from __future__ import annotations
 
 import math
-import os
 import re
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -41,6 +40,7 @@ from ._base import (
 )
 from ._http import DEFAULT_CALL_TIMEOUT, ProviderClient
 from ._json import DEFAULT_MAX_JSON_BYTES
+from ._keys import api_key as resolve_key
 from ._parsing import JSONLimitError, json_object, same_job
 from ._replicate_models import REPLICATE_MODELS, ReplicateModel, model_input
 from ._replicate_parse import REPLICATE_RETENTION, parse_prediction
@@ -105,11 +105,7 @@ class ReplicateProvider(Provider):
         find_pages: int = 3,
         find_window: timedelta = timedelta(hours=1),
     ) -> None:
-        key = api_key if api_key is not None else os.environ.get("REPLICATE_API_TOKEN")
-        if not key or (isinstance(key, SecretStr) and not key.get_secret_value()):
-            raise InvalidRequestError(
-                "no API token: pass api_key= or set REPLICATE_API_TOKEN", field="api_key"
-            )
+        key = resolve_key(api_key, "REPLICATE_API_TOKEN", what="API token")
         _route(model)
         if webhook_url is not None and not webhook_url.startswith(("https://", "http://")):
             raise InvalidRequestError(
@@ -118,7 +114,7 @@ class ReplicateProvider(Provider):
         self._http = ProviderClient(
             provider=name,
             base_url=base_url,
-            api_key=key if isinstance(key, SecretStr) else SecretStr(key),
+            api_key=key,
             client=client,
             timeout=timeout,
             call_timeout=call_timeout,

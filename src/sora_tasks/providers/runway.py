@@ -12,7 +12,6 @@ are signed and expire within a day or two; reading the task again signs fresh on
 
 from __future__ import annotations
 
-import os
 from collections.abc import AsyncIterator, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from urllib.parse import quote
@@ -40,6 +39,7 @@ from ._base import (
 )
 from ._http import DEFAULT_CALL_TIMEOUT, ProviderClient
 from ._json import DEFAULT_MAX_JSON_BYTES
+from ._keys import api_key as resolve_key
 from ._parsing import JSONLimitError, json_object, same_job
 from ._runway_models import (
     RUNWAY_MIN_POLL_INTERVAL,
@@ -117,17 +117,13 @@ class RunwayProvider(Provider):
         name: str = "runway",
         models: Mapping[str, RunwayModel] = RUNWAY_MODELS,
     ) -> None:
-        key = api_key if api_key is not None else os.environ.get("RUNWAYML_API_SECRET")
-        if not key or (isinstance(key, SecretStr) and not key.get_secret_value()):
-            raise InvalidRequestError(
-                "no API secret: pass api_key= or set RUNWAYML_API_SECRET", field="api_key"
-            )
+        key = resolve_key(api_key, "RUNWAYML_API_SECRET", what="API secret")
         if not model.strip():
             raise InvalidRequestError("model must name a Runway model", field="model")
         self._http = ProviderClient(
             provider=name,
             base_url=base_url,
-            api_key=key if isinstance(key, SecretStr) else SecretStr(key),
+            api_key=key,
             headers={"X-Runway-Version": runway_version},
             client=client,
             timeout=timeout,

@@ -14,7 +14,6 @@ by the safety filter: the task fails ``content_filtered`` with the filter's reas
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
@@ -48,6 +47,7 @@ from ._base import (
 from ._google_auth import GoogleAuth
 from ._http import DEFAULT_CALL_TIMEOUT, ProviderClient
 from ._json import DEFAULT_MAX_JSON_BYTES
+from ._keys import api_key as resolve_key
 from ._parsing import json_object, same_job
 from ._veo_inline import InlineVideo
 from ._veo_models import VEO_MODELS, VeoModel, check_request, predict_body
@@ -107,17 +107,12 @@ class VeoProvider(Provider):
         webhook_secret: str | SecretStr | None = None,
         retention: timedelta = VEO_RETENTION,
     ) -> None:
-        key = api_key if api_key is not None else _key_from_environment()
-        if not key or (isinstance(key, SecretStr) and not key.get_secret_value()):
-            raise InvalidRequestError(
-                "no API key: pass api_key= or set GEMINI_API_KEY (or GOOGLE_API_KEY)",
-                field="api_key",
-            )
+        key = resolve_key(api_key, *_KEY_VARIABLES)
         _check_model(model)
         http = ProviderClient(
             provider=name,
             base_url=base_url,
-            api_key=key if isinstance(key, SecretStr) else SecretStr(key),
+            api_key=key,
             auth_header="x-goog-api-key",
             auth_scheme=None,
             client=client,
@@ -441,14 +436,6 @@ def _object_url(storage: ProviderClient, uri: str) -> str:
     if not bucket or not name:
         raise ProviderError(f"not a Cloud Storage object: {uri!r}", provider=storage.provider)
     return storage.url(f"storage/v1/b/{quote(bucket, safe='')}/o/{quote(name, safe='')}?alt=media")
-
-
-def _key_from_environment() -> str | None:
-    for variable in _KEY_VARIABLES:
-        value = os.environ.get(variable)
-        if value:
-            return value
-    return None
 
 
 def _check_model(model: str) -> None:
