@@ -4,6 +4,8 @@ Submit a job to a provider, track it under our id and the provider's, poll it cr
 fetch the video before its link expires, and never pay twice for one job.
 """
 
+import logging
+
 from ._events import TaskEvent
 from ._exceptions import (
     ConflictError,
@@ -58,6 +60,10 @@ from ._sync import SyncTaskManager
 from ._webhooks import MemoryDeduplicator, WebhookDeduplicator, WebhookReceiver, WebhookResult
 
 __version__ = "0.1.0.dev0"
+
+# a library logs but never configures logging: without a handler of the application's, its
+# records go nowhere (and not to Python's last-resort stderr handler)
+logging.getLogger("sora_tasks").addHandler(logging.NullHandler())
 
 __all__ = [
     "ConflictError",

@@ -203,13 +203,20 @@ class WebhookVerificationError(SoraTasksError):
 
 
 class ProviderError(SoraTasksError):
-    """A provider call failed. ``retryable`` says whether trying again later may succeed."""
+    """A provider call failed. ``retryable`` says whether trying again later may succeed.
+
+    ``request_id`` is the id the provider gave the failed request (its ``x-request-id`` or
+    equivalent header), when it answered with one: quote it to the provider's support.
+    """
 
     retryable: bool = False
 
-    def __init__(self, message: str, *, provider: str | None = None) -> None:
+    def __init__(
+        self, message: str, *, provider: str | None = None, request_id: str | None = None
+    ) -> None:
         super().__init__(message)
         self.provider = provider
+        self.request_id = request_id
 
 
 class ProviderUnsupportedError(ProviderError):
@@ -233,9 +240,14 @@ class ProviderResponseError(ProviderError):
     retryable = True
 
     def __init__(
-        self, message: str, *, provider: str | None = None, limit: int | None = None
+        self,
+        message: str,
+        *,
+        provider: str | None = None,
+        limit: int | None = None,
+        request_id: str | None = None,
     ) -> None:
-        super().__init__(message, provider=provider)
+        super().__init__(message, provider=provider, request_id=request_id)
         self.limit = limit
 
 
@@ -256,8 +268,9 @@ class ProviderHTTPError(ProviderError):
         code: str | None = None,
         provider: str | None = None,
         retry_after: float | None = None,
+        request_id: str | None = None,
     ) -> None:
-        super().__init__(message, provider=provider)
+        super().__init__(message, provider=provider, request_id=request_id)
         self.status_code = status_code
         self.code = code
         self.retry_after = retry_after

@@ -91,12 +91,15 @@ class TaskError(_Frozen):
     Codes the library itself sets: ``timeout``, ``expired``, ``lost``, ``submit_uncertain``,
     ``submit_rejected``, ``submit_failed``, ``provider_error`` and ``content_filtered`` (the
     provider finished but returned nothing, its safety filter having removed the output); any
-    other code is the provider's own (``moderation_blocked``, say).
+    other code is the provider's own (``moderation_blocked``, say). ``request_id`` is the
+    provider's id of the request that failed (see :attr:`ProviderError.request_id`), when the
+    failure came from an answer that carried one.
     """
 
     code: str
     message: str
     retryable: bool = False
+    request_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

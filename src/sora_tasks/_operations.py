@@ -132,9 +132,8 @@ class TaskOperations:
             code = (
                 exc.code if isinstance(exc, ProviderHTTPError) and exc.code else "submit_rejected"
             )
-            return await self._finish(
-                task, TaskStatus.FAILED, error=TaskError(code=code, message=str(exc))
-            )
+            error = TaskError(code=code, message=str(exc), request_id=exc.request_id)
+            return await self._finish(task, TaskStatus.FAILED, error=error)
         return await self._bind(task, job)
 
     async def poll(self, task: Task) -> Task:
@@ -157,7 +156,9 @@ class TaskOperations:
         except ProviderHTTPError as exc:
             if exc.status_code in (404, 410):
                 error = TaskError(
-                    code="lost", message=f"the provider no longer knows job {task.external_id}"
+                    code="lost",
+                    message=f"the provider no longer knows job {task.external_id}",
+                    request_id=exc.request_id,
                 )
                 return await self._finish(task, TaskStatus.FAILED, error=error)
             return await self._poll_failed(task, exc)
@@ -300,6 +301,7 @@ class TaskOperations:
             error = TaskError(
                 code="expired",
                 message=f"the video could not be saved before the provider's link expired: {exc}",
+                request_id=_request_id(exc),
             )
             return await self._finish(task, TaskStatus.FAILED, error=error)
         failures = task.poll_failures + 1
@@ -309,6 +311,7 @@ class TaskOperations:
             f"saving the video failed ({exc}); trying again in {delay:.1f}s",
             task,
             action="download",
+            request_id=_request_id(exc),
         )
         return await self._write(
             task,
@@ -454,14 +457,17 @@ class TaskOperations:
         if failures >= self._policy.max_poll_failures:
             code = exc.code if isinstance(exc, ProviderHTTPError) and exc.code else "provider_error"
             message = f"{failures} polls in a row failed; last: {exc}"
-            return await self._finish(
-                task, TaskStatus.FAILED, error=TaskError(code=code, message=message)
-            )
+            error = TaskError(code=code, message=message, request_id=exc.request_id)
+            return await self._finish(task, TaskStatus.FAILED, error=error)
         delay = self._policy.backoff(failures)
         if isinstance(exc, ProviderHTTPError) and exc.retry_after is not None:
             delay = max(delay, exc.retry_after)
         log_task(
-            logging.WARNING, f"poll failed ({exc}); retrying in {delay:.1f}s", task, action="poll"
+            logging.WARNING,
+            f"poll failed ({exc}); retrying in {delay:.1f}s",
+            task,
+            action="poll",
+            request_id=exc.request_id,
         )
         return await self._write(
             task,
@@ -474,7 +480,11 @@ class TaskOperations:
     async def _not_sent(self, task: Task, exc: ProviderError) -> Task:
         failures = task.poll_failures + 1
         if failures >= self._policy.max_poll_failures:
-            error = TaskError(code="submit_failed", message=f"the create could not be sent: {exc}")
+            error = TaskError(
+                code="submit_failed",
+                message=f"the create could not be sent: {exc}",
+                request_id=exc.request_id,
+            )
             return await self._finish(task, TaskStatus.FAILED, error=error)
         delay = self._policy.backoff(failures)
         if isinstance(exc, ProviderHTTPError) and exc.retry_after is not None:
@@ -484,6 +494,7 @@ class TaskOperations:
             f"create not sent ({exc}); trying again in {delay:.1f}s",
             task,
             action="submit",
+            request_id=exc.request_id,
         )
         return await self._write(
             task,
@@ -495,9 +506,16 @@ class TaskOperations:
         )
 
     async def _uncertain(self, task: Task, exc: SubmissionUncertainError) -> Task:
-        log_task(logging.WARNING, f"submission uncertain: {exc}", task, action="submit")
+        log_task(
+            logging.WARNING,
+            f"submission uncertain: {exc}",
+            task,
+            action="submit",
+            request_id=exc.request_id,
+        )
         if self._policy.submit_uncertain == "fail":
-            return await self._finish(task, TaskStatus.FAILED, error=_uncertain_error("fail"))
+            error = _uncertain_error("fail", exc.request_id)
+            return await self._finish(task, TaskStatus.FAILED, error=error)
         delay = timedelta(seconds=self._policy.reconcile_delay)
         return await self._write(
             task, lease_owner=None, lease_expires_at=None, next_poll_at=self.clock() + delay
@@ -520,6 +538,7 @@ class TaskOperations:
             task,
             action="finish",
             code=error.code if error else None,
+            request_id=error.request_id if error else None,
         )
         return await self._write(task, status=status, error=error)
 
@@ -625,13 +644,20 @@ def _scrubbed(error: TaskError) -> TaskError:
     return error.model_copy(update={"code": code, "message": message})
 
 
-def _uncertain_error(policy: str) -> TaskError:
+def _request_id(exc: BaseException) -> str | None:
+    """The provider's request id behind ``exc`` (a provider error, or one it caused)."""
+    cause = exc if isinstance(exc, ProviderError) else exc.__cause__
+    return cause.request_id if isinstance(cause, ProviderError) else None
+
+
+def _uncertain_error(policy: str, request_id: str | None = None) -> TaskError:
     return TaskError(
         code="submit_uncertain",
         message=(
             "the create may have reached the provider but its answer was lost; "
             f"not sent again under submit_uncertain={policy!r}"
         ),
+        request_id=request_id,
     )
 
 
@@ -639,4 +665,10 @@ async def _best_effort(call: Awaitable[object], task: Task, action: str) -> None
     try:
         await call
     except ProviderError as exc:
-        log_task(logging.WARNING, f"provider {action} failed: {exc}", task, action=action)
+        log_task(
+            logging.WARNING,
+            f"provider {action} failed: {exc}",
+            task,
+            action=action,
+            request_id=exc.request_id,
+        )

@@ -52,7 +52,7 @@ from .._retry import (
 from .._secrets import register_secret, scrub
 from ._base import ContentStream
 from ._content import ResponseContent
-from ._errors import display_url, error_for_status
+from ._errors import REQUEST_ID_HEADERS, display_url, error_for_status, request_id
 from ._json import DEFAULT_MAX_JSON_BYTES
 from ._transport import PollingTransport, environment_proxies
 
@@ -137,6 +137,8 @@ class ProviderClient:
     here. Otherwise one is created with :data:`DEFAULT_TIMEOUT` (or ``timeout``, which bounds
     each network operation) and closed by :meth:`aclose`. ``call_timeout`` bounds a whole
     :meth:`request`, retries included; ``max_response_bytes`` bounds the body it reads.
+    ``request_id_headers`` are the response headers that may carry the provider's id of a
+    request (first found wins); it lands on every error raised from an answer.
     """
 
     def __init__(
@@ -155,6 +157,7 @@ class ProviderClient:
         max_retries: int = 2,
         backoff: Backoff | None = None,
         max_redirects: int = 5,
+        request_id_headers: Iterable[str] = REQUEST_ID_HEADERS,
         sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
         random_source: Callable[[], float] = random.random,
     ) -> None:
@@ -188,6 +191,7 @@ class ProviderClient:
         self._max_retries = max_retries
         self._backoff = backoff or Backoff()
         self._max_redirects = max_redirects
+        self._request_id_headers = tuple(name.lower() for name in request_id_headers)
         self._sleep = sleep
         self._random = random_source
 
@@ -370,7 +374,18 @@ class ProviderClient:
             )
         auth = httpx2.USE_CLIENT_DEFAULT if target.own_origin else None
         # always a stream: a JSON body is read here, under the size limit (see _read_body)
-        return await self._client.send(request, stream=True, follow_redirects=False, auth=auth)
+        response = await self._client.send(request, stream=True, follow_redirects=False, auth=auth)
+        if logger.isEnabledFor(logging.DEBUG):
+            rid = request_id(response.headers, self._request_id_headers)
+            logger.debug(
+                "%s %s answered %d request_id=%s",
+                target.method,
+                display_url(target.url),
+                response.status_code,
+                rid,
+                extra={"provider": self.provider, "action": "http", "request_id": rid},
+            )
+        return response
 
     async def _read_body(
         self, response: httpx2.Response, target: _Target, create: bool, number: int
@@ -395,6 +410,7 @@ class ProviderClient:
                 f"with a body over the {limit:,}-byte limit (max_response_bytes)",
                 provider=self.provider,
                 limit=limit,
+                request_id=request_id(response.headers, self._request_id_headers),
             )
             action = Action.UNCERTAIN if create else Action.FAIL
             raise self._verdict(action, error, number, retry_after=None)
@@ -430,7 +446,13 @@ class ProviderClient:
         call: _Call | None,
     ) -> Exception:
         retry_after = parse_retry_after(response.headers, now=datetime.now(UTC))
-        error = error_for_status(response, body, provider=self.provider, retry_after=retry_after)
+        error = error_for_status(
+            response,
+            body,
+            provider=self.provider,
+            retry_after=retry_after,
+            request_id_headers=self._request_id_headers,
+        )
         action = classify(
             create=create,
             status_code=response.status_code,
@@ -452,6 +474,7 @@ class ProviderClient:
             uncertain = SubmissionUncertainError(
                 f"{error}; the job may have started, so it was not sent again",
                 provider=self.provider,
+                request_id=error.request_id,
             )
             uncertain.__cause__ = error
             return uncertain
@@ -471,7 +494,12 @@ class ProviderClient:
             failed_attempt + 1,
             self._max_retries + 1,
             error,
-            extra={"provider": self.provider, "attempt": failed_attempt, "action": "retry"},
+            extra={
+                "provider": self.provider,
+                "attempt": failed_attempt,
+                "action": "retry",
+                "request_id": getattr(error, "request_id", None),
+            },
         )
 
     def _log_tenacity_retry(self, state: tenacity.RetryCallState) -> None:
