@@ -41,6 +41,7 @@ from ._exceptions import (
     WaitTimeoutError,
     WebhookVerificationError,
 )
+from ._health import Health
 from ._manager import TaskManager
 from ._models import (
     GenerationRequest,
@@ -70,6 +71,7 @@ __all__ = [
     "DownloadError",
     "DuplicateExternalIdError",
     "GenerationRequest",
+    "Health",
     "ImageDimensionsError",
     "ImageError",
     "ImageTooLargeError",

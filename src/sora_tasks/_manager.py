@@ -33,6 +33,7 @@ from ._exceptions import (
     UnknownProviderError,
     WaitTimeoutError,
 )
+from ._health import DEFAULT_STORE_TIMEOUT, Health, check_health
 from ._logging import logger
 from ._models import (
     GenerationRequest,
@@ -213,6 +214,7 @@ class TaskManager:
     def _start_engine(self) -> None:
         if not self._engine_started and self._group is not None:
             self._engine_started = True
+            self._engine.starting()
             self._group.start_soon(self._engine.run)
 
     async def __aexit__(
@@ -260,6 +262,20 @@ class TaskManager:
                 logger.info("received %s: stopping the worker", signal.Signals(received).name)
                 self._engine.stop()
                 return
+
+    async def health(self, *, store_timeout: float = DEFAULT_STORE_TIMEOUT) -> Health:
+        """Liveness (the engine loop is turning) and readiness (the store answers within
+        ``store_timeout`` seconds) of this manager; see :class:`~sora_tasks.Health`.
+
+        ``sora-tasks worker --health-port N`` serves the same over HTTP.
+        """
+        return await check_health(
+            self._engine,
+            self._store,
+            open_=self._exit_stack is not None,
+            polls=self._poll or self._engine_started,
+            store_timeout=store_timeout,
+        )
 
     async def create(
         self,

@@ -25,7 +25,11 @@ from ._states import Phase, phase_of
 from .providers._base import Provider
 from .storage._base import TaskStore
 
-__all__ = ["Engine"]
+__all__ = ["LIVENESS_GRACE", "Engine"]
+
+LIVENESS_GRACE = 60.0
+"""Seconds the loop may take beyond a planned wait before it counts as stalled (a claim that
+hangs, an event loop blocked by someone's synchronous code)."""
 
 
 class Engine:
@@ -62,6 +66,8 @@ class Engine:
         self._limiters: dict[str, anyio.Semaphore] = {}
         self._collect = collect
         self._store_failures = 0
+        self._running = False
+        self._turn_due: float | None = None
 
     def max_in_flight(self, provider: str) -> int | None:
         """How many jobs ``provider`` may run at once (``None``: no cap)."""
@@ -78,6 +84,27 @@ class Engine:
             return
         logger.debug("schedule seeded with %d past render times", learned)
 
+    @property
+    def running(self) -> bool:
+        """Whether :meth:`run` is under way (or scheduled to start, see :meth:`starting`)."""
+        return self._running
+
+    def starting(self) -> None:
+        """:meth:`run` has been scheduled: count the engine as running from now on."""
+        self._running = True
+        self._beat()
+
+    def stalled(self) -> bool:
+        """Whether the running loop has not come round when it should have (see
+        :data:`LIVENESS_GRACE`): the liveness a health check reports."""
+        return (
+            self._running and self._turn_due is not None and anyio.current_time() > self._turn_due
+        )
+
+    def _beat(self, wait: float = 0.0) -> None:
+        """The loop came round; it plans to wait ``wait`` seconds before the next turn."""
+        self._turn_due = anyio.current_time() + wait + LIVENESS_GRACE
+
     def wake(self) -> None:
         """Make the loop look for due tasks now rather than after its idle wait."""
         if self._wake is not None:
@@ -90,6 +117,14 @@ class Engine:
         ``shutdown_grace`` seconds, then cancels the rest; a cancelled call hands its task back
         at once (lease released, due now) so that a peer resumes it without waiting.
         """
+        self.starting()
+        try:
+            await self._run()
+        finally:
+            self._running = False
+            self._turn_due = None
+
+    async def _run(self) -> None:
         await self._learn_from_store()
         # fast_acquire: a free slot must not cost a trip through the event loop on every poll
         self._limiters = {
@@ -124,6 +159,7 @@ class Engine:
         # the flag, not only the cancel scope, ends the loop: a stop that lands while the idle
         # wait's own deadline expires is absorbed by that inner scope
         while not self._stopped:
+            self._beat()
             free = self._free()
             self._starved = free < self._refill_at
             claimed: list[Task] = []
@@ -161,6 +197,7 @@ class Engine:
             exc_info=self._store_failures == 1,
             extra={"action": "claim", "attempt": self._store_failures},
         )
+        self._beat(delay)
         with anyio.move_on_after(delay):
             await self._wake_event().wait()
         self._wake = anyio.Event()
@@ -222,6 +259,7 @@ class Engine:
         if self._earliest is not None and not self._starved:
             wait = min(wait, (self._earliest - now).total_seconds())
         self._idle_until = now + timedelta(seconds=wait)
+        self._beat(wait)
         with anyio.move_on_after(wait):
             await self._wake_event().wait()
         self._idle_until = None

@@ -139,6 +139,7 @@ class SyncTaskManager:
     download = _blocking(TaskManager.download)
     content_url = _blocking(TaskManager.content_url)
     archive_url = _blocking(TaskManager.archive_url)
+    health = _blocking(TaskManager.health)
 
     def generate(
         self,

@@ -360,6 +360,32 @@ def test_worker_polls_until_sigterm_then_stops_cleanly(cli: CLI) -> None:
     assert "Traceback" not in stderr
 
 
+def test_worker_health_port_answers_liveness_and_readiness_over_http(cli: CLI) -> None:
+    with cli.popen("worker", "--log-level", "warning", "--health-port", "0") as worker:
+        try:
+            assert worker.stderr is not None
+            lines: list[str] = []
+            while not any("health checks on" in line for line in lines):
+                ready, _, _ = select.select([worker.stderr], [], [], 30)
+                assert ready, f"the worker announced no health port within 30 s: {lines}"
+                lines.append(worker.stderr.readline())
+            address = next(line for line in lines if "health checks on" in line).split()[3]
+            port = int(address.rsplit(":", 1)[1].split("/", 1)[0])
+            with httpx2.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
+                live = client.get("/livez")
+                ready_answer = client.get("/readyz")
+                unknown = client.get("/metrics")
+        finally:
+            worker.send_signal(signal.SIGTERM)
+            _, stderr = worker.communicate(timeout=30)
+    assert worker.returncode == 0, stderr
+    assert live.status_code == 200
+    assert live.json()["engine"] == "running"
+    assert ready_answer.status_code == 200
+    assert ready_answer.json()["store"] == "ok"
+    assert unknown.status_code == 404
+
+
 def test_simulate_serves_the_simulator_until_interrupted(tmp_path: Path) -> None:
     command = ("simulate", "--port", "0", "--render-seconds", "0", "--queue-seconds", "0")
     with CLI(tmp_path, clean_environment(tmp_path)).popen(*command) as server:

@@ -12,6 +12,7 @@ CORE = {
     "DownloadError",
     "DuplicateExternalIdError",
     "GenerationRequest",
+    "Health",
     "ImageDimensionsError",
     "ImageError",
     "ImageTooLargeError",
