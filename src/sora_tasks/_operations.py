@@ -43,6 +43,7 @@ from ._schedule import PollSchedule, Track
 from ._secrets import scrub
 from ._states import Phase, TaskChanges, phase_of
 from ._submission import submit_request
+from ._telemetry import provider_span, record_detection_delay, record_poll, store_timer
 from .archive._base import (
     DEFAULT_KEY_TEMPLATE,
     Archive,
@@ -123,7 +124,7 @@ class TaskOperations:
         request = await submit_request(task, self._store, images)
         log_task(logging.INFO, "submitting", task, action="submit", attempt=task.submission_id)
         try:
-            job = await self._call(task, lambda: provider.submit(request), create=True)
+            job = await self._call(task, "submit", lambda: provider.submit(request), create=True)
         except SubmissionUncertainError as exc:
             return await self._uncertain(task, exc)
         except _NOT_SENT as exc:
@@ -152,8 +153,9 @@ class TaskOperations:
         external_id = task.external_id
         assert external_id is not None
         try:
-            job = await self._call(task, lambda: provider.status(external_id))
+            job = await self._call(task, "status", lambda: provider.status(external_id))
         except ProviderHTTPError as exc:
+            record_poll(task.provider, "error")
             if exc.status_code in (404, 410):
                 error = TaskError(
                     code="lost",
@@ -163,7 +165,9 @@ class TaskOperations:
                 return await self._finish(task, TaskStatus.FAILED, error=error)
             return await self._poll_failed(task, exc)
         except ProviderError as exc:
+            record_poll(task.provider, "error")
             return await self._poll_failed(task, exc)
+        record_poll(task.provider, "ok")
         return await self._collect(await self._write(task, **self._changes(task, job, now)))
 
     async def record_saved(self, task_id: str, saved: SavedFile) -> Task:
@@ -241,8 +245,9 @@ class TaskOperations:
         assert task.external_id is not None
         provider = self._providers[task.provider]
         try:
-            async with provider.open_content(task.external_id, variant, task=task) as stream:
-                yield stream
+            with provider_span("content", task):
+                async with provider.open_content(task.external_id, variant, task=task) as stream:
+                    yield stream
         except ProviderError as exc:
             raise DownloadError(f"could not download task {task.id}: {exc}") from exc
 
@@ -287,8 +292,9 @@ class TaskOperations:
         provider = self._providers[task.provider]
         await check_target(path)  # a bad target fails before the content is asked for
         try:
-            async with provider.open_content(task.external_id, task=task) as stream:
-                return await self.save(stream, path)
+            with provider_span("content", task):
+                async with provider.open_content(task.external_id, task=task) as stream:
+                    return await self.save(stream, path)
         except ProviderError as exc:
             raise DownloadError(f"could not download task {task.id}: {exc}") from exc
 
@@ -329,8 +335,9 @@ class TaskOperations:
         """
         cancelled = await self._write(task, status=TaskStatus.CANCELLED)
         provider = self._providers.get(cancelled.provider)
-        if provider is not None and cancelled.external_id and provider.capabilities.can_cancel:
-            await _best_effort(provider.cancel(cancelled.external_id), cancelled, "cancel")
+        external_id = cancelled.external_id
+        if provider is not None and external_id and provider.capabilities.can_cancel:
+            await _best_effort(lambda: provider.cancel(external_id), cancelled, "cancel")
         return cancelled
 
     async def _collect(self, task: Task) -> Task:
@@ -348,7 +355,7 @@ class TaskOperations:
         provider = self._providers[task.provider]
         request = await submit_request(task, self._store)
         try:
-            job = await self._call(task, lambda: provider.find(request))
+            job = await self._call(task, "find", lambda: provider.find(request))
         except ProviderError as exc:
             return await self._poll_failed(task, exc)
         if job is not None:
@@ -382,7 +389,7 @@ class TaskOperations:
             bound = await self._write(current, external_id=job.external_id)
             provider = self._providers[task.provider]
             if provider.capabilities.can_cancel:
-                await _best_effort(provider.cancel(job.external_id), bound, "cancel")
+                await _best_effort(lambda: provider.cancel(job.external_id), bound, "cancel")
             return bound
 
     def _changes(self, task: Task, job: ProviderJob, now: datetime) -> TaskChanges:
@@ -395,6 +402,9 @@ class TaskOperations:
         match job.status:
             case TaskStatus.COMPLETED:
                 self._learn(task, job, now)
+                if job.completed_at is not None:
+                    delay = (now - job.completed_at).total_seconds()
+                    record_detection_delay(task.provider, delay)
                 changes.update(
                     {
                         "status": TaskStatus.COMPLETED,
@@ -543,26 +553,33 @@ class TaskOperations:
         return await self._write(task, status=status, error=error)
 
     async def _call(
-        self, task: Task, call: Callable[[], Awaitable[_T]], *, create: bool = False
+        self,
+        task: Task,
+        operation: str,
+        call: Callable[[], Awaitable[_T]],
+        *,
+        create: bool = False,
     ) -> _T:
-        """Run one provider call within the task's bound (see ``PollingPolicy.call_timeout``).
+        """Run one provider call within the task's bound (see ``PollingPolicy.call_timeout``),
+        in a span named after ``operation``.
 
         The HTTP layer enforces the bound itself (through :func:`bounded`); a cancel scope a
         little later, still inside the lease, is the backstop for providers that do not say
         they honour it (``Provider.honours_call_bounds``).
         """
         seconds, backstop = self._bound(task, create=create)
-        if self._providers[task.provider].honours_call_bounds:
-            with bounded(seconds):
+        with provider_span(operation, task):
+            if self._providers[task.provider].honours_call_bounds:
+                with bounded(seconds):
+                    return await call()
+            with bounded(seconds), anyio.move_on_after(backstop):
                 return await call()
-        with bounded(seconds), anyio.move_on_after(backstop):
-            return await call()
-        message = f"the {task.provider} call took longer than its bound of {seconds:.1f} s"
-        if create:
-            raise SubmissionUncertainError(
-                f"{message}; the job may have started", provider=task.provider
-            )
-        raise ProviderTransportError(message, provider=task.provider)
+            message = f"the {task.provider} call took longer than its bound of {seconds:.1f} s"
+            if create:
+                raise SubmissionUncertainError(
+                    f"{message}; the job may have started", provider=task.provider
+                )
+            raise ProviderTransportError(message, provider=task.provider)
 
     def _bound(self, task: Task, *, create: bool = False) -> tuple[float, float]:
         """The call's bound and the backstop's, in seconds from now."""
@@ -586,7 +603,7 @@ class TaskOperations:
 
     async def _write(self, task: Task, **changes: Unpack[TaskChanges]) -> Task:
         # the final write of an operation must land even if our caller is being cancelled
-        with anyio.CancelScope(shield=True):
+        with anyio.CancelScope(shield=True), store_timer("update"):
             updated = await self._store.update(task.id, expected_version=task.version, **changes)
         self._events.publish(task, updated)
         return updated
@@ -661,9 +678,10 @@ def _uncertain_error(policy: str, request_id: str | None = None) -> TaskError:
     )
 
 
-async def _best_effort(call: Awaitable[object], task: Task, action: str) -> None:
+async def _best_effort(call: Callable[[], Awaitable[object]], task: Task, action: str) -> None:
     try:
-        await call
+        with provider_span(action, task):
+            await call()
     except ProviderError as exc:
         log_task(
             logging.WARNING,

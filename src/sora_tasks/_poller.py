@@ -22,6 +22,7 @@ from ._models import Task
 from ._operations import TaskOperations
 from ._policy import PollingPolicy
 from ._states import Phase, phase_of
+from ._telemetry import engine_span, store_timer
 from .providers._base import Provider
 from .storage._base import TaskStore
 
@@ -222,21 +223,23 @@ class Engine:
 
     async def _claim(self, free: int) -> list[Task]:
         lease = self._policy.lease_seconds
-        claimed = list(
-            await self._store.claim_due(
-                owner=self.owner, limit=free, lease_seconds=lease, content=self._collect
+        with store_timer("claim_due"):
+            claimed = list(
+                await self._store.claim_due(
+                    owner=self.owner, limit=free, lease_seconds=lease, content=self._collect
+                )
             )
-        )
         for name in self._providers:
             if len(claimed) >= free:
                 break
-            claimed += await self._store.claim_submissions(
-                provider=name,
-                owner=self.owner,
-                limit=free - len(claimed),
-                lease_seconds=lease,
-                max_in_flight=self.max_in_flight(name),
-            )
+            with store_timer("claim_submissions"):
+                claimed += await self._store.claim_submissions(
+                    provider=name,
+                    owner=self.owner,
+                    limit=free - len(claimed),
+                    lease_seconds=lease,
+                    max_in_flight=self.max_in_flight(name),
+                )
         return claimed
 
     def reset(self) -> None:
@@ -274,18 +277,20 @@ class Engine:
         try:
             async with self._limiters.get(task.provider) or anyio.Semaphore(1):
                 phase = phase_of(task)
+                if phase is Phase.DONE:
+                    return  # finished between the claim and now: nothing is owed
                 if phase is Phase.COLLECTING:
-                    await self._ops.collect(task)
-                elif phase is Phase.DONE:
-                    pass  # finished between the claim and now: nothing is owed
+                    operation, run = "collect", self._ops.collect
                 elif task.deadline_at is not None and self._clock() >= task.deadline_at:
-                    await self._ops.timeout(task)
+                    operation, run = "timeout", self._ops.timeout
                 elif phase is Phase.RENDERING:
-                    await self._ops.poll(task)
+                    operation, run = "poll", self._ops.poll
                 elif phase is Phase.WAITING:
-                    await self._ops.submit(task)
+                    operation, run = "submit", self._ops.submit
                 else:
-                    await self._ops.resolve_uncertain(task)
+                    operation, run = "resolve", self._ops.resolve_uncertain
+                with engine_span(operation, task):
+                    await run(task)
         except (ConflictError, TaskNotFoundError):
             log_task(
                 logging.DEBUG, "task changed under us; dropping this round", task, action="poll"

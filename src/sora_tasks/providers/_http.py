@@ -50,6 +50,7 @@ from .._retry import (
     sleep_before_retry,
 )
 from .._secrets import register_secret, scrub
+from .._telemetry import note_http
 from ._base import ContentStream
 from ._content import ResponseContent
 from ._errors import REQUEST_ID_HEADERS, display_url, error_for_status, request_id
@@ -236,7 +237,9 @@ class ProviderClient:
             return await self._with_retries(
                 target, create=create, stream=False, kwargs=kwargs, call=call
             )
-        raise self._expired(target, create, call)
+        error = self._expired(target, create, call)
+        note_http(method, None, call.attempts - 1 if call.attempts else 0)
+        raise error
 
     @asynccontextmanager
     async def stream(
@@ -279,16 +282,25 @@ class ProviderClient:
         call: _Call | None = None,
     ) -> httpx2.Response:
         attempts = itertools.count(1)
+        tried = 0
 
         async def attempt() -> httpx2.Response:
+            nonlocal tried
+            tried = next(attempts)
             if call is not None:
                 call.phase = _Phase.UNKNOWN
+                call.attempts = tried
             try:
-                return await self._attempt(target, next(attempts), create, stream, kwargs, call)
+                response = await self._attempt(target, tried, create, stream, kwargs, call)
             except _RetryLater:
                 if call is not None:
                     call.phase = _Phase.IDLE
                 raise
+            except ProviderError as exc:
+                note_http(target.method, getattr(exc, "status_code", None), tried - 1)
+                raise
+            note_http(target.method, response.status_code, tried - 1)
+            return response
 
         # the first attempt runs outside tenacity: its setup costs more than a status parse, and
         # nearly every call succeeds at once (see benchmarks/bench_provider_poll.py)
@@ -296,6 +308,7 @@ class ProviderClient:
             return await attempt()
         except _RetryLater as failed:
             if self._max_retries == 0:
+                note_http(target.method, getattr(failed.error, "status_code", None), 0)
                 raise failed.error from failed.error.__cause__
             self._log_retry(failed.delay, 1, failed.error)
             await self._sleep(failed.delay)
@@ -310,6 +323,7 @@ class ProviderClient:
         try:
             response: httpx2.Response = await retrying(attempt)
         except _RetryLater as exhausted:
+            note_http(target.method, getattr(exhausted.error, "status_code", None), tried - 1)
             raise exhausted.error from exhausted.error.__cause__
         return response
 
@@ -517,9 +531,10 @@ class _Phase(enum.Enum):
 class _Call:
     """One :meth:`ProviderClient.request`: its deadline, and how far its attempt has got."""
 
-    __slots__ = ("bound", "deadline", "limit_name", "phase")
+    __slots__ = ("attempts", "bound", "deadline", "limit_name", "phase")
 
     def __init__(self, bound: float, limit_name: str) -> None:
+        self.attempts = 0
         self.bound = bound
         self.deadline = anyio.current_time() + bound
         self.limit_name = limit_name
