@@ -78,6 +78,15 @@ def _instruments() -> _Instruments:
     return _Instruments()
 
 
+def _tracer() -> trace.Tracer | None:
+    """The tracer, or None while the application has set no tracer provider: a span that
+    nothing records still costs tens of microseconds, on every poll."""
+    provider = trace.get_tracer_provider()
+    if isinstance(provider, trace.ProxyTracerProvider | trace.NoOpTracerProvider):
+        return None
+    return provider.get_tracer(_NAME)
+
+
 def _task_attributes(task: Task) -> dict[str, Any]:
     attributes: dict[str, Any] = {
         "sora_tasks.task_id": task.id,
@@ -92,10 +101,10 @@ def _task_attributes(task: Task) -> dict[str, Any]:
 @contextmanager
 def engine_span(operation: str, task: Task) -> Iterator[None]:
     """A span over one engine operation on ``task`` (``submit``, ``poll``, ...)."""
-    if not _ENABLED:
+    tracer = _tracer() if _ENABLED else None
+    if tracer is None:
         yield
         return
-    tracer = trace.get_tracer(_NAME)
     with tracer.start_as_current_span(
         f"sora_tasks.engine.{operation}", attributes=_task_attributes(task)
     ):
@@ -106,10 +115,14 @@ def engine_span(operation: str, task: Task) -> Iterator[None]:
 def provider_span(operation: str, task: Task) -> Iterator[None]:
     """A span over one provider call for ``task``; a :class:`ProviderError` is recorded on it
     (with the provider's request id) and counted in ``sora_tasks.provider.errors``."""
-    if not _ENABLED:
-        yield
+    tracer = _tracer() if _ENABLED else None
+    if tracer is None:
+        try:
+            yield
+        except ProviderError as exc:
+            _count_error(task, operation, exc)
+            raise
         return
-    tracer = trace.get_tracer(_NAME)
     attributes = {**_task_attributes(task), "sora_tasks.operation": operation}
     # the exception is recorded below, with its kind, request id and status: not twice
     with tracer.start_as_current_span(
@@ -128,15 +141,21 @@ def provider_span(operation: str, task: Task) -> Iterator[None]:
                 span.set_attribute("sora_tasks.request_id", exc.request_id)
             span.record_exception(exc)
             span.set_status(trace.Status(trace.StatusCode.ERROR, kind))
-            error_attributes: dict[str, Any] = {
-                "sora_tasks.provider": task.provider,
-                "sora_tasks.operation": operation,
-                "error.type": kind,
-            }
-            if isinstance(exc, ProviderHTTPError):
-                error_attributes["http.response.status_code"] = exc.status_code
-            _instruments().provider_errors.add(1, error_attributes)
+            _count_error(task, operation, exc)
             raise
+
+
+def _count_error(task: Task, operation: str, exc: ProviderError) -> None:
+    if not _ENABLED:
+        return
+    attributes: dict[str, Any] = {
+        "sora_tasks.provider": task.provider,
+        "sora_tasks.operation": operation,
+        "error.type": type(exc).__name__,
+    }
+    if isinstance(exc, ProviderHTTPError):
+        attributes["http.response.status_code"] = exc.status_code
+    _instruments().provider_errors.add(1, attributes)
 
 
 def note_http(method: str, status_code: int | None, retries: int) -> None:
