@@ -8,6 +8,7 @@ import logging
 
 from ._events import TaskEvent
 from ._exceptions import (
+    ConfigError,
     ConflictError,
     DownloadError,
     DuplicateExternalIdError,
@@ -67,6 +68,7 @@ __version__ = "0.1.0.dev0"
 logging.getLogger("sora_tasks").addHandler(logging.NullHandler())
 
 __all__ = [
+    "ConfigError",
     "ConflictError",
     "DownloadError",
     "DuplicateExternalIdError",

@@ -22,6 +22,7 @@ Every error derives from one root, so ``except SoraTasksError`` catches them all
     ├── TaskFailedError                a waited-for task ended FAILED or CANCELLED
     ├── WaitTimeoutError               ``wait`` gave up before the task finished
     ├── ManagerNotRunningError         a call needs ``async with TaskManager(...)``
+    ├── ConfigError                    the environment or config file names no usable provider
     ├── DownloadError                  truncated, oversized or corrupt content
     ├── WebhookVerificationError       a webhook delivery was refused (nothing changed)
     └── ProviderError                  a provider call failed
@@ -47,6 +48,7 @@ if TYPE_CHECKING:
     from ._models import Task
 
 __all__ = [
+    "ConfigError",
     "ConflictError",
     "DownloadError",
     "DuplicateExternalIdError",
@@ -187,6 +189,11 @@ class WaitTimeoutError(SoraTasksError, TimeoutError):
 
 class ManagerNotRunningError(SoraTasksError, RuntimeError):
     """The call needs a running manager: use ``async with TaskManager(...) as manager``."""
+
+
+class ConfigError(SoraTasksError, ValueError):
+    """The configuration (environment variables, config file) cannot be used; the message says
+    where and why, never a secret."""
 
 
 class DownloadError(SoraTasksError):

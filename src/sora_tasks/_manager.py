@@ -88,8 +88,12 @@ class TaskManager:
             await manager.download(task.id, "cat.mp4")
 
     ``providers`` maps names to providers (a single provider is registered as ``"default"``);
-    requests name one or get ``default_provider`` (the first one). With ``poll=False`` the manager
-    only creates and reads tasks (for an API server whose polling runs in worker processes).
+    requests name one or get ``default_provider`` (the first one). Without ``providers``, they
+    come from the environment and the config file as for the command line (``OPENAI_API_KEY``
+    with ``OPENAI_BASE_URL``, ``REPLICATE_API_TOKEN``, ``[providers.*]`` in ``sora-tasks.toml``,
+    ...): :attr:`configuration_notes` says which were chosen, and why others were not.
+    With ``poll=False`` the manager only creates and reads tasks (for an API server whose
+    polling runs in worker processes).
     With ``download_dir``, the engine fetches every video as soon as its task completes (provider
     links expire, about an hour after completion for OpenAI-shaped APIs) to
     ``<download_dir>/<task id>.mp4``. Downloads record the file's SHA-256 unless
@@ -105,7 +109,7 @@ class TaskManager:
     def __init__(
         self,
         *,
-        providers: Mapping[str, Provider] | Provider,
+        providers: Mapping[str, Provider] | Provider | None = None,
         store: TaskStore | None = None,
         default_provider: str | None = None,
         limits: Limits | None = None,
@@ -119,6 +123,23 @@ class TaskManager:
         archive: Archive | str | None = None,
         archive_key: str = DEFAULT_KEY_TEMPLATE,
     ) -> None:
+        self.configuration_notes: tuple[str, ...] = ()
+        """How the providers were chosen when none were passed, and what was left out."""
+        if providers is None:
+            from ._build import providers_from_environment
+
+            found = providers_from_environment()
+            providers = found.providers
+            default_provider = default_provider or found.default_provider
+            chosen = ", ".join(
+                f"{name} (default)" if name == default_provider else name for name in providers
+            )
+            self.configuration_notes = (
+                f"providers from the environment and config file: {chosen}",
+                *found.notes,
+            )
+            for note in self.configuration_notes:
+                logger.info("%s", note, extra={"action": "configure"})
         self._providers = (
             dict(providers) if isinstance(providers, Mapping) else {"default": providers}
         )

@@ -8,6 +8,7 @@ import sora_tasks.storage
 import sora_tasks.testing
 
 CORE = {
+    "ConfigError",
     "ConflictError",
     "DownloadError",
     "DuplicateExternalIdError",

@@ -14,7 +14,7 @@ from .._exceptions import (
     SoraTasksError,
     TaskNotFoundError,
 )
-from ._config import FAKE, ConfigError, Flags, Settings, load_settings
+from .._settings import FAKE, ConfigError, Flags, Settings, load_settings
 from ._output import FAILED, USAGE, fail, say
 
 __all__ = [

@@ -10,12 +10,12 @@ from typing import Annotated
 
 import typer
 
+from .._build import build_store, open_manager
+from .._durations import parse_duration
 from .._models import TaskStats
+from .._settings import database_url
 from ..storage import copy_tasks
-from ._build import build_store, open_manager
 from ._common import ConfigOption, DatabaseOption, JsonOption, UserOption, prepare, run
-from ._config import database_url
-from ._durations import parse_duration
 from ._health import serve_health
 from ._output import USAGE, fail, print_json, say, show_stats
 

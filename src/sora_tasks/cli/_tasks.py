@@ -8,10 +8,11 @@ from typing import Annotated
 
 import typer
 
+from .._build import open_manager
 from .._exceptions import TaskFailedError
 from .._models import Task, TaskPage, TaskStatus
 from .._progress import follow
-from ._build import open_manager
+from .._settings import FAKE
 from ._common import (
     ConfigOption,
     DatabaseOption,
@@ -21,7 +22,6 @@ from ._common import (
     prepare,
     run,
 )
-from ._config import FAKE
 from ._output import FAILED, fail, print_json, say, show_page, show_task
 from ._progress import progress_bar
 from ._request import (

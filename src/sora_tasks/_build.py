@@ -1,40 +1,86 @@
-"""Turning resolved :class:`Settings` into providers, a store and a running TaskManager."""
+"""Turning resolved :class:`Settings` into providers, a store and a running TaskManager: for
+the command line, and for ``TaskManager()`` without providers."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import pydantic
 
-from .._events import TaskEvent
-from .._manager import TaskManager
-from ..archive._base import DEFAULT_KEY_TEMPLATE
-from ..providers import (
+from ._settings import (
+    KEY_VARIABLES,
+    OPENAI,
+    ConfigError,
+    Flags,
+    ProviderSettings,
+    Settings,
+    load_settings,
+)
+from .archive._base import DEFAULT_KEY_TEMPLATE
+from .providers import (
     MultipartRelayProvider,
     OpenAIVideosProvider,
     RelayConfig,
     ReplicateProvider,
 )
-from ..providers._base import Provider
-from ..providers.openai import DEFAULT_BASE_URL
-from ..testing import FakeBehaviour, FakeProvider
-from ._config import ConfigError, ProviderSettings, Settings
+from .providers._base import Provider
+from .providers.openai import DEFAULT_BASE_URL
 
 if TYPE_CHECKING:
-    from ..storage import SQLStore
+    from ._events import TaskEvent
+    from ._manager import TaskManager
+    from .storage import SQLStore
 
-__all__ = ["build_provider", "build_store", "open_manager"]
+__all__ = [
+    "Discovered",
+    "build_provider",
+    "build_store",
+    "open_manager",
+    "providers_from_environment",
+]
 
-# fast enough for a demo, slow enough for the progress bar to be seen moving
-_DEMO = FakeBehaviour(queued_for=0.5, render_for=3.0, poll_after=0.2)
+
+@dataclass(frozen=True)
+class Discovered:
+    """The providers the environment and the config file configure, as the command line sees
+    them: built, with the default one's name and notes for the user (never a secret)."""
+
+    providers: dict[str, Provider]
+    default_provider: str
+    notes: tuple[str, ...]
+
+
+def providers_from_environment(env: Mapping[str, str] | None = None) -> Discovered:
+    """Every provider the command line would use, built; :class:`ConfigError` if there is none.
+
+    Unlike the command line, no fake provider stands in: an empty environment is an error that
+    names the variables to set.
+    """
+    settings = load_settings(Flags(), env)
+    if settings.fallback:
+        variables = ", ".join(
+            "OPENAI_API_KEY with OPENAI_BASE_URL" if kind == OPENAI else " or ".join(names)
+            for kind, names in KEY_VARIABLES.items()
+        )
+        reasons = "".join(f"; {note}" for note in settings.notes)
+        raise ConfigError(
+            f"no provider configured: pass providers=, or set {variables}, or name providers "
+            f"in sora-tasks.toml{reasons}"
+        )
+    providers = {name: build_provider(name, item) for name, item in settings.providers.items()}
+    return Discovered(providers, settings.default_provider, settings.notes)
 
 
 def build_provider(name: str, settings: ProviderSettings) -> Provider:
     """One provider from its settings; its key was resolved by :func:`load_settings`."""
     if settings.type == "fake":
-        return FakeProvider(behaviour=_DEMO)
+        from .testing import FakeBehaviour, FakeProvider
+
+        # fast enough for a demo, slow enough for the progress bar to be seen moving
+        return FakeProvider(behaviour=FakeBehaviour(queued_for=0.5, render_for=3.0, poll_after=0.2))
     options: dict[str, Any] = {
         key: value
         for key, value in {"timeout": settings.timeout, "max_retries": settings.max_retries}.items()
@@ -75,7 +121,7 @@ def build_store(database_url: str | None) -> SQLStore:
     try:
         from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
-        from ..storage.sql import SQLStore
+        from .storage.sql import SQLStore
     except ImportError:
         raise ConfigError(
             'the command line needs the sql extra: pip install "sora-tasks[cli]"'
@@ -100,6 +146,8 @@ async def open_manager(
     on_event: Callable[[TaskEvent], object] | None = None,
 ) -> AsyncIterator[TaskManager]:
     """A running manager over every configured provider; ``poll`` starts the polling engine."""
+    from ._manager import TaskManager
+
     providers = {name: build_provider(name, item) for name, item in settings.providers.items()}
     manager = TaskManager(
         providers=providers,
