@@ -56,6 +56,7 @@ from ._models import (
     TaskStats,
     TaskStatus,
 )
+from ._options import CreateOptions, ManagerOptions
 from ._policy import PollingPolicy
 from ._schedule import PollSchedule
 from ._sync import SyncTaskManager
@@ -70,6 +71,7 @@ logging.getLogger("sora_tasks").addHandler(logging.NullHandler())
 __all__ = [
     "ConfigError",
     "ConflictError",
+    "CreateOptions",
     "DownloadError",
     "DuplicateExternalIdError",
     "GenerationRequest",
@@ -83,6 +85,7 @@ __all__ = [
     "Limits",
     "MemoryDeduplicator",
     "ManagerNotRunningError",
+    "ManagerOptions",
     "MediaType",
     "PollSchedule",
     "PollingPolicy",

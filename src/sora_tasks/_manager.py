@@ -12,7 +12,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self, overload
+from typing import Any, Self, Unpack, overload
 
 import anyio
 import pydantic
@@ -46,6 +46,7 @@ from ._models import (
     TaskStatus,
 )
 from ._operations import TaskOperations
+from ._options import CreateOptions, check_options
 from ._policy import PollingPolicy
 from ._poller import Engine
 from ._saved import SavedContent, saved_copy
@@ -661,14 +662,16 @@ class TaskManager:
         output: str | os.PathLike[str] | None = None,
         timeout: float | None = None,
         progress: bool = False,
-        **options: Any,
+        **options: Unpack[CreateOptions],
     ) -> Task:
         """Create, wait and download in one call; raise :class:`TaskFailedError` if it fails.
 
-        ``options`` are those of :meth:`create`. The video goes to ``output`` (default
+        ``options`` are those of :meth:`create` (a misspelt one is a ``TypeError`` naming the
+        closest valid one, and an error for a type checker). The video goes to ``output`` (default
         ``<task id>.mp4`` in the current directory). ``progress=True`` shows a progress bar (a
         notebook widget with tqdm, else a rich bar; see :mod:`sora_tasks.notebook`).
         """
+        check_options("generate", options, CreateOptions)
         if progress:
             from .notebook import progress_bar
 

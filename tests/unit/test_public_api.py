@@ -10,6 +10,7 @@ import sora_tasks.testing
 CORE = {
     "ConfigError",
     "ConflictError",
+    "CreateOptions",
     "DownloadError",
     "DuplicateExternalIdError",
     "GenerationRequest",
@@ -23,6 +24,7 @@ CORE = {
     "Limits",
     "MemoryDeduplicator",
     "ManagerNotRunningError",
+    "ManagerOptions",
     "MediaType",
     "PollSchedule",
     "PollingPolicy",
