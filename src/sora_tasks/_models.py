@@ -11,8 +11,6 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
-from ._display import task_html
-
 __all__ = [
     "GenerationRequest",
     "ImageData",
@@ -215,6 +213,9 @@ class Task(_Frozen):
         return frozenset(image.sha256 for image in images if image and image.sha256)
 
     def _repr_html_(self) -> str:
+        # the notebook's UI code is imported only when a notebook shows a task
+        from .notebook import task_html
+
         return task_html(self)
 
 
