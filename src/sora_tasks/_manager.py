@@ -33,6 +33,7 @@ from ._exceptions import (
     UnknownProviderError,
     WaitTimeoutError,
 )
+from ._filenames import default_filename
 from ._health import DEFAULT_STORE_TIMEOUT, Health, check_health
 from ._logging import logger
 from ._models import (
@@ -97,8 +98,9 @@ class TaskManager:
     polling runs in worker processes).
     With ``download_dir``, the engine fetches every video as soon as its task completes (provider
     links expire, about an hour after completion for OpenAI-shaped APIs) to
-    ``<download_dir>/<task id>.mp4``. Downloads record the file's SHA-256 unless
-    ``checksum_downloads`` is false (hashing costs about half a second of CPU per GiB).
+    ``<download_dir>/<task id>.mp4`` (an image's extension for an image task). Downloads
+    record the file's SHA-256 unless ``checksum_downloads`` is false (hashing costs about half
+    a second of CPU per GiB).
     With ``archive`` (a URL such as ``s3://bucket/videos``, or an
     :class:`~sora_tasks.archive.Archive`), the engine streams every video into object storage
     under ``archive_key`` (default ``{user_id}/{task_id}.mp4``); ``archive`` and
@@ -641,15 +643,27 @@ class TaskManager:
         return self._archive.key_of(task.result.archive_uri)
 
     async def download(
-        self, task_id: str, path: str | os.PathLike[str], *, user_id: str | None = None
+        self,
+        task_id: str,
+        path: str | os.PathLike[str] | None = None,
+        *,
+        user_id: str | None = None,
     ) -> Task:
         """Save a completed task's video to ``path`` (temporary file, checks, atomic rename).
 
-        Reads it through :meth:`open_content`: a copy already saved is copied, not fetched again.
+        Without ``path``, the file is ``<task id>.<extension>`` in the working directory, the
+        extension saying what it is (``.mp4`` for a video; ``.png``, ``.jpg``, ``.webp`` for an
+        image, by its content type). Reads it through :meth:`open_content`: a copy already saved
+        is copied, not fetched again.
         """
-        await check_target(path)  # a bad target fails before the content is asked for
+        if path is not None:
+            await check_target(path)  # a bad target fails before the content is asked for
         try:
             async with self.open_content(task_id, user_id=user_id) as stream:
+                if path is None:
+                    task = await self.get(task_id, user_id=user_id)
+                    path = default_filename(task, stream.content_type)
+                    await check_target(path)
                 saved = await self._ops.save(stream, path)
         except ProviderError as exc:
             raise DownloadError(f"could not download task {task_id}: {exc}") from exc
@@ -667,9 +681,10 @@ class TaskManager:
         """Create, wait and download in one call; raise :class:`TaskFailedError` if it fails.
 
         ``options`` are those of :meth:`create` (a misspelt one is a ``TypeError`` naming the
-        closest valid one, and an error for a type checker). The video goes to ``output`` (default
-        ``<task id>.mp4`` in the current directory). ``progress=True`` shows a progress bar (a
-        notebook widget with tqdm, else a rich bar; see :mod:`sora_tasks.notebook`).
+        closest valid one, and an error for a type checker). The video goes to ``output``
+        (default: ``<task id>.mp4`` in the current directory, an image's own extension for an
+        image). ``progress=True`` shows a progress bar (a notebook widget with the ``notebook``
+        extra, else a text bar; see :mod:`sora_tasks.notebook`).
         """
         check_options("generate", options, CreateOptions)
         if progress:
@@ -681,7 +696,7 @@ class TaskManager:
         task = await self.wait(task.id, timeout=timeout)
         if task.status is not TaskStatus.COMPLETED:
             raise TaskFailedError(task)
-        return await self.download(task.id, output if output is not None else f"{task.id}.mp4")
+        return await self.download(task.id, output)
 
 
 def _archive(archive: Archive | str | None) -> Archive | None:

@@ -33,6 +33,7 @@ from ._exceptions import (
     ProviderUnsupportedError,
     SubmissionUncertainError,
 )
+from ._filenames import default_filename
 from ._lease import LeaseKeeper
 from ._logging import log_task
 from ._models import ImageData, Limits, Task, TaskError, TaskQuery, TaskResult, TaskStatus
@@ -204,7 +205,7 @@ class TaskOperations:
         result = task.result or TaskResult()
         saved = None
         if self._download_dir is not None:
-            saved = await self._save(task, self._download_dir / f"{task.id}.mp4")
+            saved = await self._save(task, self._download_dir / default_filename(task))
             result = _saved_result(task, saved)
         if self.archive is None:
             return result

@@ -113,7 +113,11 @@ def generate(
     prompt: Prompt,
     output: Annotated[
         Path | None,
-        typer.Option("--output", "-o", help="Where to write the video [default: <task id>.mp4]."),
+        typer.Option(
+            "--output",
+            "-o",
+            help="Where to write the video [default: <task id>.mp4, or the image's own extension].",
+        ),
     ] = None,
     model: Model = None,
     size: Size = None,
@@ -257,7 +261,11 @@ def download(
     task_id: TaskId,
     output: Annotated[
         Path | None,
-        typer.Option("--output", "-o", help="Where to write the video [default: <task id>.mp4]."),
+        typer.Option(
+            "--output",
+            "-o",
+            help="Where to write the video [default: <task id>.mp4, or the image's own extension].",
+        ),
     ] = None,
     user: UserOption = None,
     config: ConfigOption = None,
@@ -270,7 +278,7 @@ def download(
     async def main() -> Task:
         async with open_manager(settings) as manager:
             task = await manager.get(task_id, user_id=user)
-            return await manager.download(task.id, output or f"{task.id}.mp4", user_id=user)
+            return await manager.download(task.id, output, user_id=user)
 
     _print(run(main), json_output, brief=True, path=True)
 
