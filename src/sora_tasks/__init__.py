@@ -60,9 +60,8 @@ from ._options import CreateOptions, ManagerOptions
 from ._policy import PollingPolicy
 from ._schedule import PollSchedule
 from ._sync import SyncTaskManager
+from ._version import __version__
 from ._webhooks import MemoryDeduplicator, WebhookDeduplicator, WebhookReceiver, WebhookResult
-
-__version__ = "0.1.0.dev0"
 
 # a library logs but never configures logging: without a handler of the application's, its
 # records go nowhere (and not to Python's last-resort stderr handler)

@@ -17,6 +17,7 @@ from typing import Any
 import httpx2
 import pytest
 
+import sora_tasks
 from sora_tasks.testing import create_simulator_app, sample_video, serve_in_thread
 
 pytestmark = [pytest.mark.acceptance, pytest.mark.timeout(120)]
@@ -280,10 +281,12 @@ def test_a_failed_task_exits_1_with_the_providers_reason(cli: CLI) -> None:
         (("generate", "a cat", "--model", "sora-9"), "model 'sora-9'"),
         (("generate", "a cat", "--size", "640x480"), "size '640x480'"),
         (("generate", "a cat", "--seconds", "many"), "--seconds"),
-        (("generate", "a cat", "--aspect-ratio", "wide"), "aspect_ratio must look like W:H"),
+        (("generate", "a cat", "--aspect-ratio", "wide"), "--aspect-ratio must look like W:H"),
         (("generate", "a cat", "--aspect-ratio", "4:3"), "size '960x720' is not offered"),
-        (("submit", "a cat", "--negative-prompt", "x"), "does not take negative_prompt"),
+        (("submit", "a cat", "--negative-prompt", "x"), "does not take --negative-prompt"),
         (("submit", "a cat", "--option", "quality"), "--option 'quality' is not KEY=VALUE"),
+        (("submit", "a cat", "--seconds", "5"), "pass --allow-unsupported to send it"),
+        (("submit", "a cat", "--model", "sora-9"), "as --option KEY=VALUE, or --allow-unsupported"),
         (("submit", "a cat", "--provider", "nope"), "no provider named 'nope'"),
         (("status", "video_00000000-0000-0000-0000-000000000000"), "not found"),
         (("wait",), "Missing argument"),
@@ -384,6 +387,21 @@ def test_worker_health_port_answers_liveness_and_readiness_over_http(cli: CLI) -
     assert ready_answer.status_code == 200
     assert ready_answer.json()["store"] == "ok"
     assert unknown.status_code == 404
+
+
+def test_version_is_the_packages(cli: CLI) -> None:
+    assert cli("--version").stdout == f"sora-tasks {sora_tasks.__version__}\n"
+
+
+def test_shell_completion_completes_commands_and_flags(cli: CLI) -> None:
+    def complete(words: str) -> list[str]:
+        position = str(len(words.split()) - 1)
+        done = cli(_SORA_TASKS_COMPLETE="complete_bash", COMP_WORDS=words, COMP_CWORD=position)
+        return done.stdout.split()
+
+    assert complete("sora-tasks gen") == ["generate"]
+    assert "--health-port" in complete("sora-tasks worker --he")
+    assert "_sora_tasks_completion" in cli("--show-completion", SHELL="/bin/bash").stdout
 
 
 def test_simulate_serves_the_simulator_until_interrupted(tmp_path: Path) -> None:

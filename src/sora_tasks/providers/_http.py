@@ -24,7 +24,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mappin
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from importlib import metadata
 from typing import Any
 
 import anyio
@@ -51,6 +50,7 @@ from .._retry import (
 )
 from .._secrets import register_secret, scrub
 from .._telemetry import note_http
+from .._version import __version__
 from ._base import ContentStream
 from ._content import ResponseContent
 from ._errors import REQUEST_ID_HEADERS, display_url, error_for_status, request_id
@@ -86,13 +86,6 @@ _NOT_SENT = (
     httpx2.UnsupportedProtocol,
 )
 _DEFAULT_PORTS = {"http": 80, "https": 443}
-
-
-def _user_agent() -> str:
-    try:
-        return f"sora-tasks/{metadata.version('sora-tasks')}"
-    except metadata.PackageNotFoundError:
-        return "sora-tasks"
 
 
 def _require_httpx2(client: object) -> None:
@@ -175,7 +168,7 @@ class ProviderClient:
         self.base_url = httpx2.URL(base_url.rstrip("/") + "/")
         self._base = str(self.base_url)
         self._origin = origin(self.base_url)
-        self._foreign_headers = {"User-Agent": _user_agent(), **(headers or {})}
+        self._foreign_headers = {"User-Agent": f"sora-tasks/{__version__}", **(headers or {})}
         self._own_headers = dict(self._foreign_headers)
         if api_key is not None and api_key.get_secret_value():
             key = api_key.get_secret_value()
