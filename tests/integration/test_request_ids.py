@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from starlette.applications import Starlette
@@ -103,3 +104,22 @@ async def test_an_uncertain_create_keeps_the_request_id_of_the_5xx_that_made_it_
             task = await manager.wait(task.id, timeout=10)
     assert task.error is not None
     assert (task.error.code, task.error.request_id) == ("submit_uncertain", "req_gw")
+
+
+async def test_the_request_id_of_a_failed_task_survives_the_sql_store(
+    refusing_400: str, tmp_path: Path
+) -> None:
+    from sora_tasks.providers import OpenAIVideosProvider
+    from sora_tasks.storage import SQLStore
+
+    provider = OpenAIVideosProvider(api_key="sk-rid-test", base_url=f"{refusing_400}/v1")
+    store = SQLStore(f"sqlite+aiosqlite:///{tmp_path / 'tasks.db'}")
+    async with TaskManager(providers=provider, store=store) as manager:
+        task = await manager.wait((await manager.create("a cat")).id, timeout=10)
+    reopened = SQLStore(f"sqlite+aiosqlite:///{tmp_path / 'tasks.db'}")
+    try:
+        stored = await reopened.get(task.id)
+    finally:
+        await reopened.close()
+    assert stored.error is not None
+    assert stored.error.request_id == "req_7f3a"
