@@ -1,24 +1,14 @@
-"""Turning resolved :class:`Settings` into providers, a store and a running TaskManager: for
-the command line, and for ``TaskManager()`` without providers."""
+"""Turning resolved :class:`Settings` into providers, a store and a running TaskManager."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import pydantic
 
-from ._settings import (
-    KEY_VARIABLES,
-    OPENAI,
-    ConfigError,
-    Flags,
-    ProviderSettings,
-    Settings,
-    load_settings,
-)
+from ._settings import ConfigError, ProviderSettings, Settings
 from .archive._base import DEFAULT_KEY_TEMPLATE
 from .providers import (
     MultipartRelayProvider,
@@ -34,44 +24,7 @@ if TYPE_CHECKING:
     from ._manager import TaskManager
     from .storage import SQLStore
 
-__all__ = [
-    "Discovered",
-    "build_provider",
-    "build_store",
-    "open_manager",
-    "providers_from_environment",
-]
-
-
-@dataclass(frozen=True)
-class Discovered:
-    """The providers the environment and the config file configure, as the command line sees
-    them: built, with the default one's name and notes for the user (never a secret)."""
-
-    providers: dict[str, Provider]
-    default_provider: str
-    notes: tuple[str, ...]
-
-
-def providers_from_environment(env: Mapping[str, str] | None = None) -> Discovered:
-    """Every provider the command line would use, built; :class:`ConfigError` if there is none.
-
-    Unlike the command line, no fake provider stands in: an empty environment is an error that
-    names the variables to set.
-    """
-    settings = load_settings(Flags(), env)
-    if settings.fallback:
-        variables = ", ".join(
-            "OPENAI_API_KEY with OPENAI_BASE_URL" if kind == OPENAI else " or ".join(names)
-            for kind, names in KEY_VARIABLES.items()
-        )
-        reasons = "".join(f"; {note}" for note in settings.notes)
-        raise ConfigError(
-            f"no provider configured: pass providers=, or set {variables}, or name providers "
-            f"in sora-tasks.toml{reasons}"
-        )
-    providers = {name: build_provider(name, item) for name, item in settings.providers.items()}
-    return Discovered(providers, settings.default_provider, settings.notes)
+__all__ = ["build_provider", "build_store", "open_manager"]
 
 
 def build_provider(name: str, settings: ProviderSettings) -> Provider:

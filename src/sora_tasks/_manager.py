@@ -129,7 +129,7 @@ class TaskManager:
         self.configuration_notes: tuple[str, ...] = ()
         """How the providers were chosen when none were passed, and what was left out."""
         if providers is None:
-            from ._build import providers_from_environment
+            from ._discovery import providers_from_environment
 
             found = providers_from_environment()
             providers = found.providers
