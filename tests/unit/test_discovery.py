@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from sora_tasks import ConfigError, TaskManager, TaskStatus
+from sora_tasks import ConfigError, SyncTaskManager, TaskManager, TaskStatus
 from sora_tasks.providers import OpenAIVideosProvider, ReplicateProvider
 from sora_tasks.testing import create_simulator_app, serve_in_thread
 
@@ -103,3 +103,10 @@ async def test_a_manager_from_the_environment_generates_a_video(
             task = await manager.generate("a cat", output=tmp_path / "cat.mp4", timeout=20)
     assert task.status is TaskStatus.COMPLETED
     assert (tmp_path / "cat.mp4").stat().st_size > 0
+
+
+def test_sync_task_manager_without_arguments_discovers_too(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("REPLICATE_API_TOKEN", "r8_from_env")
+    assert list(SyncTaskManager().providers) == ["replicate"]

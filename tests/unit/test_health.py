@@ -10,7 +10,7 @@ import anyio
 import httpx2
 import pytest
 
-from sora_tasks import Health, StoreUnavailableError, Task, TaskManager
+from sora_tasks import Health, StoreUnavailableError, SyncTaskManager, Task, TaskManager
 from sora_tasks.cli._health import serve_health
 from sora_tasks.storage import InMemoryStore
 from sora_tasks.testing import FakeProvider
@@ -119,3 +119,9 @@ async def test_the_health_server_answers_garbage_with_400() -> None:
                     except anyio.EndOfStream:
                         break
     assert answer.startswith(b"HTTP/1.1 400 ")
+
+
+def test_the_sync_manager_answers_health_too() -> None:
+    with SyncTaskManager(providers=FakeProvider()) as manager:
+        health = manager.health()
+    assert (health.live, health.ready, health.engine) == (True, True, "running")
