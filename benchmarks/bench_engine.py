@@ -121,7 +121,9 @@ async def child(
         capabilities=DEFAULT_OPENAI_CAPABILITIES.model_copy(update={"min_poll_interval": 0}),
     )
     # every task is due again at once: the engine polls as fast as it can
-    busy = PollSchedule(first_interval=0.001, dense_interval=0.001, max_interval=0.001)
+    busy = PollSchedule(
+        expected_seconds=0.001, first_interval=0.001, dense_interval=0.001, max_interval=0.001
+    )
     policy = PollingPolicy(schedule=busy, max_concurrent_polls=concurrency, batch_size=concurrency)
     manager = TaskManager(providers={"sim": provider}, store=store, policy=policy)
     probe = await manager.create("probe", model="sora-2", size="1280x720", seconds=4)

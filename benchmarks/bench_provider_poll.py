@@ -1,8 +1,10 @@
-"""Client CPU per status poll: each adapter's status() vs raw httpx2 (and the openai package).
+"""Client CPU per status poll: each adapter's status() vs raw httpx2 (and the official clients).
 
-OpenAIVideosProvider.status is measured against a raw GET of the same video, and
+OpenAIVideosProvider.status is measured against a raw GET of the same video,
 ReplicateProvider.status against a raw GET of the same prediction (the simulator's Replicate
-shape).
+shape), and FalProvider.status against a raw GET of the same request's ``…/status?logs=1`` (the
+fal shape; the request is IN_PROGRESS, so each answer carries logs the adapter reads for
+progress), with fal-client's status beside it.
 
 The simulator runs in a separate process (pinned to its own CPU when there are several) so only
 the client's work is counted: ``time.process_time`` of this process divided by the number of
@@ -28,11 +30,13 @@ import httpx2
 import openai
 from _simulator_process import simulator_process
 
-from sora_tasks.providers import OpenAIVideosProvider, ReplicateProvider
+from sora_tasks.providers import FalProvider, OpenAIVideosProvider, ReplicateProvider
 
 KEY = "sk-bench"
 RAW_OPENAI = "raw httpx2 + json"
 RAW_REPLICATE = "raw httpx2 + json (replicate)"
+RAW_FAL = "raw httpx2 + json (fal)"
+FAL_MODEL = "fal-ai/veo3.1"
 Call = Callable[[], Awaitable[object]]
 
 
@@ -107,6 +111,7 @@ async def main(url: str, requests: int, rounds: int, levels: list[int]) -> dict[
             "openai videos.retrieve": sdk_retrieve,
             RAW_REPLICATE: raw_prediction,
             "ReplicateProvider.status": replicate_status,
+            **await fal_clients(stack, raw, url),
         }
         samples: dict[str, dict[int, list[float]]] = {n: {c: [] for c in levels} for n in clients}
         for _ in range(rounds):
@@ -121,11 +126,56 @@ async def main(url: str, requests: int, rounds: int, levels: list[int]) -> dict[
     }
 
 
+async def fal_clients(stack: AsyncExitStack, raw: httpx2.AsyncClient, url: str) -> dict[str, Call]:
+    import fal_client.client  # a test dependency, like openai and replicate
+
+    headers = {"authorization": f"Key {KEY}"}
+    created = await raw.post(f"{url}/fal/{FAL_MODEL}", json={"prompt": "bench"}, headers=headers)
+    request_id = created.json()["request_id"]
+    external_id = f"{FAL_MODEL}/requests/{request_id}"
+    status_url = f"{url}/fal/{external_id}/status"
+    await anyio.sleep(1.5)  # past the simulated queue: every poll answers IN_PROGRESS with logs
+    fal = FalProvider(KEY, base_url=f"{url}/fal")
+    stack.push_async_callback(fal.aclose)
+    official = await fal_client.AsyncClient(key=KEY)._client  # the httpx client it builds
+    stack.push_async_callback(official.aclose)
+    handle = fal_client.client.AsyncRequestHandle(
+        request_id=request_id,
+        response_url=status_url.removesuffix("/status"),
+        status_url=status_url,
+        cancel_url=status_url.removesuffix("/status") + "/cancel",
+        client=official,
+    )
+
+    async def raw_status() -> object:
+        response = await raw.get(status_url, params={"logs": "1"}, headers=headers)
+        response.raise_for_status()
+        return json.loads(response.content)
+
+    async def fal_status() -> object:
+        return await fal.status(external_id)
+
+    async def official_status() -> object:
+        return await handle.status(with_logs=True)
+
+    return {
+        RAW_FAL: raw_status,
+        "FalProvider.status": fal_status,
+        "fal_client status": official_status,
+    }
+
+
+def _baseline(name: str) -> str:
+    if "eplicate" in name:
+        return RAW_REPLICATE
+    return RAW_FAL if "fal" in name.lower() else RAW_OPENAI
+
+
 def report(results: dict[str, dict[int, float]], levels: list[int]) -> None:
     print("client CPU per status request, µs (median of rounds); ratio to raw httpx2 on that shape")
     print(f"{'client':32}" + "".join(f"{f'c={c}':>20}" for c in levels))
     for name, by_level in results.items():
-        raw = results[RAW_REPLICATE if "eplicate" in name else RAW_OPENAI]
+        raw = results[_baseline(name)]
         cells = "".join(f"{by_level[c]:>11.0f} ({by_level[c] / raw[c]:.2f}x)" for c in levels)
         print(f"{name:32}{cells}")
 

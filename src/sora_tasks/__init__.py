@@ -61,7 +61,14 @@ from ._policy import PollingPolicy
 from ._schedule import PollSchedule
 from ._sync import SyncTaskManager
 from ._version import __version__
-from ._webhooks import MemoryDeduplicator, WebhookDeduplicator, WebhookReceiver, WebhookResult
+from ._webhooks import (
+    MemoryDeduplicator,
+    SignedWebhooks,
+    VerifiedWebhook,
+    WebhookDeduplicator,
+    WebhookReceiver,
+    WebhookResult,
+)
 
 # a library logs but never configures logging: without a handler of the application's, its
 # records go nowhere (and not to Python's last-resort stderr handler)
@@ -104,6 +111,7 @@ __all__ = [
     "StoreUnavailableError",
     "SubmissionUncertainError",
     "SyncTaskManager",
+    "SignedWebhooks",
     "Task",
     "TaskError",
     "TaskEvent",
@@ -118,6 +126,7 @@ __all__ = [
     "UnknownProviderError",
     "UnsupportedImageTypeError",
     "UnsupportedParameterError",
+    "VerifiedWebhook",
     "WaitTimeoutError",
     "WebhookDeduplicator",
     "WebhookReceiver",

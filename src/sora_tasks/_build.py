@@ -11,10 +11,12 @@ import pydantic
 from ._settings import ConfigError, ProviderSettings, Settings
 from .archive._base import DEFAULT_KEY_TEMPLATE
 from .providers import (
+    FalProvider,
     MultipartRelayProvider,
     OpenAIVideosProvider,
     RelayConfig,
     ReplicateProvider,
+    RunwayProvider,
 )
 from .providers._base import Provider
 from .providers.openai import DEFAULT_BASE_URL
@@ -50,13 +52,17 @@ def build_provider(name: str, settings: ProviderSettings) -> Provider:
             name=name,
             **options,
         )
-    if settings.type == "replicate":
+    if settings.type in ("replicate", "fal", "runway"):
         extra: dict[str, Any] = {
             key: value
             for key, value in {"model": settings.model, "base_url": settings.base_url}.items()
             if value is not None
         }
-        return ReplicateProvider(settings.api_key, name=name, **extra, **options)
+        if settings.type == "replicate":
+            return ReplicateProvider(settings.api_key, name=name, **extra, **options)
+        if settings.type == "fal":
+            return FalProvider(settings.api_key, name=name, **extra, **options)
+        return RunwayProvider(settings.api_key, name=name, **extra, **options)
     assert settings.base_url is not None
     try:
         dialect = RelayConfig.model_validate(settings.dialect)

@@ -447,7 +447,10 @@ class TaskOperations:
             hint_is_floor=capabilities.poll_hint_is_floor,
             min_interval=capabilities.min_poll_interval,
         )
-        next_poll_at = now + timedelta(seconds=delay)
+        # the floor counts from the answer, not from the request: what the provider sees is the
+        # gap between two requests' arrivals, and the first may have travelled slower
+        floor_at = self.clock() + timedelta(seconds=capabilities.min_poll_interval)
+        next_poll_at = max(now + timedelta(seconds=delay), floor_at)
         changes.update(
             {
                 "status": status,

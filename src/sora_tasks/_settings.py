@@ -43,6 +43,8 @@ OPENAI = "openai"
 KEY_VARIABLES: Mapping[str, tuple[str, ...]] = {
     "openai": ("OPENAI_API_KEY",),
     "replicate": ("REPLICATE_API_TOKEN",),
+    "fal": ("FAL_KEY",),
+    "runway": ("RUNWAYML_API_SECRET",),
 }
 """Each provider type's conventional key variables, the first one set wins. A provider named
 after its type is configured when one is set (``openai`` also needs ``OPENAI_BASE_URL``: see
@@ -65,11 +67,12 @@ class ProviderSettings(_Strict):
     """One named provider of the file: ``[providers.<name>]``.
 
     ``dialect`` holds :class:`~sora_tasks.providers.RelayConfig` fields for ``type = "relay"``;
-    ``model`` is the default model of an aggregator (``type = "replicate"``). A provider's key is
-    read from ``api_key_env``, else from its conventional variable (``REPLICATE_API_TOKEN``, ...).
+    ``model`` is the default model of an aggregator (``type = "replicate"``, ``"fal"`` or
+    ``"runway"``). A provider's key is read from ``api_key_env``, else from its conventional
+    variable (``REPLICATE_API_TOKEN``, ``FAL_KEY``, ``RUNWAYML_API_SECRET``, ...).
     """
 
-    type: Literal["openai", "relay", "fake", "replicate"]
+    type: Literal["openai", "relay", "fake", "replicate", "fal", "runway"]
     base_url: str | None = None
     model: str | None = None
     api_key_env: str | None = None

@@ -10,6 +10,10 @@ clear refusal and never a crash; after it, it de-duplicates on ``webhook-id`` an
 provider for the job's real state, since an event is a hint and the provider's status is the
 truth. A provider with no configured secret may tell its own (``Provider.webhook_secret``:
 Replicate serves it from its API); it is asked once and kept.
+
+A provider that signs its webhooks its own way (fal: Ed25519 against published keys) verifies
+them itself: an adapter with a ``verify_webhook`` method (:class:`SignedWebhooks`) is asked
+instead, when no Standard Webhooks secret is configured for it.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
 
 import anyio
 import standardwebhooks
@@ -39,6 +43,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "MemoryDeduplicator",
+    "SignedWebhooks",
+    "VerifiedWebhook",
     "WebhookDeduplicator",
     "WebhookReceiver",
     "WebhookResult",
@@ -65,6 +71,28 @@ class WebhookResult:
     webhook_id: str
     event_type: str | None = None
     task: Task | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class VerifiedWebhook:
+    """An authentic delivery, as a provider's own verifier reads it.
+
+    ``webhook_id`` is what repeats are recognised by; ``external_ids`` are the ids the job may
+    be stored under (the first one a task has is re-read); ``event_type`` is for the record.
+    """
+
+    webhook_id: str
+    external_ids: tuple[str, ...]
+    event_type: str | None = None
+
+
+@runtime_checkable
+class SignedWebhooks(Protocol):
+    """An adapter that verifies its provider's webhooks itself."""
+
+    async def verify_webhook(self, headers: Mapping[str, str], body: bytes) -> VerifiedWebhook:
+        """The delivery's job, or :class:`WebhookVerificationError` when it is not authentic."""
+        ...
 
 
 class WebhookDeduplicator(Protocol):
@@ -169,15 +197,23 @@ class WebhookReceiver:
             raise WebhookVerificationError(
                 f"webhook body is {len(body):,} bytes; the limit is {self._max_body_bytes:,}"
             )
-        webhook_id = self._verify(provider, await self._secret(provider), headers, body)
-        event = _parse_event(body, self._max_json_depth)
-        event_type = _str_or_none(event.get("type"))
+        verifier: object = self._manager.providers.get(provider)
+        if provider not in self._secrets and isinstance(verifier, SignedWebhooks):
+            verified = await verifier.verify_webhook(headers, body)
+            webhook_id, event_type = verified.webhook_id, verified.event_type
+            external_ids = verified.external_ids
+        else:
+            webhook_id = self._verify(provider, await self._secret(provider), headers, body)
+            event = _parse_event(body, self._max_json_depth)
+            event_type = _str_or_none(event.get("type"))
+            named = _job_id(event)
+            external_ids = (named,) if isinstance(named, str) and named else ()
         key = f"{provider}\x00{webhook_id}"
         if not await self._seen.claim(key):
             logger.info("webhook %s from provider %r already handled", webhook_id, provider)
             return WebhookResult("duplicate", webhook_id, event_type)
         try:
-            return await self._apply(provider, webhook_id, event_type, event)
+            return await self._apply(provider, webhook_id, event_type, external_ids)
         except BaseException:
             with anyio.CancelScope(shield=True):
                 await self._seen.release(key)
@@ -222,10 +258,9 @@ class WebhookReceiver:
         return webhook_id
 
     async def _apply(
-        self, provider: str, webhook_id: str, event_type: str | None, event: dict[str, object]
+        self, provider: str, webhook_id: str, event_type: str | None, external_ids: tuple[str, ...]
     ) -> WebhookResult:
-        external_id = _job_id(event)
-        if not isinstance(external_id, str) or not external_id:
+        if not external_ids:
             logger.warning(
                 "webhook %s (%s) from provider %r names no job; ignored",
                 webhook_id,
@@ -234,7 +269,7 @@ class WebhookReceiver:
             )
             return WebhookResult("ignored", webhook_id, event_type)
         try:
-            task = await self._manager.store.get_by_external_id(external_id, provider=provider)
+            task = await self._find(provider, external_ids)
             task = await self._manager.refresh(task.id)
         except TaskNotFoundError:
             logger.warning(
@@ -242,7 +277,7 @@ class WebhookReceiver:
                 webhook_id,
                 event_type,
                 provider,
-                external_id,
+                external_ids[0],
             )
             return WebhookResult("ignored", webhook_id, event_type)
         log_task(
@@ -253,6 +288,14 @@ class WebhookReceiver:
             webhook_id=webhook_id,
         )
         return WebhookResult("processed", webhook_id, event_type, task)
+
+    async def _find(self, provider: str, external_ids: tuple[str, ...]) -> Task:
+        for external_id in external_ids[:-1]:
+            try:
+                return await self._manager.store.get_by_external_id(external_id, provider=provider)
+            except TaskNotFoundError:
+                continue
+        return await self._manager.store.get_by_external_id(external_ids[-1], provider=provider)
 
 
 def _job_id(event: Mapping[str, object]) -> object:

@@ -18,9 +18,11 @@ from sora_tasks._settings import (
     load_settings,
 )
 from sora_tasks.providers import (
+    FalProvider,
     MultipartRelayProvider,
     OpenAIVideosProvider,
     ReplicateProvider,
+    RunwayProvider,
 )
 from sora_tasks.testing import FakeProvider
 
@@ -117,6 +119,31 @@ def test_a_file_names_a_model_on_an_aggregator(tmp_path: Path) -> None:
     assert provider.capabilities.default_model == "google/veo-3.1-fast"
     left_out = load_settings(Flags(config=config), env={})
     assert any("TEAM_REPLICATE is not set" in note for note in left_out.notes)
+
+
+def test_runways_conventional_variable_configures_it() -> None:
+    settings = load_settings(Flags(), env={"RUNWAYML_API_SECRET": CANARY})
+    assert settings.default_provider == "runway"
+    assert secret(settings, "runway") == CANARY
+    built = build_provider("runway", settings.providers["runway"])
+    assert isinstance(built, RunwayProvider)
+    assert built.capabilities.default_model == "gen4_turbo"
+    assert CANARY not in repr(built)
+
+
+def test_a_file_names_a_model_on_runway(tmp_path: Path) -> None:
+    config = write(
+        tmp_path / "c.toml",
+        '[providers.runway-veo]\ntype = "runway"\nmodel = "veo3.1"\n'
+        'base_url = "http://127.0.0.1:9/runway/v1"\n',
+    )
+    settings = load_settings(Flags(config=config), env={"RUNWAYML_API_SECRET": CANARY})
+    provider = build_provider("runway-veo", settings.providers["runway-veo"])
+    assert isinstance(provider, RunwayProvider)
+    assert provider.capabilities.default_model == "veo3.1"
+    assert "127.0.0.1:9/runway/v1" in repr(provider)
+    left_out = load_settings(Flags(config=config), env={})
+    assert any("RUNWAYML_API_SECRET is not set" in note for note in left_out.notes)
 
 
 def test_a_file_names_several_providers_with_keys_taken_from_the_environment(
@@ -329,6 +356,39 @@ def test_bad_durations_are_refused(text: str) -> None:
         parse_duration(text)
 
 
+FAL_CONFIG = """
+[providers.fal]
+type = "fal"
+
+[providers.fal-kling]
+type = "fal"
+model = "fal-ai/kling-video/v3/pro/text-to-video"
+api_key_env = "KLING_KEY"
+"""
+
+
+def test_fal_providers_take_their_key_from_fal_key_and_their_model_from_the_file(
+    tmp_path: Path,
+) -> None:
+    config = write(tmp_path / "c.toml", FAL_CONFIG)
+    settings = load_settings(Flags(config=config), env={"FAL_KEY": CANARY, "KLING_KEY": "k2"})
+    assert secret(settings, "fal") == CANARY and secret(settings, "fal-kling") == "k2"
+    built = {name: build_provider(name, item) for name, item in settings.providers.items()}
+    assert isinstance(built["fal"], FalProvider)
+    assert built["fal"].capabilities.default_model == "fal-ai/veo3.1"
+    assert "queue.fal.run" in repr(built["fal"])
+    kling = built["fal-kling"]
+    assert kling.capabilities.default_model == "fal-ai/kling-video/v3/pro/text-to-video"
+    assert CANARY not in repr(built["fal"])
+
+
+def test_a_fal_provider_without_its_key_is_left_out_naming_fal_key(tmp_path: Path) -> None:
+    config = write(tmp_path / "c.toml", '[providers.fal]\ntype = "fal"\n')
+    settings = load_settings(Flags(config=config), env={})
+    assert "fal" not in settings.providers
+    assert any("FAL_KEY" in note for note in settings.notes)
+
+
 def test_the_archive_is_the_environment_then_the_file(tmp_path: Path) -> None:
     config = write(
         tmp_path / "elsewhere" / "archive.toml",
@@ -342,3 +402,10 @@ def test_the_archive_is_the_environment_then_the_file(tmp_path: Path) -> None:
     from_env = load_settings(Flags(config=config), env={"SORA_TASKS_ARCHIVE": "memory://"})
     assert from_env.archive == "memory://"
     assert load_settings(Flags(), env={}).archive is None
+
+
+def test_fal_key_alone_configures_a_fal_provider() -> None:
+    settings = load_settings(Flags(), env={"FAL_KEY": CANARY})
+    assert settings.providers["fal"].type == "fal" and secret(settings, "fal") == CANARY
+    built = build_provider("fal", settings.providers["fal"])
+    assert isinstance(built, FalProvider) and CANARY not in repr(built)

@@ -39,6 +39,7 @@ CORE = {
     "ProviderTransportError",
     "ProviderUnsupportedError",
     "ReferenceImage",
+    "SignedWebhooks",
     "SoraTasksError",
     "StoreNotMigratedError",
     "StoreUnavailableError",
@@ -58,6 +59,7 @@ CORE = {
     "UnknownProviderError",
     "UnsupportedImageTypeError",
     "UnsupportedParameterError",
+    "VerifiedWebhook",
     "WaitTimeoutError",
     "WebhookDeduplicator",
     "WebhookReceiver",
@@ -81,8 +83,11 @@ def test_subpackage_exports_named_in_the_design() -> None:
         "ProviderJob",
         "SubmitRequest",
         "ContentStream",
+        "FalProvider",
     } <= set(sora_tasks.providers.__all__)
-    assert {"FakeProvider", "create_simulator_app"} <= set(sora_tasks.testing.__all__)
+    assert {"FakeProvider", "FalSimulatorHarness", "create_simulator_app"} <= set(
+        sora_tasks.testing.__all__
+    )
 
 
 def test_every_error_derives_from_the_root() -> None:

@@ -3,13 +3,17 @@
 from .._retry import Backoff
 from ._base import ContentStream, Provider, ProviderCapabilities, ProviderJob, SubmitRequest
 from ._replicate_models import ReplicateModel
+from ._runway_models import RUNWAY_MODELS, RunwayModel
+from .fal import FalProvider
 from .openai import OpenAIVideosProvider
 from .relay import MultipartRelayProvider, RelayConfig
 from .replicate import ReplicateProvider
+from .runway import RunwayProvider, RunwayRequestError
 
 __all__ = [
     "Backoff",
     "ContentStream",
+    "FalProvider",
     "MultipartRelayProvider",
     "OpenAIVideosProvider",
     "Provider",
@@ -17,6 +21,10 @@ __all__ = [
     "ProviderJob",
     "RelayConfig",
     "ReplicateModel",
+    "RUNWAY_MODELS",
     "ReplicateProvider",
+    "RunwayModel",
+    "RunwayProvider",
+    "RunwayRequestError",
     "SubmitRequest",
 ]

@@ -120,6 +120,7 @@ class ProviderJob(BaseModel):
 
     ``status`` is ``None`` when the provider's word is unknown (``raw_status`` keeps it).
     ``poll_after`` is the provider's hint, in seconds, of when to ask again.
+    ``queue_position`` is how many jobs wait ahead of this one, where the provider says.
     ``render_seconds`` is the compute time the provider reports for the job (what it bills by,
     for Replicate's ``metrics.predict_time``), when it reports one.
     """
@@ -136,6 +137,7 @@ class ProviderJob(BaseModel):
     created_at: datetime | None = None
     completed_at: datetime | None = None
     poll_after: float | None = None
+    queue_position: int | None = Field(None, ge=0)
     expired: bool = False
     render_seconds: float | None = Field(None, ge=0)
 

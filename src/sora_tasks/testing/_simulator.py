@@ -1,5 +1,5 @@
-"""A provider simulator: an ASGI app speaking the OpenAI Videos, multipart relay and Replicate
-shapes (the last under ``/replicate/v1``).
+"""A provider simulator: an ASGI app speaking the OpenAI Videos, multipart relay, Replicate, fal
+and Runway shapes (the last three under ``/replicate/v1``, ``/fal`` and ``/runway/v1``).
 
 It is what the integration tests, the benchmarks and users' own tests run against. Jobs advance
 with a clock (no background tasks), prompts can be made to fail moderation, and faults can be
@@ -18,9 +18,11 @@ from functools import partial
 
 import anyio
 
+from . import _simulator_fal as fal_shape
 from . import _simulator_openai as openai_shape
 from . import _simulator_relay as relay_shape
 from . import _simulator_replicate as replicate_shape
+from . import _simulator_runway as runway_shape
 from ._simulator_asgi import (
     HTTPFault,
     Receive,
@@ -47,7 +49,17 @@ __all__ = ["Faults", "SimulatorApp", "create_simulator_app"]
 
 Handler = Callable[..., Reply]
 
-_PUBLIC_ROUTES = frozenset({"relay_download", "files", "replicate_files"})
+_PUBLIC_ROUTES = frozenset(
+    {
+        "relay_download",
+        "files",
+        "replicate_files",
+        "fal_files",
+        "fal_cdn_upload",
+        "fal_cdn_files",
+        "runway_files",
+    }
+)
 
 
 def create_simulator_app(
@@ -77,8 +89,9 @@ def create_simulator_app(
     its prompt matches one of ``fail_prompts`` (plain strings match as case-insensitive
     substrings). ``faults`` maps route names (or ``"*"``) to :class:`Faults`. With ``api_key``,
     API routes answer 401 unless ``Authorization: Bearer <key>`` is sent (relay routes also take
-    the raw key). Finished jobs serve ``content`` (default: the MP4 shipped with the package) or,
-    with ``content_size``, a synthetic body of that many bytes generated chunk by chunk.
+    the raw key; fal's routes, under ``/fal``, want ``Key <key>`` as fal does). Finished jobs
+    serve ``content`` (default: the MP4 shipped with the package) or, with ``content_size``, a
+    synthetic body of that many bytes generated chunk by chunk.
     ``files_host`` makes the relay's download redirect go to another host name (same port), to
     check that credentials are not forwarded across origins. With ``unique_content`` each job's
     body is that content followed by the job id (so a test knows every video's checksum and can
@@ -209,7 +222,7 @@ class SimulatorApp:
         if key is None:
             return True
         sent = request.headers.get("authorization", "")
-        accepted = [f"Bearer {key}"]
+        accepted = [f"Key {key}" if _is_fal(route) else f"Bearer {key}"]
         if route.startswith("relay_"):
             accepted.append(key)
         return any(hmac.compare_digest(sent.encode(), a.encode()) for a in accepted)
@@ -225,7 +238,7 @@ class SimulatorApp:
             if request.method in methods:
                 route, handler = methods[request.method]
                 params = found.groupdict()
-                job_id = params.get("video_id") or params.get("task_id")
+                job_id = params.get("video_id") or params.get("task_id") or params.get("request_id")
                 return route, partial(handler, **params), job_id
         return "unknown", partial(_not_routed, status=405 if matched else 404), None
 
@@ -258,6 +271,8 @@ def _route_table(relay_path: str) -> list[tuple[re.Pattern[str], dict[str, tuple
         ),
         (re.compile(files + r"/(?P<task_id>[^/]+)\.mp4"), {"GET": ("files", relay_shape.file)}),
         *_replicate_routes(),
+        *_fal_routes(),
+        *_runway_routes(),
     ]
 
 
@@ -293,6 +308,50 @@ def _replicate_routes() -> list[tuple[re.Pattern[str], dict[str, tuple[str, Hand
     ]
 
 
+def _runway_routes() -> list[tuple[re.Pattern[str], dict[str, tuple[str, Handler]]]]:
+    api, files = re.escape(runway_shape.RUNWAY_PATH), re.escape(runway_shape.RUNWAY_FILES_PATH)
+    one = r"/(?P<task_id>[^/]+)"
+    shape = runway_shape
+    return [
+        (
+            re.compile(api + r"/(?P<endpoint>image_to_video|text_to_video)"),
+            {"POST": ("runway_create", shape.create)},
+        ),
+        (
+            re.compile(api + "/tasks" + one),
+            {"GET": ("runway_get", shape.get), "DELETE": ("runway_delete", shape.delete)},
+        ),
+        (re.compile(files + one + r"/output\.mp4"), {"GET": ("runway_files", shape.file)}),
+    ]
+
+
+def _fal_routes() -> list[tuple[re.Pattern[str], dict[str, tuple[str, Handler]]]]:
+    fal = re.escape(fal_shape.FAL_PATH)
+    job = fal + r"/(?P<app>(?:workflows/|comfy/)?[^/]+/[^/]+)/requests/(?P<request_id>[^/]+)"
+    return [
+        (
+            re.compile(re.escape(fal_shape.FAL_FILES) + r"/(?P<request_id>[^/]+)\.mp4"),
+            {"GET": ("fal_files", fal_shape.file)},
+        ),
+        (
+            re.compile(re.escape(fal_shape.FAL_CDN) + "/files/upload"),
+            {"POST": ("fal_cdn_upload", fal_shape.cdn_upload)},
+        ),
+        (
+            re.compile(re.escape(fal_shape.FAL_CDN) + r"/files/(?P<file_id>[^/]+)"),
+            {"GET": ("fal_cdn_files", fal_shape.cdn_file)},
+        ),
+        (
+            re.compile(fal + "/storage/auth/token"),
+            {"POST": ("fal_storage_token", fal_shape.storage_token)},
+        ),
+        (re.compile(job + "/status"), {"GET": ("fal_status", fal_shape.status)}),
+        (re.compile(job + "/cancel"), {"PUT": ("fal_cancel", fal_shape.cancel)}),
+        (re.compile(job), {"GET": ("fal_result", fal_shape.result)}),
+        (re.compile(fal + r"/(?P<model>.+)"), {"POST": ("fal_submit", fal_shape.submit)}),
+    ]
+
+
 def _call(handler: Handler, state: SimulatorState, request: Request) -> Reply:
     try:
         return handler(state, request)
@@ -309,10 +368,18 @@ def _is_relay(route: str) -> bool:
     return route.startswith("relay_") or route == "files"
 
 
+def _is_fal(route: str) -> bool:
+    return route.startswith("fal_")
+
+
 def _unauthorized(route: str) -> Reply:
     if route.startswith("replicate_"):
         detail = "You did not pass a valid authentication token"
         return replicate_shape.problem(401, "Unauthenticated", detail).reply
+    if _is_fal(route):
+        return fal_shape.error(401, "No user found for Key ID and Secret").reply
+    if route.startswith("runway_"):
+        return runway_shape.error(401, "Invalid API key").reply
     if _is_relay(route):
         return relay_shape.error(401, "invalid api key").reply
     return openai_shape.error(401, "Incorrect API key provided.", code="invalid_api_key").reply
@@ -323,6 +390,10 @@ def _rate_limited(route: str, retry_after: float) -> Reply:
     if route.startswith("replicate_"):
         detail = f"Request was throttled. Your rate limit resets in ~{math.ceil(retry_after)}s."
         return replicate_shape.problem(429, "Request was throttled.", detail, headers).reply
+    if _is_fal(route):
+        return fal_shape.error(429, "Too many requests", headers).reply
+    if route.startswith("runway_"):
+        return runway_shape.error(429, "You have exceeded your daily task limit.", headers).reply
     if _is_relay(route):
         return relay_shape.error(429, "rate limited, retry later", headers).reply
     return openai_shape.error(
@@ -334,6 +405,10 @@ def _server_error(route: str, status: int = 500) -> Reply:
     if route.startswith("replicate_"):
         detail = "An unexpected error occurred; please retry."
         return replicate_shape.problem(status, "Internal server error", detail).reply
+    if _is_fal(route):
+        return fal_shape.error(status, "Internal server error").reply
+    if route.startswith("runway_"):
+        return runway_shape.error(status, "An unexpected error occurred.").reply
     if _is_relay(route):
         return relay_shape.error(status, "internal error").reply
     return openai_shape.error(
@@ -345,6 +420,10 @@ def _rejected(route: str, status: int) -> Reply:
     if route.startswith("replicate_"):
         detail = "input: Additional property is not allowed"
         return replicate_shape.problem(status, "Input validation failed", detail).reply
+    if _is_fal(route):
+        return fal_shape.error(status, "The request was rejected as invalid").reply
+    if route.startswith("runway_"):
+        return runway_shape.error(status, "Validation of body failed").reply
     if _is_relay(route):
         return relay_shape.error(status, "invalid request").reply
     return openai_shape.error(
@@ -355,6 +434,10 @@ def _rejected(route: str, status: int) -> Reply:
 def _echoed_key(route: str, key: str) -> Reply:
     if route.startswith("replicate_"):
         return replicate_shape.problem(400, f"Bad token {key}", f"Token {key} was refused").reply
+    if _is_fal(route):
+        return fal_shape.error(400, f"Bad request made with key {key}").reply
+    if route.startswith("runway_"):
+        return runway_shape.error(400, f"The API key {key} is not valid for this request").reply
     if _is_relay(route):
         return relay_shape.error(400, f"bad request for key {key}").reply
     return openai_shape.error(
@@ -364,13 +447,14 @@ def _echoed_key(route: str, key: str) -> Reply:
 
 def _create_subject(route: str, request: Request) -> str:
     """A JSON create's prompt (what the tally files its faults under); ``""`` otherwise."""
-    if route not in ("create", "relay_create", "replicate_create"):
+    if route not in ("create", "relay_create", "replicate_create", "fal_submit", "runway_create"):
         return ""
     if request.content_type != "application/json":
         return ""
     try:
         body = json.loads(request.body)
-        prompt = (body.get("input") or {} if route == "replicate_create" else body).get("prompt")
+        fields = body.get("input") or {} if route == "replicate_create" else body
+        prompt = fields.get("promptText" if route == "runway_create" else "prompt")
     except (ValueError, AttributeError):
         return ""
     return prompt if isinstance(prompt, str) else ""

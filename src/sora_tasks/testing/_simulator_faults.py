@@ -25,8 +25,20 @@ ROUTES = frozenset(
         "replicate_get",
         "replicate_list",
         "replicate_cancel",
+        "runway_create",
+        "runway_get",
+        "runway_delete",
+        "runway_files",
         "replicate_secret",
         "replicate_files",
+        "fal_submit",
+        "fal_status",
+        "fal_result",
+        "fal_cancel",
+        "fal_files",
+        "fal_storage_token",
+        "fal_cdn_upload",
+        "fal_cdn_files",
     }
 )
 """The route names faults attach to; ``"*"`` stands for every route without its own entry."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 import secrets
 import threading
 import time
+import uuid
 from collections import Counter, deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -23,7 +24,7 @@ __all__ = ["JobView", "Pin", "RequestRecord", "SimulatedJob", "SimulatorState"]
 
 Phase = Literal["queued", "in_progress", "completed", "failed", "cancelled"]
 """Where a simulated job stands (a harness maps its API's status words onto these)."""
-Shape = Literal["openai", "relay", "replicate"]
+Shape = Literal["openai", "relay", "replicate", "fal", "runway"]
 
 _REQUEST_LOG_SIZE = 10_000
 
@@ -124,6 +125,8 @@ class SimulatorState:
     requests: deque[RequestRecord] = field(default_factory=lambda: deque(maxlen=_REQUEST_LOG_SIZE))
     tally: Tally = field(default_factory=Tally)
     pins: dict[str, Pin] = field(default_factory=dict)
+    uploads: dict[str, Upload] = field(default_factory=dict)
+    upload_tokens: set[str] = field(default_factory=set)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @classmethod
@@ -160,9 +163,8 @@ class SimulatorState:
         reference: Upload | None,
     ) -> SimulatedJob:
         """Create and remember a job that starts now."""
-        prefix = {"openai": "video_", "relay": "task_"}.get(shape, "")
         job = SimulatedJob(
-            id=prefix + secrets.token_hex(16),
+            id=_new_id(shape),
             shape=shape,
             prompt=prompt,
             model=model,
@@ -229,3 +231,10 @@ def _pinned(pin: Pin, now: float, ttl: float) -> JobView:
     else:
         expires_at = now + ttl if pin.phase == "completed" else None
     return JobView(pin.phase, progress, now, completed_at, expires_at, pin)
+
+
+def _new_id(shape: Shape) -> str:
+    # fal's request ids are UUIDs; the other shapes are random hex, prefixed as each API does
+    if shape == "fal":
+        return str(uuid.uuid4())
+    return {"openai": "video_", "relay": "task_"}.get(shape, "") + secrets.token_hex(16)
