@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from ._build import build_provider
-from ._settings import KEY_VARIABLES, OPENAI, ConfigError, Flags, load_settings
+from ._settings import ConfigError, Flags, key_variables_hint, load_settings
 from .providers._base import Provider
 
 __all__ = ["Discovered", "providers_from_environment"]
@@ -31,14 +31,10 @@ def providers_from_environment(env: Mapping[str, str] | None = None) -> Discover
     """
     settings = load_settings(Flags(), env)
     if settings.fallback:
-        variables = ", ".join(
-            "OPENAI_API_KEY with OPENAI_BASE_URL" if kind == OPENAI else " or ".join(names)
-            for kind, names in KEY_VARIABLES.items()
-        )
         reasons = "".join(f"; {note}" for note in settings.notes)
         raise ConfigError(
-            f"no provider configured: pass providers=, or set {variables}, or name providers "
-            f"in sora-tasks.toml{reasons}"
+            f"no provider configured: pass providers=, or set {key_variables_hint()}, or name "
+            f"providers in sora-tasks.toml{reasons}"
         )
     providers = {name: build_provider(name, item) for name, item in settings.providers.items()}
     return Discovered(providers, settings.default_provider, settings.notes)

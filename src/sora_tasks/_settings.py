@@ -35,6 +35,7 @@ __all__ = [
     "Settings",
     "database_url",
     "find_config_file",
+    "key_variables_hint",
     "load_settings",
 ]
 
@@ -124,6 +125,14 @@ class Settings:
     config_file: Path | None = None
     fallback: bool = False
     notes: tuple[str, ...] = ()
+
+
+def key_variables_hint() -> str:
+    """The variables that configure a provider, for messages: ``A with B, C or D, E``."""
+    return ", ".join(
+        "OPENAI_API_KEY with OPENAI_BASE_URL" if kind == OPENAI else " or ".join(names)
+        for kind, names in KEY_VARIABLES.items()
+    )
 
 
 def find_config_file(flag: Path | None, env: Mapping[str, str]) -> Path | None:

@@ -75,7 +75,7 @@ def test_an_empty_environment_is_an_error_naming_what_to_set() -> None:
     message = str(caught.value)
     assert "pass providers=" in message
     assert "OPENAI_API_KEY with OPENAI_BASE_URL" in message
-    assert "REPLICATE_API_TOKEN" in message
+    assert "REPLICATE_API_TOKEN, FAL_KEY, RUNWAYML_API_SECRET" in message
 
 
 def test_the_config_file_is_read_as_the_command_line_reads_it(
@@ -112,3 +112,9 @@ def test_sync_task_manager_without_arguments_discovers_too(
 ) -> None:
     monkeypatch.setenv("REPLICATE_API_TOKEN", "r8_from_env")
     assert list(SyncTaskManager().providers) == ["replicate"]
+
+
+def test_fal_and_runway_keys_add_their_providers(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FAL_KEY", "fal-key")
+    monkeypatch.setenv("RUNWAYML_API_SECRET", "rw-key")
+    assert set(TaskManager().providers) == {"fal", "runway"}

@@ -16,7 +16,7 @@ from .._exceptions import (
     TaskNotFoundError,
 )
 from .._options import CreateOptions
-from .._settings import FAKE, ConfigError, Flags, Settings, load_settings
+from .._settings import FAKE, ConfigError, Flags, Settings, key_variables_hint, load_settings
 from ._output import FAILED, USAGE, fail, say
 
 __all__ = [
@@ -83,8 +83,7 @@ def prepare(
     if announce and settings.fallback and settings.default_provider == FAKE:
         say(
             "No provider configured: using the built-in fake provider (no network, no key). "
-            "Set OPENAI_API_KEY with OPENAI_BASE_URL, or REPLICATE_API_TOKEN, or write a "
-            "config file to go live.",
+            f"Set {key_variables_hint()}, or write a config file to go live.",
             "yellow",
         )
     return settings
