@@ -17,6 +17,7 @@ from .providers import (
     RelayConfig,
     ReplicateProvider,
     RunwayProvider,
+    VeoProvider,
 )
 from .providers._base import Provider
 from .providers.openai import DEFAULT_BASE_URL
@@ -52,7 +53,7 @@ def build_provider(name: str, settings: ProviderSettings) -> Provider:
             name=name,
             **options,
         )
-    if settings.type in ("replicate", "fal", "runway"):
+    if settings.type in ("replicate", "fal", "runway", "veo"):
         extra: dict[str, Any] = {
             key: value
             for key, value in {"model": settings.model, "base_url": settings.base_url}.items()
@@ -62,6 +63,8 @@ def build_provider(name: str, settings: ProviderSettings) -> Provider:
             return ReplicateProvider(settings.api_key, name=name, **extra, **options)
         if settings.type == "fal":
             return FalProvider(settings.api_key, name=name, **extra, **options)
+        if settings.type == "veo":
+            return VeoProvider(settings.api_key, name=name, **extra, **options)
         return RunwayProvider(settings.api_key, name=name, **extra, **options)
     assert settings.base_url is not None
     try:

@@ -92,8 +92,8 @@ class TaskManager:
     ``providers`` maps names to providers (a single provider is registered as ``"default"``);
     requests name one or get ``default_provider`` (the first one). Without ``providers``, they
     come from the environment and the config file as for the command line (``OPENAI_API_KEY``
-    with ``OPENAI_BASE_URL``, ``REPLICATE_API_TOKEN``, ``FAL_KEY``, ``RUNWAYML_API_SECRET``,
-    ``[providers.*]`` in ``sora-tasks.toml``): :attr:`configuration_notes` says which were
+    with ``OPENAI_BASE_URL``, ``REPLICATE_API_TOKEN``, ``GEMINI_API_KEY`` or ``GOOGLE_API_KEY``,
+    ``FAL_KEY``, ``RUNWAYML_API_SECRET``, ``[providers.*]`` in ``sora-tasks.toml``): :attr:`configuration_notes` says which were
     chosen, and why others were not.
     With ``poll=False`` the manager only creates and reads tasks (for an API server whose
     polling runs in worker processes).

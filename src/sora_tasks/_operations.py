@@ -107,9 +107,14 @@ class TaskOperations:
         schedules = {name: self.schedule_of(name) for name in self._providers}
         return self.planner.seed(reversed(page.items), schedules)
 
-    def schedule_of(self, provider: str) -> PollSchedule:
-        """The schedule polls of ``provider``'s jobs follow (the policy's, else the provider's)."""
-        return self._policy.schedule or self._providers[provider].capabilities.schedule
+    def schedule_of(self, provider: str, model: str | None = None) -> PollSchedule:
+        """The schedule polls of ``provider``'s jobs follow: the policy's, else the one the
+        provider declares for ``model`` (models render at their own pace), else its own."""
+        if self._policy.schedule is not None:
+            return self._policy.schedule
+        adapter = self._providers[provider]
+        known = adapter.capabilities_for(model) if model is not None else None
+        return (known or adapter.capabilities).schedule
 
     async def submit(self, task: Task, images: Sequence[ImageData] = ()) -> Task:
         """Send the create for ``task`` in two phases and record the provider's answer.
@@ -332,10 +337,21 @@ class TaskOperations:
         """Mark ``task`` CANCELLED if it is unchanged, then ask the provider to stop its job.
 
         Raises :class:`ConflictError` when the task moved on since it was read. A provider that
-        cannot cancel, or fails to, leaves the job to finish on its own (logged).
+        fails to cancel leaves the job to finish on its own (logged); one that cannot cancel at
+        all leaves it too, and the task's error (``not_stopped``) says so.
         """
+        provider = self._providers.get(task.provider)
+        sent = task.external_id or task.submission_id
+        if provider is not None and sent and not provider.capabilities.can_cancel:
+            # the job goes on at the provider: the task says so instead of looking stopped
+            job = f"job {task.external_id!r}" if task.external_id else "the job it may have started"
+            note = TaskError(
+                code="not_stopped",
+                message=f"cancelled here only: provider {task.provider!r} cannot stop {job}, "
+                "which may still run and be billed; its video will not be fetched",
+            )
+            return await self._write(task, status=TaskStatus.CANCELLED, error=note)
         cancelled = await self._write(task, status=TaskStatus.CANCELLED)
-        provider = self._providers.get(cancelled.provider)
         external_id = cancelled.external_id
         if provider is not None and external_id and provider.capabilities.can_cancel:
             await _best_effort(lambda: provider.cancel(external_id), cancelled, "cancel")
@@ -442,7 +458,7 @@ class TaskOperations:
             None if job.status is None else status,
             job.progress or 0,
             now.timestamp(),
-            schedule=self.schedule_of(task.provider),
+            schedule=self.schedule_of(task.provider, task.model),
             hint=job.poll_after,
             hint_is_floor=capabilities.poll_hint_is_floor,
             min_interval=capabilities.min_poll_interval,
@@ -622,7 +638,7 @@ class TaskOperations:
             submitted_at=task.submitted_at.timestamp(),
             started_at=task.started_at.timestamp() if task.started_at else None,
             completed_at=finished.timestamp(),
-            schedule=self.schedule_of(task.provider),
+            schedule=self.schedule_of(task.provider, task.model),
         )
 
 

@@ -44,6 +44,7 @@ OPENAI = "openai"
 KEY_VARIABLES: Mapping[str, tuple[str, ...]] = {
     "openai": ("OPENAI_API_KEY",),
     "replicate": ("REPLICATE_API_TOKEN",),
+    "veo": ("GEMINI_API_KEY", "GOOGLE_API_KEY"),
     "fal": ("FAL_KEY",),
     "runway": ("RUNWAYML_API_SECRET",),
 }
@@ -68,12 +69,13 @@ class ProviderSettings(_Strict):
     """One named provider of the file: ``[providers.<name>]``.
 
     ``dialect`` holds :class:`~sora_tasks.providers.RelayConfig` fields for ``type = "relay"``;
-    ``model`` is the default model of an aggregator (``type = "replicate"``, ``"fal"`` or
-    ``"runway"``). A provider's key is read from ``api_key_env``, else from its conventional
-    variable (``REPLICATE_API_TOKEN``, ``FAL_KEY``, ``RUNWAYML_API_SECRET``, ...).
+    ``model`` is the default model (``type = "replicate"``, ``"fal"``, ``"runway"`` or
+    ``"veo"``). A provider's key is read from ``api_key_env``, else from its conventional
+    variable (``REPLICATE_API_TOKEN``, ``FAL_KEY``, ``RUNWAYML_API_SECRET``, ``GEMINI_API_KEY``,
+    ...).
     """
 
-    type: Literal["openai", "relay", "fake", "replicate", "fal", "runway"]
+    type: Literal["openai", "relay", "fake", "replicate", "fal", "runway", "veo"]
     base_url: str | None = None
     model: str | None = None
     api_key_env: str | None = None

@@ -1,7 +1,8 @@
 """Every shipped adapter passes the provider conformance kit, and so does the fake.
 
-The OpenAI Videos, relay, Replicate and Runway adapters run it against the shipped simulator
-over a real socket; ``FakeProvider`` runs it in process, scripted through its behaviour API.
+The OpenAI Videos, relay, Replicate, Runway and Veo adapters run it against the shipped
+simulator over a real socket; ``FakeProvider`` runs it in process, scripted through its
+behaviour API.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from sora_tasks.testing import (
     RelaySimulatorHarness,
     ReplicateSimulatorHarness,
     RunwaySimulatorHarness,
+    VeoSimulatorHarness,
     sample_video,
 )
 from sora_tasks.testing.conformance import ProviderConformance
@@ -58,6 +60,20 @@ class TestReplicateConformance(ProviderConformance):
     @pytest.fixture
     def harness(self) -> Iterator[ProviderHarness]:
         with ReplicateSimulatorHarness.serve() as harness:
+            yield harness
+
+
+class TestVeoConformance(ProviderConformance):
+    @pytest.fixture
+    def harness(self) -> Iterator[ProviderHarness]:
+        with VeoSimulatorHarness.serve() as harness:
+            yield harness
+
+
+class TestVeoVertexConformance(ProviderConformance):
+    @pytest.fixture
+    def harness(self) -> Iterator[ProviderHarness]:
+        with VeoSimulatorHarness.serve(vertex=True) as harness:
             yield harness
 
 

@@ -23,6 +23,7 @@ from sora_tasks.providers import (
     OpenAIVideosProvider,
     ReplicateProvider,
     RunwayProvider,
+    VeoProvider,
 )
 from sora_tasks.testing import FakeProvider
 
@@ -105,6 +106,21 @@ def test_an_aggregators_conventional_variable_configures_it() -> None:
     built = build_provider("replicate", settings.providers["replicate"])
     assert isinstance(built, ReplicateProvider)
     assert CANARY not in repr(built)
+
+
+def test_gemini_api_key_alone_configures_veo(tmp_path: Path) -> None:
+    settings = load_settings(Flags(), env={"GEMINI_API_KEY": CANARY})
+    assert settings.providers["veo"].type == "veo"
+    assert secret(settings, "veo") == CANARY
+    built = build_provider("veo", settings.providers["veo"])
+    assert isinstance(built, VeoProvider) and CANARY not in repr(built)
+    config = write(
+        tmp_path / "c.toml",
+        '[providers.google]\ntype = "veo"\nmodel = "veo-3.1-fast-generate-preview"\n',
+    )
+    named = load_settings(Flags(config=config), env={"GEMINI_API_KEY": CANARY})
+    fast = build_provider("google", named.providers["google"])
+    assert fast.capabilities.default_model == "veo-3.1-fast-generate-preview"
 
 
 def test_a_file_names_a_model_on_an_aggregator(tmp_path: Path) -> None:

@@ -17,6 +17,8 @@ KEY_VARIABLES = (
     "REPLICATE_API_TOKEN",
     "FAL_KEY",
     "RUNWAYML_API_SECRET",
+    "GEMINI_API_KEY",
+    "GOOGLE_API_KEY",
     "SORA_TASKS_CONFIG",
     "SORA_TASKS_PROVIDER",
 )
@@ -75,7 +77,8 @@ def test_an_empty_environment_is_an_error_naming_what_to_set() -> None:
     message = str(caught.value)
     assert "pass providers=" in message
     assert "OPENAI_API_KEY with OPENAI_BASE_URL" in message
-    assert "REPLICATE_API_TOKEN, FAL_KEY, RUNWAYML_API_SECRET" in message
+    for variable in ("REPLICATE_API_TOKEN", "GEMINI_API_KEY or GOOGLE_API_KEY", "FAL_KEY"):
+        assert variable in message
 
 
 def test_the_config_file_is_read_as_the_command_line_reads_it(
@@ -114,7 +117,9 @@ def test_sync_task_manager_without_arguments_discovers_too(
     assert list(SyncTaskManager().providers) == ["replicate"]
 
 
-def test_fal_and_runway_keys_add_their_providers(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_fal_runway_and_veo_keys_add_their_providers(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FAL_KEY", "fal-key")
     monkeypatch.setenv("RUNWAYML_API_SECRET", "rw-key")
-    assert set(TaskManager().providers) == {"fal", "runway"}
+    # Veo's second conventional variable is enough on its own
+    monkeypatch.setenv("GOOGLE_API_KEY", "google-key")
+    assert set(TaskManager().providers) == {"fal", "runway", "veo"}

@@ -4,11 +4,13 @@ from .._retry import Backoff
 from ._base import ContentStream, Provider, ProviderCapabilities, ProviderJob, SubmitRequest
 from ._replicate_models import ReplicateModel
 from ._runway_models import RUNWAY_MODELS, RunwayModel
+from ._veo_models import VeoModel
 from .fal import FalProvider
 from .openai import OpenAIVideosProvider
 from .relay import MultipartRelayProvider, RelayConfig
 from .replicate import ReplicateProvider
 from .runway import RunwayProvider, RunwayRequestError
+from .veo import VeoProvider
 
 __all__ = [
     "Backoff",
@@ -27,4 +29,6 @@ __all__ = [
     "RunwayProvider",
     "RunwayRequestError",
     "SubmitRequest",
+    "VeoModel",
+    "VeoProvider",
 ]

@@ -18,7 +18,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from urllib.parse import quote
 
 import httpx2
-from pydantic import SecretStr
+from pydantic import JsonValue, SecretStr
 
 from .._exceptions import (
     InvalidRequestError,
@@ -159,18 +159,19 @@ class RunwayProvider(Provider):
         spec = self._models.get(model)
         return spec.capabilities(model) if spec is not None else None
 
+    def check(self, request: SubmitRequest) -> None:
+        """Refuse, before anything is stored, what the model's rules between fields forbid (a
+        last frame without a first, a text-only ratio on an image model, an image too big to
+        inline): the same :class:`RunwayRequestError` :meth:`submit` would raise."""
+        self._body(request)
+
     async def submit(self, request: SubmitRequest) -> ProviderJob:
         """POST the create to ``image_to_video`` or ``text_to_video``; Runway answers the id.
 
         A ratio, duration or field the model does not take is a :class:`RunwayRequestError`,
         raised before anything is sent.
         """
-        try:
-            endpoint, body = create_body(self._models.get(request.model), request)
-        except RunwayInputError as exc:
-            raise RunwayRequestError(
-                str(exc), field=exc.field, limit=exc.limit, provider=self._http.provider
-            ) from None
+        endpoint, body = self._body(request)
         response = await self._http.request("POST", endpoint, create=True, json=body)
         try:
             return parse_task({**json_object(response.content), "status": "PENDING"})
@@ -179,6 +180,14 @@ class RunwayProvider(Provider):
                 f"the create answered {response.status_code} but its body is unreadable ({exc}); "
                 "the task may have started",
                 provider=self._http.provider,
+            ) from None
+
+    def _body(self, request: SubmitRequest) -> tuple[str, dict[str, JsonValue]]:
+        try:
+            return create_body(self._models.get(request.model), request)
+        except RunwayInputError as exc:
+            raise RunwayRequestError(
+                str(exc), field=exc.field, limit=exc.limit, provider=self._http.provider
             ) from None
 
     async def status(self, external_id: str) -> ProviderJob:
