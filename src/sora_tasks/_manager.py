@@ -93,8 +93,8 @@ class TaskManager:
     requests name one or get ``default_provider`` (the first one). Without ``providers``, they
     come from the environment and the config file as for the command line (``OPENAI_API_KEY``
     with ``OPENAI_BASE_URL``, ``REPLICATE_API_TOKEN``, ``GEMINI_API_KEY`` or ``GOOGLE_API_KEY``,
-    ``FAL_KEY``, ``RUNWAYML_API_SECRET``, ``[providers.*]`` in ``sora-tasks.toml``): :attr:`configuration_notes` says which were
-    chosen, and why others were not.
+    ``FAL_KEY``, ``RUNWAYML_API_SECRET``, ``[providers.*]`` in ``sora-tasks.toml``):
+    :attr:`configuration_notes` says which were chosen, and why others were not.
     With ``poll=False`` the manager only creates and reads tasks (for an API server whose
     polling runs in worker processes).
     With ``download_dir``, the engine fetches every video as soon as its task completes (provider
