@@ -25,6 +25,7 @@ from ._states import Phase, phase_of
 from ._telemetry import engine_span, store_timer
 from .providers._base import Provider
 from .storage._base import TaskStore
+from .storage._lanes import engine_work
 
 __all__ = ["LIVENESS_GRACE", "Engine"]
 
@@ -117,10 +118,13 @@ class Engine:
         On stop it claims nothing more, lets in-flight calls finish for up to
         ``shutdown_grace`` seconds, then cancels the rest; a cancelled call hands its task back
         at once (lease released, due now) so that a peer resumes it without waiting.
+        Its store calls are marked as the engine's, so that a store can keep connections free for
+        the API calls of the same process.
         """
         self.starting()
         try:
-            await self._run()
+            with engine_work():
+                await self._run()
         finally:
             self._running = False
             self._turn_due = None
