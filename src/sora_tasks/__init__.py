@@ -4,8 +4,11 @@ Submit a job to a provider, track it under our id and the provider's, poll it cr
 fetch the video before its link expires, and never pay twice for one job.
 """
 
+import logging
+
 from ._events import TaskEvent
 from ._exceptions import (
+    ConfigError,
     ConflictError,
     DownloadError,
     DuplicateExternalIdError,
@@ -39,6 +42,7 @@ from ._exceptions import (
     WaitTimeoutError,
     WebhookVerificationError,
 )
+from ._health import Health
 from ._manager import TaskManager
 from ._models import (
     GenerationRequest,
@@ -52,9 +56,11 @@ from ._models import (
     TaskStats,
     TaskStatus,
 )
+from ._options import CreateOptions, ManagerOptions
 from ._policy import PollingPolicy
 from ._schedule import PollSchedule
 from ._sync import SyncTaskManager
+from ._version import __version__
 from ._webhooks import (
     MemoryDeduplicator,
     SignedWebhooks,
@@ -64,13 +70,18 @@ from ._webhooks import (
     WebhookResult,
 )
 
-__version__ = "0.1.0.dev0"
+# a library logs but never configures logging: without a handler of the application's, its
+# records go nowhere (and not to Python's last-resort stderr handler)
+logging.getLogger("sora_tasks").addHandler(logging.NullHandler())
 
 __all__ = [
+    "ConfigError",
     "ConflictError",
+    "CreateOptions",
     "DownloadError",
     "DuplicateExternalIdError",
     "GenerationRequest",
+    "Health",
     "ImageDimensionsError",
     "ImageError",
     "ImageTooLargeError",
@@ -80,6 +91,7 @@ __all__ = [
     "Limits",
     "MemoryDeduplicator",
     "ManagerNotRunningError",
+    "ManagerOptions",
     "MediaType",
     "PollSchedule",
     "PollingPolicy",

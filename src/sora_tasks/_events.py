@@ -12,6 +12,7 @@ import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from ._models import Task, TaskStatus
+from ._telemetry import record_transition
 
 __all__ = ["EventHub", "TaskEvent"]
 
@@ -46,6 +47,7 @@ class EventHub:
 
     def publish(self, previous: Task | None, task: Task) -> None:
         """Announce ``task``'s new snapshot, classified against ``previous``."""
+        record_transition(previous, task)
         if previous is None:
             event = TaskEvent("created", task)
         elif previous.status is not task.status:

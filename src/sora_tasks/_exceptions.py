@@ -22,6 +22,7 @@ Every error derives from one root, so ``except SoraTasksError`` catches them all
     ├── TaskFailedError                a waited-for task ended FAILED or CANCELLED
     ├── WaitTimeoutError               ``wait`` gave up before the task finished
     ├── ManagerNotRunningError         a call needs ``async with TaskManager(...)``
+    ├── ConfigError                    the environment or config file names no usable provider
     ├── DownloadError                  truncated, oversized or corrupt content
     ├── WebhookVerificationError       a webhook delivery was refused (nothing changed)
     └── ProviderError                  a provider call failed
@@ -47,6 +48,7 @@ if TYPE_CHECKING:
     from ._models import Task
 
 __all__ = [
+    "ConfigError",
     "ConflictError",
     "DownloadError",
     "DuplicateExternalIdError",
@@ -189,6 +191,11 @@ class ManagerNotRunningError(SoraTasksError, RuntimeError):
     """The call needs a running manager: use ``async with TaskManager(...) as manager``."""
 
 
+class ConfigError(SoraTasksError, ValueError):
+    """The configuration (environment variables, config file) cannot be used; the message says
+    where and why, never a secret."""
+
+
 class DownloadError(SoraTasksError):
     """The content could not be fetched whole; no file was left at the target path."""
 
@@ -203,13 +210,20 @@ class WebhookVerificationError(SoraTasksError):
 
 
 class ProviderError(SoraTasksError):
-    """A provider call failed. ``retryable`` says whether trying again later may succeed."""
+    """A provider call failed. ``retryable`` says whether trying again later may succeed.
+
+    ``request_id`` is the id the provider gave the failed request (its ``x-request-id`` or
+    equivalent header), when it answered with one: quote it to the provider's support.
+    """
 
     retryable: bool = False
 
-    def __init__(self, message: str, *, provider: str | None = None) -> None:
+    def __init__(
+        self, message: str, *, provider: str | None = None, request_id: str | None = None
+    ) -> None:
         super().__init__(message)
         self.provider = provider
+        self.request_id = request_id
 
 
 class ProviderUnsupportedError(ProviderError):
@@ -233,9 +247,14 @@ class ProviderResponseError(ProviderError):
     retryable = True
 
     def __init__(
-        self, message: str, *, provider: str | None = None, limit: int | None = None
+        self,
+        message: str,
+        *,
+        provider: str | None = None,
+        limit: int | None = None,
+        request_id: str | None = None,
     ) -> None:
-        super().__init__(message, provider=provider)
+        super().__init__(message, provider=provider, request_id=request_id)
         self.limit = limit
 
 
@@ -256,8 +275,9 @@ class ProviderHTTPError(ProviderError):
         code: str | None = None,
         provider: str | None = None,
         retry_after: float | None = None,
+        request_id: str | None = None,
     ) -> None:
-        super().__init__(message, provider=provider)
+        super().__init__(message, provider=provider, request_id=request_id)
         self.status_code = status_code
         self.code = code
         self.retry_after = retry_after

@@ -23,6 +23,8 @@ def log_task(
 ) -> None:
     """Log ``message`` with ``task_id``, ``external_id``, ``provider``, ``action`` and ``fields``.
 
+    A ``request_id`` field (the provider's id of a failed request) is shown in the text too.
+
     Only task identifiers and the caller's fields are attached: never a request, a header or a
     provider object; the message, which may quote a provider's error, is scrubbed of every
     secret the process knows. ``exc_info`` attaches the exception being handled (it is an
@@ -37,13 +39,8 @@ def log_task(
         "action": action,
         **fields,
     }
-    logger.log(
-        level,
-        "%s [task=%s provider=%s external_id=%s]",
-        scrub(message),
-        task.id,
-        task.provider,
-        task.external_id,
-        exc_info=exc_info,
-        extra=extra,
-    )
+    context = f"task={task.id} provider={task.provider} external_id={task.external_id}"
+    if fields.get("request_id") is not None:
+        # the id a provider's support asks for: in the text too, not only in structured logs
+        context += f" request_id={fields['request_id']}"
+    logger.log(level, "%s [%s]", scrub(message), context, exc_info=exc_info, extra=extra)

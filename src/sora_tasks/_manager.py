@@ -12,7 +12,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self, overload
+from typing import Any, Self, Unpack, overload
 
 import anyio
 import pydantic
@@ -33,6 +33,8 @@ from ._exceptions import (
     UnknownProviderError,
     WaitTimeoutError,
 )
+from ._filenames import default_filename
+from ._health import DEFAULT_STORE_TIMEOUT, Health, check_health
 from ._logging import logger
 from ._models import (
     GenerationRequest,
@@ -45,6 +47,7 @@ from ._models import (
     TaskStatus,
 )
 from ._operations import TaskOperations
+from ._options import CreateOptions, check_options
 from ._policy import PollingPolicy
 from ._poller import Engine
 from ._saved import SavedContent, saved_copy
@@ -87,12 +90,18 @@ class TaskManager:
             await manager.download(task.id, "cat.mp4")
 
     ``providers`` maps names to providers (a single provider is registered as ``"default"``);
-    requests name one or get ``default_provider`` (the first one). With ``poll=False`` the manager
-    only creates and reads tasks (for an API server whose polling runs in worker processes).
+    requests name one or get ``default_provider`` (the first one). Without ``providers``, they
+    come from the environment and the config file as for the command line (``OPENAI_API_KEY``
+    with ``OPENAI_BASE_URL``, ``REPLICATE_API_TOKEN``, ``GEMINI_API_KEY`` or ``GOOGLE_API_KEY``,
+    ``FAL_KEY``, ``RUNWAYML_API_SECRET``, ``[providers.*]`` in ``sora-tasks.toml``):
+    :attr:`configuration_notes` says which were chosen, and why others were not.
+    With ``poll=False`` the manager only creates and reads tasks (for an API server whose
+    polling runs in worker processes).
     With ``download_dir``, the engine fetches every video as soon as its task completes (provider
     links expire, about an hour after completion for OpenAI-shaped APIs) to
-    ``<download_dir>/<task id>.mp4``. Downloads record the file's SHA-256 unless
-    ``checksum_downloads`` is false (hashing costs about half a second of CPU per GiB).
+    ``<download_dir>/<task id>.mp4`` (an image's extension for an image task). Downloads
+    record the file's SHA-256 unless ``checksum_downloads`` is false (hashing costs about half
+    a second of CPU per GiB).
     With ``archive`` (a URL such as ``s3://bucket/videos``, or an
     :class:`~sora_tasks.archive.Archive`), the engine streams every video into object storage
     under ``archive_key`` (default ``{user_id}/{task_id}.mp4``); ``archive`` and
@@ -104,7 +113,7 @@ class TaskManager:
     def __init__(
         self,
         *,
-        providers: Mapping[str, Provider] | Provider,
+        providers: Mapping[str, Provider] | Provider | None = None,
         store: TaskStore | None = None,
         default_provider: str | None = None,
         limits: Limits | None = None,
@@ -118,6 +127,23 @@ class TaskManager:
         archive: Archive | str | None = None,
         archive_key: str = DEFAULT_KEY_TEMPLATE,
     ) -> None:
+        self.configuration_notes: tuple[str, ...] = ()
+        """How the providers were chosen when none were passed, and what was left out."""
+        if providers is None:
+            from ._discovery import providers_from_environment
+
+            found = providers_from_environment()
+            providers = found.providers
+            default_provider = default_provider or found.default_provider
+            chosen = ", ".join(
+                f"{name} (default)" if name == default_provider else name for name in providers
+            )
+            self.configuration_notes = (
+                f"providers from the environment and config file: {chosen}",
+                *found.notes,
+            )
+            for note in self.configuration_notes:
+                logger.info("%s", note, extra={"action": "configure"})
         self._providers = (
             dict(providers) if isinstance(providers, Mapping) else {"default": providers}
         )
@@ -213,6 +239,7 @@ class TaskManager:
     def _start_engine(self) -> None:
         if not self._engine_started and self._group is not None:
             self._engine_started = True
+            self._engine.starting()
             self._group.start_soon(self._engine.run)
 
     async def __aexit__(
@@ -260,6 +287,20 @@ class TaskManager:
                 logger.info("received %s: stopping the worker", signal.Signals(received).name)
                 self._engine.stop()
                 return
+
+    async def health(self, *, store_timeout: float = DEFAULT_STORE_TIMEOUT) -> Health:
+        """Liveness (the engine loop is turning) and readiness (the store answers within
+        ``store_timeout`` seconds) of this manager; see :class:`~sora_tasks.Health`.
+
+        ``sora-tasks worker --health-port N`` serves the same over HTTP.
+        """
+        return await check_health(
+            self._engine,
+            self._store,
+            open_=self._exit_stack is not None,
+            polls=self._poll or self._engine_started,
+            store_timeout=store_timeout,
+        )
 
     async def create(
         self,
@@ -603,15 +644,27 @@ class TaskManager:
         return self._archive.key_of(task.result.archive_uri)
 
     async def download(
-        self, task_id: str, path: str | os.PathLike[str], *, user_id: str | None = None
+        self,
+        task_id: str,
+        path: str | os.PathLike[str] | None = None,
+        *,
+        user_id: str | None = None,
     ) -> Task:
         """Save a completed task's video to ``path`` (temporary file, checks, atomic rename).
 
-        Reads it through :meth:`open_content`: a copy already saved is copied, not fetched again.
+        Without ``path``, the file is ``<task id>.<extension>`` in the working directory, the
+        extension saying what it is (``.mp4`` for a video; ``.png``, ``.jpg``, ``.webp`` for an
+        image, by its content type). Reads it through :meth:`open_content`: a copy already saved
+        is copied, not fetched again.
         """
-        await check_target(path)  # a bad target fails before the content is asked for
+        if path is not None:
+            await check_target(path)  # a bad target fails before the content is asked for
         try:
             async with self.open_content(task_id, user_id=user_id) as stream:
+                if path is None:
+                    task = await self.get(task_id, user_id=user_id)
+                    path = default_filename(task, stream.content_type)
+                    await check_target(path)
                 saved = await self._ops.save(stream, path)
         except ProviderError as exc:
             raise DownloadError(f"could not download task {task_id}: {exc}") from exc
@@ -624,14 +677,17 @@ class TaskManager:
         output: str | os.PathLike[str] | None = None,
         timeout: float | None = None,
         progress: bool = False,
-        **options: Any,
+        **options: Unpack[CreateOptions],
     ) -> Task:
         """Create, wait and download in one call; raise :class:`TaskFailedError` if it fails.
 
-        ``options`` are those of :meth:`create`. The video goes to ``output`` (default
-        ``<task id>.mp4`` in the current directory). ``progress=True`` shows a progress bar (a
-        notebook widget with tqdm, else a rich bar; see :mod:`sora_tasks.notebook`).
+        ``options`` are those of :meth:`create` (a misspelt one is a ``TypeError`` naming the
+        closest valid one, and an error for a type checker). The video goes to ``output``
+        (default: ``<task id>.mp4`` in the current directory, an image's own extension for an
+        image). ``progress=True`` shows a progress bar (a notebook widget with the ``notebook``
+        extra, else a text bar; see :mod:`sora_tasks.notebook`).
         """
+        check_options("generate", options, CreateOptions)
         if progress:
             from .notebook import progress_bar
 
@@ -641,7 +697,7 @@ class TaskManager:
         task = await self.wait(task.id, timeout=timeout)
         if task.status is not TaskStatus.COMPLETED:
             raise TaskFailedError(task)
-        return await self.download(task.id, output if output is not None else f"{task.id}.mp4")
+        return await self.download(task.id, output)
 
 
 def _archive(archive: Archive | str | None) -> Archive | None:

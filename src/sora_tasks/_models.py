@@ -11,8 +11,6 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
-from ._display import task_html
-
 __all__ = [
     "GenerationRequest",
     "ImageData",
@@ -91,12 +89,15 @@ class TaskError(_Frozen):
     Codes the library itself sets: ``timeout``, ``expired``, ``lost``, ``submit_uncertain``,
     ``submit_rejected``, ``submit_failed``, ``provider_error`` and ``content_filtered`` (the
     provider finished but returned nothing, its safety filter having removed the output); any
-    other code is the provider's own (``moderation_blocked``, say).
+    other code is the provider's own (``moderation_blocked``, say). ``request_id`` is the
+    provider's id of the request that failed (see :attr:`ProviderError.request_id`), when the
+    failure came from an answer that carried one.
     """
 
     code: str
     message: str
     retryable: bool = False
+    request_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,6 +213,9 @@ class Task(_Frozen):
         return frozenset(image.sha256 for image in images if image and image.sha256)
 
     def _repr_html_(self) -> str:
+        # the notebook's UI code is imported only when a notebook shows a task
+        from .notebook import task_html
+
         return task_html(self)
 
 

@@ -33,6 +33,7 @@ from ._exceptions import (
     ProviderUnsupportedError,
     SubmissionUncertainError,
 )
+from ._filenames import default_filename
 from ._lease import LeaseKeeper
 from ._logging import log_task
 from ._models import ImageData, Limits, Task, TaskError, TaskQuery, TaskResult, TaskStatus
@@ -43,6 +44,7 @@ from ._schedule import PollSchedule, Track
 from ._secrets import scrub
 from ._states import Phase, TaskChanges, phase_of
 from ._submission import submit_request
+from ._telemetry import provider_span, record_detection_delay, record_poll, store_timer
 from .archive._base import (
     DEFAULT_KEY_TEMPLATE,
     Archive,
@@ -128,7 +130,7 @@ class TaskOperations:
         request = await submit_request(task, self._store, images)
         log_task(logging.INFO, "submitting", task, action="submit", attempt=task.submission_id)
         try:
-            job = await self._call(task, lambda: provider.submit(request), create=True)
+            job = await self._call(task, "submit", lambda: provider.submit(request), create=True)
         except SubmissionUncertainError as exc:
             return await self._uncertain(task, exc)
         except _NOT_SENT as exc:
@@ -137,9 +139,8 @@ class TaskOperations:
             code = (
                 exc.code if isinstance(exc, ProviderHTTPError) and exc.code else "submit_rejected"
             )
-            return await self._finish(
-                task, TaskStatus.FAILED, error=TaskError(code=code, message=str(exc))
-            )
+            error = TaskError(code=code, message=str(exc), request_id=exc.request_id)
+            return await self._finish(task, TaskStatus.FAILED, error=error)
         return await self._bind(task, job)
 
     async def poll(self, task: Task) -> Task:
@@ -158,16 +159,21 @@ class TaskOperations:
         external_id = task.external_id
         assert external_id is not None
         try:
-            job = await self._call(task, lambda: provider.status(external_id))
+            job = await self._call(task, "status", lambda: provider.status(external_id))
         except ProviderHTTPError as exc:
+            record_poll(task.provider, "error")
             if exc.status_code in (404, 410):
                 error = TaskError(
-                    code="lost", message=f"the provider no longer knows job {task.external_id}"
+                    code="lost",
+                    message=f"the provider no longer knows job {task.external_id}",
+                    request_id=exc.request_id,
                 )
                 return await self._finish(task, TaskStatus.FAILED, error=error)
             return await self._poll_failed(task, exc)
         except ProviderError as exc:
+            record_poll(task.provider, "error")
             return await self._poll_failed(task, exc)
+        record_poll(task.provider, "ok")
         return await self._collect(await self._write(task, **self._changes(task, job, now)))
 
     async def record_saved(self, task_id: str, saved: SavedFile) -> Task:
@@ -204,7 +210,7 @@ class TaskOperations:
         result = task.result or TaskResult()
         saved = None
         if self._download_dir is not None:
-            saved = await self._save(task, self._download_dir / f"{task.id}.mp4")
+            saved = await self._save(task, self._download_dir / default_filename(task))
             result = _saved_result(task, saved)
         if self.archive is None:
             return result
@@ -245,8 +251,9 @@ class TaskOperations:
         assert task.external_id is not None
         provider = self._providers[task.provider]
         try:
-            async with provider.open_content(task.external_id, variant, task=task) as stream:
-                yield stream
+            with provider_span("content", task):
+                async with provider.open_content(task.external_id, variant, task=task) as stream:
+                    yield stream
         except ProviderError as exc:
             raise DownloadError(f"could not download task {task.id}: {exc}") from exc
 
@@ -291,8 +298,9 @@ class TaskOperations:
         provider = self._providers[task.provider]
         await check_target(path)  # a bad target fails before the content is asked for
         try:
-            async with provider.open_content(task.external_id, task=task) as stream:
-                return await self.save(stream, path)
+            with provider_span("content", task):
+                async with provider.open_content(task.external_id, task=task) as stream:
+                    return await self.save(stream, path)
         except ProviderError as exc:
             raise DownloadError(f"could not download task {task.id}: {exc}") from exc
 
@@ -305,6 +313,7 @@ class TaskOperations:
             error = TaskError(
                 code="expired",
                 message=f"the video could not be saved before the provider's link expired: {exc}",
+                request_id=_request_id(exc),
             )
             return await self._finish(task, TaskStatus.FAILED, error=error)
         failures = task.poll_failures + 1
@@ -314,6 +323,7 @@ class TaskOperations:
             f"saving the video failed ({exc}); trying again in {delay:.1f}s",
             task,
             action="download",
+            request_id=_request_id(exc),
         )
         return await self._write(
             task,
@@ -342,8 +352,9 @@ class TaskOperations:
             )
             return await self._write(task, status=TaskStatus.CANCELLED, error=note)
         cancelled = await self._write(task, status=TaskStatus.CANCELLED)
-        if provider is not None and cancelled.external_id and provider.capabilities.can_cancel:
-            await _best_effort(provider.cancel(cancelled.external_id), cancelled, "cancel")
+        external_id = cancelled.external_id
+        if provider is not None and external_id and provider.capabilities.can_cancel:
+            await _best_effort(lambda: provider.cancel(external_id), cancelled, "cancel")
         return cancelled
 
     async def _collect(self, task: Task) -> Task:
@@ -361,7 +372,7 @@ class TaskOperations:
         provider = self._providers[task.provider]
         request = await submit_request(task, self._store)
         try:
-            job = await self._call(task, lambda: provider.find(request))
+            job = await self._call(task, "find", lambda: provider.find(request))
         except ProviderError as exc:
             return await self._poll_failed(task, exc)
         if job is not None:
@@ -395,7 +406,7 @@ class TaskOperations:
             bound = await self._write(current, external_id=job.external_id)
             provider = self._providers[task.provider]
             if provider.capabilities.can_cancel:
-                await _best_effort(provider.cancel(job.external_id), bound, "cancel")
+                await _best_effort(lambda: provider.cancel(job.external_id), bound, "cancel")
             return bound
 
     def _changes(self, task: Task, job: ProviderJob, now: datetime) -> TaskChanges:
@@ -408,6 +419,9 @@ class TaskOperations:
         match job.status:
             case TaskStatus.COMPLETED:
                 self._learn(task, job, now)
+                if job.completed_at is not None:
+                    delay = (now - job.completed_at).total_seconds()
+                    record_detection_delay(task.provider, delay)
                 changes.update(
                     {
                         "status": TaskStatus.COMPLETED,
@@ -473,14 +487,17 @@ class TaskOperations:
         if failures >= self._policy.max_poll_failures:
             code = exc.code if isinstance(exc, ProviderHTTPError) and exc.code else "provider_error"
             message = f"{failures} polls in a row failed; last: {exc}"
-            return await self._finish(
-                task, TaskStatus.FAILED, error=TaskError(code=code, message=message)
-            )
+            error = TaskError(code=code, message=message, request_id=exc.request_id)
+            return await self._finish(task, TaskStatus.FAILED, error=error)
         delay = self._policy.backoff(failures)
         if isinstance(exc, ProviderHTTPError) and exc.retry_after is not None:
             delay = max(delay, exc.retry_after)
         log_task(
-            logging.WARNING, f"poll failed ({exc}); retrying in {delay:.1f}s", task, action="poll"
+            logging.WARNING,
+            f"poll failed ({exc}); retrying in {delay:.1f}s",
+            task,
+            action="poll",
+            request_id=exc.request_id,
         )
         return await self._write(
             task,
@@ -493,7 +510,11 @@ class TaskOperations:
     async def _not_sent(self, task: Task, exc: ProviderError) -> Task:
         failures = task.poll_failures + 1
         if failures >= self._policy.max_poll_failures:
-            error = TaskError(code="submit_failed", message=f"the create could not be sent: {exc}")
+            error = TaskError(
+                code="submit_failed",
+                message=f"the create could not be sent: {exc}",
+                request_id=exc.request_id,
+            )
             return await self._finish(task, TaskStatus.FAILED, error=error)
         delay = self._policy.backoff(failures)
         if isinstance(exc, ProviderHTTPError) and exc.retry_after is not None:
@@ -503,6 +524,7 @@ class TaskOperations:
             f"create not sent ({exc}); trying again in {delay:.1f}s",
             task,
             action="submit",
+            request_id=exc.request_id,
         )
         return await self._write(
             task,
@@ -514,9 +536,16 @@ class TaskOperations:
         )
 
     async def _uncertain(self, task: Task, exc: SubmissionUncertainError) -> Task:
-        log_task(logging.WARNING, f"submission uncertain: {exc}", task, action="submit")
+        log_task(
+            logging.WARNING,
+            f"submission uncertain: {exc}",
+            task,
+            action="submit",
+            request_id=exc.request_id,
+        )
         if self._policy.submit_uncertain == "fail":
-            return await self._finish(task, TaskStatus.FAILED, error=_uncertain_error("fail"))
+            error = _uncertain_error("fail", exc.request_id)
+            return await self._finish(task, TaskStatus.FAILED, error=error)
         delay = timedelta(seconds=self._policy.reconcile_delay)
         return await self._write(
             task, lease_owner=None, lease_expires_at=None, next_poll_at=self.clock() + delay
@@ -539,30 +568,38 @@ class TaskOperations:
             task,
             action="finish",
             code=error.code if error else None,
+            request_id=error.request_id if error else None,
         )
         return await self._write(task, status=status, error=error)
 
     async def _call(
-        self, task: Task, call: Callable[[], Awaitable[_T]], *, create: bool = False
+        self,
+        task: Task,
+        operation: str,
+        call: Callable[[], Awaitable[_T]],
+        *,
+        create: bool = False,
     ) -> _T:
-        """Run one provider call within the task's bound (see ``PollingPolicy.call_timeout``).
+        """Run one provider call within the task's bound (see ``PollingPolicy.call_timeout``),
+        in a span named after ``operation``.
 
         The HTTP layer enforces the bound itself (through :func:`bounded`); a cancel scope a
         little later, still inside the lease, is the backstop for providers that do not say
         they honour it (``Provider.honours_call_bounds``).
         """
         seconds, backstop = self._bound(task, create=create)
-        if self._providers[task.provider].honours_call_bounds:
-            with bounded(seconds):
+        with provider_span(operation, task):
+            if self._providers[task.provider].honours_call_bounds:
+                with bounded(seconds):
+                    return await call()
+            with bounded(seconds), anyio.move_on_after(backstop):
                 return await call()
-        with bounded(seconds), anyio.move_on_after(backstop):
-            return await call()
-        message = f"the {task.provider} call took longer than its bound of {seconds:.1f} s"
-        if create:
-            raise SubmissionUncertainError(
-                f"{message}; the job may have started", provider=task.provider
-            )
-        raise ProviderTransportError(message, provider=task.provider)
+            message = f"the {task.provider} call took longer than its bound of {seconds:.1f} s"
+            if create:
+                raise SubmissionUncertainError(
+                    f"{message}; the job may have started", provider=task.provider
+                )
+            raise ProviderTransportError(message, provider=task.provider)
 
     def _bound(self, task: Task, *, create: bool = False) -> tuple[float, float]:
         """The call's bound and the backstop's, in seconds from now."""
@@ -586,7 +623,7 @@ class TaskOperations:
 
     async def _write(self, task: Task, **changes: Unpack[TaskChanges]) -> Task:
         # the final write of an operation must land even if our caller is being cancelled
-        with anyio.CancelScope(shield=True):
+        with anyio.CancelScope(shield=True), store_timer("update"):
             updated = await self._store.update(task.id, expected_version=task.version, **changes)
         self._events.publish(task, updated)
         return updated
@@ -644,18 +681,32 @@ def _scrubbed(error: TaskError) -> TaskError:
     return error.model_copy(update={"code": code, "message": message})
 
 
-def _uncertain_error(policy: str) -> TaskError:
+def _request_id(exc: BaseException) -> str | None:
+    """The provider's request id behind ``exc`` (a provider error, or one it caused)."""
+    cause = exc if isinstance(exc, ProviderError) else exc.__cause__
+    return cause.request_id if isinstance(cause, ProviderError) else None
+
+
+def _uncertain_error(policy: str, request_id: str | None = None) -> TaskError:
     return TaskError(
         code="submit_uncertain",
         message=(
             "the create may have reached the provider but its answer was lost; "
             f"not sent again under submit_uncertain={policy!r}"
         ),
+        request_id=request_id,
     )
 
 
-async def _best_effort(call: Awaitable[object], task: Task, action: str) -> None:
+async def _best_effort(call: Callable[[], Awaitable[object]], task: Task, action: str) -> None:
     try:
-        await call
+        with provider_span(action, task):
+            await call()
     except ProviderError as exc:
-        log_task(logging.WARNING, f"provider {action} failed: {exc}", task, action=action)
+        log_task(
+            logging.WARNING,
+            f"provider {action} failed: {exc}",
+            task,
+            action=action,
+            request_id=exc.request_id,
+        )

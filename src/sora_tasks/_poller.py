@@ -22,11 +22,16 @@ from ._models import Task
 from ._operations import TaskOperations
 from ._policy import PollingPolicy
 from ._states import Phase, phase_of
+from ._telemetry import engine_span, store_timer
 from .providers._base import Provider
 from .storage._base import TaskStore
 from .storage._lanes import engine_work
 
-__all__ = ["Engine"]
+__all__ = ["LIVENESS_GRACE", "Engine"]
+
+LIVENESS_GRACE = 60.0
+"""Seconds the loop may take beyond a planned wait before it counts as stalled (a claim that
+hangs, an event loop blocked by someone's synchronous code)."""
 
 
 class Engine:
@@ -63,6 +68,8 @@ class Engine:
         self._limiters: dict[str, anyio.Semaphore] = {}
         self._collect = collect
         self._store_failures = 0
+        self._running = False
+        self._turn_due: float | None = None
 
     def max_in_flight(self, provider: str) -> int | None:
         """How many jobs ``provider`` may run at once (``None``: no cap)."""
@@ -79,6 +86,27 @@ class Engine:
             return
         logger.debug("schedule seeded with %d past render times", learned)
 
+    @property
+    def running(self) -> bool:
+        """Whether :meth:`run` is under way (or scheduled to start, see :meth:`starting`)."""
+        return self._running
+
+    def starting(self) -> None:
+        """:meth:`run` has been scheduled: count the engine as running from now on."""
+        self._running = True
+        self._beat()
+
+    def stalled(self) -> bool:
+        """Whether the running loop has not come round when it should have (see
+        :data:`LIVENESS_GRACE`): the liveness a health check reports."""
+        return (
+            self._running and self._turn_due is not None and anyio.current_time() > self._turn_due
+        )
+
+    def _beat(self, wait: float = 0.0) -> None:
+        """The loop came round; it plans to wait ``wait`` seconds before the next turn."""
+        self._turn_due = anyio.current_time() + wait + LIVENESS_GRACE
+
     def wake(self) -> None:
         """Make the loop look for due tasks now rather than after its idle wait."""
         if self._wake is not None:
@@ -93,8 +121,13 @@ class Engine:
         Its store calls are marked as the engine's, so that a store can keep connections free for
         the API calls of the same process.
         """
-        with engine_work():
-            await self._run()
+        self.starting()
+        try:
+            with engine_work():
+                await self._run()
+        finally:
+            self._running = False
+            self._turn_due = None
 
     async def _run(self) -> None:
         await self._learn_from_store()
@@ -131,6 +164,7 @@ class Engine:
         # the flag, not only the cancel scope, ends the loop: a stop that lands while the idle
         # wait's own deadline expires is absorbed by that inner scope
         while not self._stopped:
+            self._beat()
             free = self._free()
             self._starved = free < self._refill_at
             claimed: list[Task] = []
@@ -168,6 +202,7 @@ class Engine:
             exc_info=self._store_failures == 1,
             extra={"action": "claim", "attempt": self._store_failures},
         )
+        self._beat(delay)
         with anyio.move_on_after(delay):
             await self._wake_event().wait()
         self._wake = anyio.Event()
@@ -192,21 +227,23 @@ class Engine:
 
     async def _claim(self, free: int) -> list[Task]:
         lease = self._policy.lease_seconds
-        claimed = list(
-            await self._store.claim_due(
-                owner=self.owner, limit=free, lease_seconds=lease, content=self._collect
+        with store_timer("claim_due"):
+            claimed = list(
+                await self._store.claim_due(
+                    owner=self.owner, limit=free, lease_seconds=lease, content=self._collect
+                )
             )
-        )
         for name in self._providers:
             if len(claimed) >= free:
                 break
-            claimed += await self._store.claim_submissions(
-                provider=name,
-                owner=self.owner,
-                limit=free - len(claimed),
-                lease_seconds=lease,
-                max_in_flight=self.max_in_flight(name),
-            )
+            with store_timer("claim_submissions"):
+                claimed += await self._store.claim_submissions(
+                    provider=name,
+                    owner=self.owner,
+                    limit=free - len(claimed),
+                    lease_seconds=lease,
+                    max_in_flight=self.max_in_flight(name),
+                )
         return claimed
 
     def reset(self) -> None:
@@ -229,6 +266,7 @@ class Engine:
         if self._earliest is not None and not self._starved:
             wait = min(wait, (self._earliest - now).total_seconds())
         self._idle_until = now + timedelta(seconds=wait)
+        self._beat(wait)
         with anyio.move_on_after(wait):
             await self._wake_event().wait()
         self._idle_until = None
@@ -243,18 +281,20 @@ class Engine:
         try:
             async with self._limiters.get(task.provider) or anyio.Semaphore(1):
                 phase = phase_of(task)
+                if phase is Phase.DONE:
+                    return  # finished between the claim and now: nothing is owed
                 if phase is Phase.COLLECTING:
-                    await self._ops.collect(task)
-                elif phase is Phase.DONE:
-                    pass  # finished between the claim and now: nothing is owed
+                    operation, run = "collect", self._ops.collect
                 elif task.deadline_at is not None and self._clock() >= task.deadline_at:
-                    await self._ops.timeout(task)
+                    operation, run = "timeout", self._ops.timeout
                 elif phase is Phase.RENDERING:
-                    await self._ops.poll(task)
+                    operation, run = "poll", self._ops.poll
                 elif phase is Phase.WAITING:
-                    await self._ops.submit(task)
+                    operation, run = "submit", self._ops.submit
                 else:
-                    await self._ops.resolve_uncertain(task)
+                    operation, run = "resolve", self._ops.resolve_uncertain
+                with engine_span(operation, task):
+                    await run(task)
         except (ConflictError, TaskNotFoundError):
             log_task(
                 logging.DEBUG, "task changed under us; dropping this round", task, action="poll"

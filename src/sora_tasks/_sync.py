@@ -21,7 +21,7 @@ from collections.abc import (
 )
 from contextlib import ExitStack, contextmanager
 from types import FrameType, TracebackType
-from typing import Any, Concatenate, ParamSpec, Self, TypeVar
+from typing import Concatenate, ParamSpec, Self, TypeVar, Unpack
 
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 
@@ -29,6 +29,7 @@ from ._events import TaskEvent
 from ._exceptions import ManagerNotRunningError
 from ._manager import TaskManager
 from ._models import Limits, Task
+from ._options import CreateOptions, ManagerOptions, check_options
 from ._policy import PollingPolicy
 from .providers._base import Provider
 from .storage._base import TaskStore
@@ -67,9 +68,12 @@ class SyncTaskManager:
     iterator. In notebooks, prefer the async API with top-level ``await``.
     """
 
-    def __init__(self, manager: TaskManager | None = None, /, **options: Any) -> None:
+    def __init__(
+        self, manager: TaskManager | None = None, /, **options: Unpack[ManagerOptions]
+    ) -> None:
         if manager is not None and options:
             raise TypeError("pass a TaskManager or its keyword arguments, not both")
+        check_options("SyncTaskManager", options, ManagerOptions)
         self.manager = manager if manager is not None else TaskManager(**options)
         """The async manager every call is handed to."""
         self._portal: BlockingPortal | None = None
@@ -139,6 +143,7 @@ class SyncTaskManager:
     download = _blocking(TaskManager.download)
     content_url = _blocking(TaskManager.content_url)
     archive_url = _blocking(TaskManager.archive_url)
+    health = _blocking(TaskManager.health)
 
     def generate(
         self,
@@ -147,7 +152,7 @@ class SyncTaskManager:
         output: str | os.PathLike[str] | None = None,
         timeout: float | None = None,
         progress: bool = False,
-        **options: Any,
+        **options: Unpack[CreateOptions],
     ) -> Task:
         """Create, wait and download in one call; see :meth:`TaskManager.generate`."""
         # spelled out because mypy cannot carry **options through _blocking's ParamSpec

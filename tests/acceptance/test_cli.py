@@ -17,6 +17,7 @@ from typing import Any
 import httpx2
 import pytest
 
+import sora_tasks
 from sora_tasks.testing import create_simulator_app, sample_video, serve_in_thread
 
 pytestmark = [pytest.mark.acceptance, pytest.mark.timeout(120)]
@@ -280,10 +281,12 @@ def test_a_failed_task_exits_1_with_the_providers_reason(cli: CLI) -> None:
         (("generate", "a cat", "--model", "sora-9"), "model 'sora-9'"),
         (("generate", "a cat", "--size", "640x480"), "size '640x480'"),
         (("generate", "a cat", "--seconds", "many"), "--seconds"),
-        (("generate", "a cat", "--aspect-ratio", "wide"), "aspect_ratio must look like W:H"),
+        (("generate", "a cat", "--aspect-ratio", "wide"), "--aspect-ratio must look like W:H"),
         (("generate", "a cat", "--aspect-ratio", "4:3"), "size '960x720' is not offered"),
-        (("submit", "a cat", "--negative-prompt", "x"), "does not take negative_prompt"),
+        (("submit", "a cat", "--negative-prompt", "x"), "does not take --negative-prompt"),
         (("submit", "a cat", "--option", "quality"), "--option 'quality' is not KEY=VALUE"),
+        (("submit", "a cat", "--seconds", "5"), "pass --allow-unsupported to send it"),
+        (("submit", "a cat", "--model", "sora-9"), "as --option KEY=VALUE, or --allow-unsupported"),
         (("submit", "a cat", "--provider", "nope"), "no provider named 'nope'"),
         (("status", "video_00000000-0000-0000-0000-000000000000"), "not found"),
         (("wait",), "Missing argument"),
@@ -358,6 +361,47 @@ def test_worker_polls_until_sigterm_then_stops_cleanly(cli: CLI) -> None:
     assert worker.returncode == 0, stderr
     assert "worker stopped" in stderr
     assert "Traceback" not in stderr
+
+
+def test_worker_health_port_answers_liveness_and_readiness_over_http(cli: CLI) -> None:
+    with cli.popen("worker", "--log-level", "warning", "--health-port", "0") as worker:
+        try:
+            assert worker.stderr is not None
+            lines: list[str] = []
+            while not any("health checks on" in line for line in lines):
+                ready, _, _ = select.select([worker.stderr], [], [], 30)
+                assert ready, f"the worker announced no health port within 30 s: {lines}"
+                lines.append(worker.stderr.readline())
+            address = next(line for line in lines if "health checks on" in line).split()[3]
+            port = int(address.rsplit(":", 1)[1].split("/", 1)[0])
+            with httpx2.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
+                live = client.get("/livez")
+                ready_answer = client.get("/readyz")
+                unknown = client.get("/metrics")
+        finally:
+            worker.send_signal(signal.SIGTERM)
+            _, stderr = worker.communicate(timeout=30)
+    assert worker.returncode == 0, stderr
+    assert live.status_code == 200
+    assert live.json()["engine"] == "running"
+    assert ready_answer.status_code == 200
+    assert ready_answer.json()["store"] == "ok"
+    assert unknown.status_code == 404
+
+
+def test_version_is_the_packages(cli: CLI) -> None:
+    assert cli("--version").stdout == f"sora-tasks {sora_tasks.__version__}\n"
+
+
+def test_shell_completion_completes_commands_and_flags(cli: CLI) -> None:
+    def complete(words: str) -> list[str]:
+        position = str(len(words.split()) - 1)
+        done = cli(_SORA_TASKS_COMPLETE="complete_bash", COMP_WORDS=words, COMP_CWORD=position)
+        return done.stdout.split()
+
+    assert complete("sora-tasks gen") == ["generate"]
+    assert "--health-port" in complete("sora-tasks worker --he")
+    assert "_sora_tasks_completion" in cli("--show-completion", SHELL="/bin/bash").stdout
 
 
 def test_simulate_serves_the_simulator_until_interrupted(tmp_path: Path) -> None:

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from sora_tasks.cli._build import build_provider, build_store
-from sora_tasks.cli._config import (
+from sora_tasks._build import build_provider, build_store
+from sora_tasks._durations import parse_duration
+from sora_tasks._settings import (
     ConfigError,
     Flags,
     ProviderSettings,
@@ -16,7 +17,6 @@ from sora_tasks.cli._config import (
     find_config_file,
     load_settings,
 )
-from sora_tasks.cli._durations import parse_duration
 from sora_tasks.providers import (
     FalProvider,
     MultipartRelayProvider,

@@ -1,4 +1,4 @@
-"""Notebooks: top-level await, the progress bar helper and the inline HTML view of a task."""
+"""Notebooks: top-level await, the progress bar helper and the inline card of a task."""
 
 from __future__ import annotations
 
@@ -9,12 +9,20 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, ClassVar
 
+import anyio
 import pytest
 
-from sora_tasks import PollingPolicy, Task, TaskError, TaskManager, TaskResult, TaskStatus
-from sora_tasks._display import task_html
+from sora_tasks import (
+    MediaType,
+    PollingPolicy,
+    Task,
+    TaskError,
+    TaskManager,
+    TaskResult,
+    TaskStatus,
+)
 from sora_tasks._progress import follow
-from sora_tasks.notebook import progress_bar
+from sora_tasks.notebook import card, progress_bar, task_html
 from sora_tasks.testing import FakeBehaviour, FakeProvider
 
 FAST = PollingPolicy(retry_interval=0.01, idle_wait=0.05, reconcile_delay=0)
@@ -44,7 +52,7 @@ class FakeTqdm:
 
     made: ClassVar[list[FakeTqdm]] = []
 
-    def __init__(self, *, total: int, desc: str, unit: str) -> None:
+    def __init__(self, *, total: int, desc: str, unit: str, file: Any = None) -> None:
         self.total, self.desc, self.n = total, desc, 0
         self.postfixes: list[str] = []
         self.positions: list[int] = []
@@ -61,12 +69,19 @@ class FakeTqdm:
         self.closed = True
 
 
+class FakeWidgetTqdm(FakeTqdm):
+    """Stands for ``tqdm.notebook.tqdm``, the widget bar."""
+
+
 @pytest.fixture
 def fake_tqdm(monkeypatch: pytest.MonkeyPatch) -> type[FakeTqdm]:
-    module = types.ModuleType("tqdm.auto")
-    module.tqdm = FakeTqdm  # type: ignore[attr-defined]
+    text = types.ModuleType("tqdm.std")
+    text.tqdm = FakeTqdm  # type: ignore[attr-defined]
+    widget = types.ModuleType("tqdm.notebook")
+    widget.tqdm = FakeWidgetTqdm  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "tqdm", types.ModuleType("tqdm"))
-    monkeypatch.setitem(sys.modules, "tqdm.auto", module)
+    monkeypatch.setitem(sys.modules, "tqdm.std", text)
+    monkeypatch.setitem(sys.modules, "tqdm.notebook", widget)
     FakeTqdm.made = []
     return FakeTqdm
 
@@ -112,14 +127,53 @@ async def test_progress_bar_follows_only_its_task(fake_tqdm: type[FakeTqdm]) -> 
 
 
 @pytest.mark.anyio
-async def test_without_tqdm_or_rich_there_is_simply_no_bar(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+async def test_without_tqdm_or_rich_a_plain_text_bar_is_drawn(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setitem(sys.modules, "tqdm.auto", None)
+    monkeypatch.setitem(sys.modules, "tqdm.std", None)
     monkeypatch.setitem(sys.modules, "rich.progress", None)
-    async with manager() as tasks, progress_bar(tasks):
+    async with manager() as tasks, progress_bar(tasks, description="cat"):
         task = await tasks.generate("a calico cat", output=tmp_path / "cat.mp4")
     assert task.status is TaskStatus.COMPLETED
+    drawn = capsys.readouterr().err
+    assert drawn.endswith("cat: [" + "#" * 30 + "] 100% completed\n")
+
+
+@pytest.mark.anyio
+async def test_in_a_notebook_with_widgets_the_bar_is_the_tqdm_widget(
+    fake_tqdm: type[FakeTqdm], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("sora_tasks.notebook._in_notebook", lambda: True)
+    monkeypatch.setitem(sys.modules, "ipywidgets", types.ModuleType("ipywidgets"))
+    async with manager() as tasks, progress_bar(tasks):
+        await tasks.wait((await tasks.create("a cat")).id, timeout=10)
+    (bar,) = fake_tqdm.made
+    assert isinstance(bar, FakeWidgetTqdm)
+    assert bar.positions[-1] == 100
+
+
+@pytest.mark.anyio
+async def test_in_a_notebook_without_widgets_the_bar_is_text_not_a_failing_widget(
+    fake_tqdm: type[FakeTqdm], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("sora_tasks.notebook._in_notebook", lambda: True)
+    monkeypatch.setitem(sys.modules, "ipywidgets", None)
+    async with manager() as tasks, progress_bar(tasks):
+        await tasks.wait((await tasks.create("a cat")).id, timeout=10)
+    (bar,) = fake_tqdm.made
+    assert type(bar) is FakeTqdm
+    assert bar.positions[-1] == 100
+
+
+@pytest.mark.anyio
+async def test_in_a_notebook_without_tqdm_rich_is_not_used_it_would_warn(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr("sora_tasks.notebook._in_notebook", lambda: True)
+    monkeypatch.setitem(sys.modules, "tqdm.std", None)
+    async with manager() as tasks, progress_bar(tasks):
+        await tasks.wait((await tasks.create("a cat")).id, timeout=10)
+    assert "100% completed" in capsys.readouterr().err
 
 
 @pytest.mark.anyio
@@ -190,6 +244,65 @@ def test_task_html_points_outside_the_working_directory_with_a_file_uri(
         make_task(status=TaskStatus.COMPLETED, result=TaskResult(local_path=str(video)))
     )
     assert f'src="{video.as_uri()}"' in page
+
+
+def test_task_html_plays_a_relative_path_relative_to_the_notebook(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "videos").mkdir()
+    (tmp_path / "videos" / "cat.mp4").write_bytes(b"mp4")
+    done = make_task(status=TaskStatus.COMPLETED, result=TaskResult(local_path="videos/cat.mp4"))
+    assert 'src="videos/cat.mp4"' in task_html(done)
+
+
+def test_an_image_task_shows_an_image_not_a_video_player(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "cat.png").write_bytes(b"png")
+    done = make_task(
+        status=TaskStatus.COMPLETED,
+        media_type=MediaType.IMAGE,
+        result=TaskResult(local_path="cat.png"),
+    )
+    page = task_html(done)
+    assert '<img width="480" src="cat.png"' in page
+    assert "<video" not in page
+
+
+@pytest.mark.anyio
+async def test_the_card_plays_the_archived_copy_from_its_presigned_url(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async def sign(key: str, expires_in: timedelta) -> str:
+        return f"https://cdn.example/{key}?X-Amz-Expires={int(expires_in.total_seconds())}&s=1"
+
+    async with TaskManager(
+        providers={"fake": FakeProvider(behaviour=QUICK)}, policy=FAST, archive="memory://"
+    ) as tasks:
+        assert tasks.archive is not None
+        monkeypatch.setattr(tasks.archive, "sign", sign)
+        task = await tasks.create("a cat")
+        with anyio.fail_after(10):
+            while (task := await tasks.get(task.id)).result is None or (
+                task.result.archive_uri is None
+            ):
+                await tasks.wait(task.id, timeout=10)
+                await anyio.sleep(0.01)
+        shown = await card(tasks, task.id, expires_in=timedelta(minutes=5))
+    expected = f"https://cdn.example/_anonymous/{task.id}.mp4?X-Amz-Expires=300&amp;s=1"
+    assert f'<video controls width="480" src="{expected}"></video>' in shown.html
+    assert shown._repr_html_() == shown.html
+
+
+@pytest.mark.anyio
+async def test_a_card_without_a_file_or_an_url_has_no_player() -> None:
+    async with manager() as tasks:
+        task = await tasks.create("a cat")
+        shown = await card(tasks, task.id)
+    assert "<video" not in shown.html
+    assert task.id in shown.html
 
 
 def test_a_task_renders_inline_in_notebooks_as_its_html_view() -> None:

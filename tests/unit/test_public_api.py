@@ -8,10 +8,13 @@ import sora_tasks.storage
 import sora_tasks.testing
 
 CORE = {
+    "ConfigError",
     "ConflictError",
+    "CreateOptions",
     "DownloadError",
     "DuplicateExternalIdError",
     "GenerationRequest",
+    "Health",
     "ImageDimensionsError",
     "ImageError",
     "ImageTooLargeError",
@@ -21,6 +24,7 @@ CORE = {
     "Limits",
     "MemoryDeduplicator",
     "ManagerNotRunningError",
+    "ManagerOptions",
     "MediaType",
     "PollSchedule",
     "PollingPolicy",

@@ -6,10 +6,11 @@ import importlib
 import importlib.util
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 
+from .._version import __version__
 from . import _archive, _ops, _tasks
 from ._output import USAGE, say
 
@@ -23,7 +24,6 @@ _errors: Any = importlib.import_module(
 app = typer.Typer(
     help="Submit, track and download AI video-generation jobs.",
     no_args_is_help=True,
-    add_completion=False,
     # a traceback's local variables could include a key
     pretty_exceptions_show_locals=False,
 )
@@ -33,6 +33,28 @@ _archives = typer.Typer(
     help="Check the object storage videos are archived to.", no_args_is_help=True
 )
 app.add_typer(_archives, name="archive")
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        typer.echo(f"sora-tasks {__version__}")
+        raise typer.Exit
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            help="Show the version and exit.",
+            callback=_show_version,
+            is_eager=True,
+        ),
+    ] = False,
+) -> None:
+    """Submit, track and download AI video-generation jobs."""
+
 
 app.command()(_tasks.generate)
 app.command()(_tasks.submit)

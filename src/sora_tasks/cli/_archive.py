@@ -6,8 +6,8 @@ from typing import Annotated
 
 import typer
 
+from .._build import open_manager
 from ..archive import ArchiveProblem, verify_archive
-from ._build import open_manager
 from ._common import ConfigOption, DatabaseOption, JsonOption, UserOption, prepare, run
 from ._output import FAILED, USAGE, fail, print_json, say
 

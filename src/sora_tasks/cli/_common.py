@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Annotated, NoReturn, TypeVar
@@ -14,7 +15,8 @@ from .._exceptions import (
     SoraTasksError,
     TaskNotFoundError,
 )
-from ._config import FAKE, ConfigError, Flags, Settings, load_settings
+from .._options import CreateOptions
+from .._settings import FAKE, ConfigError, Flags, Settings, key_variables_hint, load_settings
 from ._output import FAILED, USAGE, fail, say
 
 __all__ = [
@@ -23,6 +25,7 @@ __all__ = [
     "JsonOption",
     "ProviderOption",
     "UserOption",
+    "in_flags",
     "prepare",
     "run",
 ]
@@ -80,7 +83,7 @@ def prepare(
     if announce and settings.fallback and settings.default_provider == FAKE:
         say(
             "No provider configured: using the built-in fake provider (no network, no key). "
-            "Set OPENAI_API_KEY or write a config file to go live.",
+            f"Set {key_variables_hint()}, or write a config file to go live.",
             "yellow",
         )
     return settings
@@ -103,7 +106,9 @@ def _exit_for(exc: Exception, original: BaseException) -> NoReturn:
     """Leave with the exit code that ``exc`` calls for, or re-raise ``original``."""
     if isinstance(exc, typer.Exit):
         raise exc
-    if isinstance(exc, ConfigError | InvalidRequestError | TaskNotFoundError):
+    if isinstance(exc, InvalidRequestError):
+        fail(in_flags(exc), USAGE)
+    if isinstance(exc, ConfigError | TaskNotFoundError):
         fail(str(exc), USAGE)
     if isinstance(exc, SoraTasksError):
         fail(str(exc), FAILED)
@@ -113,6 +118,46 @@ def _exit_for(exc: Exception, original: BaseException) -> NoReturn:
     if _is_database_error(exc):
         fail(f"database: {str(exc).splitlines()[0]}", FAILED)
     raise original
+
+
+# the request's fields that the job commands take as flags
+_REQUEST_FIELDS = frozenset(CreateOptions.__optional_keys__) - {
+    "media_type",
+    "metadata",
+    "deadline",
+}
+# the library speaks of Python arguments; on the command line they are flags
+_ARGUMENTS = {
+    "allow_unsupported=True": "--allow-unsupported",
+    "provider_options={...}": "--option KEY=VALUE",
+}
+_FLAGS = {
+    "reference_image": "--image",
+    "reference_images": "--reference",
+    "provider_options": "--option",
+    "user_id": "--user",
+}
+
+
+# names written with an underscore are argument names wherever they appear in a message
+_SPELT_OUT = re.compile(r"\b[a-z]+(?:_[a-z]+)+\b")
+
+
+def in_flags(exc: InvalidRequestError) -> str:
+    """The message of ``exc`` with the Python arguments it names spelt as the CLI's flags."""
+    message = str(exc)
+    for argument, flag in _ARGUMENTS.items():
+        message = message.replace(argument, flag)
+    field = exc.field.split(".", 1)[0]
+    if field in _REQUEST_FIELDS and message.startswith((f"{exc.field}: ", f"{field} ")):
+        message = _flag(field) + message[len(field) :]
+    return _SPELT_OUT.sub(
+        lambda match: _flag(match[0]) if match[0] in _REQUEST_FIELDS else match[0], message
+    )
+
+
+def _flag(field: str) -> str:
+    return _FLAGS.get(field, "--" + field.replace("_", "-"))
 
 
 def _is_database_error(exc: Exception) -> bool:

@@ -10,12 +10,13 @@ from typing import Annotated
 
 import typer
 
+from .._build import build_store, open_manager
+from .._durations import parse_duration
 from .._models import TaskStats
+from .._settings import database_url
 from ..storage import copy_tasks
-from ._build import build_store, open_manager
 from ._common import ConfigOption, DatabaseOption, JsonOption, UserOption, prepare, run
-from ._config import database_url
-from ._durations import parse_duration
+from ._health import serve_health
 from ._output import USAGE, fail, print_json, say, show_stats
 
 __all__ = ["cleanup", "db_copy", "db_upgrade", "simulate", "stats", "worker"]
@@ -91,6 +92,18 @@ def worker(
         ),
     ] = None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+    health_port: Annotated[
+        int | None,
+        typer.Option(
+            help="Serve /livez, /readyz and /healthz on this port (0: any free port).",
+            min=0,
+            max=65535,
+            show_default=False,
+        ),
+    ] = None,
+    health_host: Annotated[
+        str, typer.Option(help="The address the health endpoints listen on.")
+    ] = "0.0.0.0",  # noqa: S104 (probes come from outside the pod)
     config: ConfigOption = None,
     database_url: DatabaseOption = None,
 ) -> None:
@@ -109,7 +122,12 @@ def worker(
 
     async def main() -> None:
         async with open_manager(settings, poll=True) as manager:
-            await manager.run_worker()
+            if health_port is None:
+                await manager.run_worker()
+                return
+            async with serve_health(manager, health_host, health_port) as port:
+                say(f"health checks on http://{health_host}:{port}/livez, /readyz, /healthz")
+                await manager.run_worker()
 
     run(main)
     say("worker stopped")

@@ -8,10 +8,11 @@ from typing import Annotated
 
 import typer
 
+from .._build import open_manager
 from .._exceptions import TaskFailedError
 from .._models import Task, TaskPage, TaskStatus
 from .._progress import follow
-from ._build import open_manager
+from .._settings import FAKE
 from ._common import (
     ConfigOption,
     DatabaseOption,
@@ -21,7 +22,6 @@ from ._common import (
     prepare,
     run,
 )
-from ._config import FAKE
 from ._output import FAILED, fail, print_json, say, show_page, show_task
 from ._progress import progress_bar
 from ._request import (
@@ -113,7 +113,11 @@ def generate(
     prompt: Prompt,
     output: Annotated[
         Path | None,
-        typer.Option("--output", "-o", help="Where to write the video [default: <task id>.mp4]."),
+        typer.Option(
+            "--output",
+            "-o",
+            help="Where to write the video [default: <task id>.mp4, or the image's own extension].",
+        ),
     ] = None,
     model: Model = None,
     size: Size = None,
@@ -257,7 +261,11 @@ def download(
     task_id: TaskId,
     output: Annotated[
         Path | None,
-        typer.Option("--output", "-o", help="Where to write the video [default: <task id>.mp4]."),
+        typer.Option(
+            "--output",
+            "-o",
+            help="Where to write the video [default: <task id>.mp4, or the image's own extension].",
+        ),
     ] = None,
     user: UserOption = None,
     config: ConfigOption = None,
@@ -270,7 +278,7 @@ def download(
     async def main() -> Task:
         async with open_manager(settings) as manager:
             task = await manager.get(task_id, user_id=user)
-            return await manager.download(task.id, output or f"{task.id}.mp4", user_id=user)
+            return await manager.download(task.id, output, user_id=user)
 
     _print(run(main), json_output, brief=True, path=True)
 

@@ -21,11 +21,13 @@ from ._json import loads
 __all__ = [
     "MAX_CODE_CHARS",
     "MAX_MESSAGE_CHARS",
+    "REQUEST_ID_HEADERS",
     "display_url",
     "error_details",
     "error_fields",
     "error_for_status",
     "provider_text",
+    "request_id",
 ]
 
 MAX_MESSAGE_CHARS = 500
@@ -39,8 +41,22 @@ _CONTROLS = re.compile(
     "[\x00-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]"
 )
 
+REQUEST_ID_HEADERS = ("x-request-id", "x-fal-request-id", "x-goog-request-id", "request-id")
+"""Where providers put the id of a request, first found wins: ``x-request-id`` (OpenAI-shaped
+APIs; what openai-python reports), ``x-fal-request-id`` (fal; what fal-client looks for),
+``x-goog-request-id`` (Google APIs), then the bare ``request-id``."""
+
 _MESSAGE_KEYS = ("message", "msg", "error_message", "detail", "fail_reason", "reason")
 _CODE_KEYS = ("code", "error_code", "type")
+
+
+def request_id(headers: httpx2.Headers, names: tuple[str, ...] = REQUEST_ID_HEADERS) -> str | None:
+    """The provider's id for the request a response answers, cleaned like any provider text."""
+    for name in names:
+        value = headers.get(name)
+        if value and value.strip():
+            return provider_text(value, MAX_CODE_CHARS) or None
+    return None
 
 
 def error_for_status(
@@ -49,6 +65,7 @@ def error_for_status(
     *,
     provider: str,
     retry_after: float | None,
+    request_id_headers: tuple[str, ...] = REQUEST_ID_HEADERS,
 ) -> ProviderHTTPError:
     """Map an error response to its exception: 401/403, 429, 5xx, anything else final.
 
@@ -77,6 +94,7 @@ def error_for_status(
         code=code,
         provider=provider,
         retry_after=retry_after,
+        request_id=request_id(response.headers, request_id_headers),
     )
 
 

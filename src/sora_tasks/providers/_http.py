@@ -24,7 +24,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mappin
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from importlib import metadata
 from typing import Any
 
 import anyio
@@ -50,9 +49,11 @@ from .._retry import (
     sleep_before_retry,
 )
 from .._secrets import register_secret, scrub
+from .._telemetry import note_http
+from .._version import __version__
 from ._base import ContentStream
 from ._content import ResponseContent
-from ._errors import display_url, error_for_status
+from ._errors import REQUEST_ID_HEADERS, display_url, error_for_status, request_id
 from ._json import DEFAULT_MAX_JSON_BYTES
 from ._transport import PollingTransport, environment_proxies
 
@@ -85,13 +86,6 @@ _NOT_SENT = (
     httpx2.UnsupportedProtocol,
 )
 _DEFAULT_PORTS = {"http": 80, "https": 443}
-
-
-def _user_agent() -> str:
-    try:
-        return f"sora-tasks/{metadata.version('sora-tasks')}"
-    except metadata.PackageNotFoundError:
-        return "sora-tasks"
 
 
 def _require_httpx2(client: object) -> None:
@@ -137,6 +131,8 @@ class ProviderClient:
     here. Otherwise one is created with :data:`DEFAULT_TIMEOUT` (or ``timeout``, which bounds
     each network operation) and closed by :meth:`aclose`. ``call_timeout`` bounds a whole
     :meth:`request`, retries included; ``max_response_bytes`` bounds the body it reads.
+    ``request_id_headers`` are the response headers that may carry the provider's id of a
+    request (first found wins); it lands on every error raised from an answer.
     """
 
     def __init__(
@@ -155,6 +151,7 @@ class ProviderClient:
         max_retries: int = 2,
         backoff: Backoff | None = None,
         max_redirects: int = 5,
+        request_id_headers: Iterable[str] = REQUEST_ID_HEADERS,
         sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
         random_source: Callable[[], float] = random.random,
         auth: httpx2.Auth | None = None,
@@ -172,7 +169,7 @@ class ProviderClient:
         self.base_url = httpx2.URL(base_url.rstrip("/") + "/")
         self._base = str(self.base_url)
         self._origin = origin(self.base_url)
-        self._foreign_headers = {"User-Agent": _user_agent(), **(headers or {})}
+        self._foreign_headers = {"User-Agent": f"sora-tasks/{__version__}", **(headers or {})}
         self._own_headers = dict(self._foreign_headers)
         if api_key is not None and api_key.get_secret_value():
             key = api_key.get_secret_value()
@@ -189,6 +186,7 @@ class ProviderClient:
         self._max_retries = max_retries
         self._backoff = backoff or Backoff()
         self._max_redirects = max_redirects
+        self._request_id_headers = tuple(name.lower() for name in request_id_headers)
         self._sleep = sleep
         self._random = random_source
         self._auth: httpx2.Auth | Any = httpx2.USE_CLIENT_DEFAULT if auth is None else auth
@@ -244,7 +242,9 @@ class ProviderClient:
             return await self._with_retries(
                 target, create=create, stream=False, kwargs=kwargs, call=call
             )
-        raise self._expired(target, create, call)
+        error = self._expired(target, create, call)
+        note_http(method, None, call.attempts - 1 if call.attempts else 0)
+        raise error
 
     @asynccontextmanager
     async def stream(
@@ -297,16 +297,25 @@ class ProviderClient:
         call: _Call | None = None,
     ) -> httpx2.Response:
         attempts = itertools.count(1)
+        tried = 0
 
         async def attempt() -> httpx2.Response:
+            nonlocal tried
+            tried = next(attempts)
             if call is not None:
                 call.phase = _Phase.UNKNOWN
+                call.attempts = tried
             try:
-                return await self._attempt(target, next(attempts), create, stream, kwargs, call)
+                response = await self._attempt(target, tried, create, stream, kwargs, call)
             except _RetryLater:
                 if call is not None:
                     call.phase = _Phase.IDLE
                 raise
+            except ProviderError as exc:
+                note_http(target.method, getattr(exc, "status_code", None), tried - 1)
+                raise
+            note_http(target.method, response.status_code, tried - 1)
+            return response
 
         # the first attempt runs outside tenacity: its setup costs more than a status parse, and
         # nearly every call succeeds at once (see benchmarks/bench_provider_poll.py)
@@ -314,6 +323,7 @@ class ProviderClient:
             return await attempt()
         except _RetryLater as failed:
             if self._max_retries == 0:
+                note_http(target.method, getattr(failed.error, "status_code", None), 0)
                 raise failed.error from failed.error.__cause__
             self._log_retry(failed.delay, 1, failed.error)
             await self._sleep(failed.delay)
@@ -328,6 +338,7 @@ class ProviderClient:
         try:
             response: httpx2.Response = await retrying(attempt)
         except _RetryLater as exhausted:
+            note_http(target.method, getattr(exhausted.error, "status_code", None), tried - 1)
             raise exhausted.error from exhausted.error.__cause__
         return response
 
@@ -393,7 +404,18 @@ class ProviderClient:
             )
         auth = self._auth if target.own_origin else None
         # always a stream: a JSON body is read here, under the size limit (see _read_body)
-        return await self._client.send(request, stream=True, follow_redirects=False, auth=auth)
+        response = await self._client.send(request, stream=True, follow_redirects=False, auth=auth)
+        if logger.isEnabledFor(logging.DEBUG):
+            rid = request_id(response.headers, self._request_id_headers)
+            logger.debug(
+                "%s %s answered %d request_id=%s",
+                target.method,
+                display_url(target.url),
+                response.status_code,
+                rid,
+                extra={"provider": self.provider, "action": "http", "request_id": rid},
+            )
+        return response
 
     async def _read_body(
         self, response: httpx2.Response, target: _Target, create: bool, number: int
@@ -418,6 +440,7 @@ class ProviderClient:
                 f"with a body over the {limit:,}-byte limit (max_response_bytes)",
                 provider=self.provider,
                 limit=limit,
+                request_id=request_id(response.headers, self._request_id_headers),
             )
             action = Action.UNCERTAIN if create else Action.FAIL
             raise self._verdict(action, error, number, retry_after=None)
@@ -453,7 +476,13 @@ class ProviderClient:
         call: _Call | None,
     ) -> Exception:
         retry_after = parse_retry_after(response.headers, now=datetime.now(UTC))
-        error = error_for_status(response, body, provider=self.provider, retry_after=retry_after)
+        error = error_for_status(
+            response,
+            body,
+            provider=self.provider,
+            retry_after=retry_after,
+            request_id_headers=self._request_id_headers,
+        )
         action = classify(
             create=create,
             status_code=response.status_code,
@@ -475,6 +504,7 @@ class ProviderClient:
             uncertain = SubmissionUncertainError(
                 f"{error}; the job may have started, so it was not sent again",
                 provider=self.provider,
+                request_id=error.request_id,
             )
             uncertain.__cause__ = error
             return uncertain
@@ -494,7 +524,12 @@ class ProviderClient:
             failed_attempt + 1,
             self._max_retries + 1,
             error,
-            extra={"provider": self.provider, "attempt": failed_attempt, "action": "retry"},
+            extra={
+                "provider": self.provider,
+                "attempt": failed_attempt,
+                "action": "retry",
+                "request_id": getattr(error, "request_id", None),
+            },
         )
 
     def _log_tenacity_retry(self, state: tenacity.RetryCallState) -> None:
@@ -512,9 +547,10 @@ class _Phase(enum.Enum):
 class _Call:
     """One :meth:`ProviderClient.request`: its deadline, and how far its attempt has got."""
 
-    __slots__ = ("bound", "deadline", "limit_name", "phase")
+    __slots__ = ("attempts", "bound", "deadline", "limit_name", "phase")
 
     def __init__(self, bound: float, limit_name: str) -> None:
+        self.attempts = 0
         self.bound = bound
         self.deadline = anyio.current_time() + bound
         self.limit_name = limit_name

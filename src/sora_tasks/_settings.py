@@ -1,9 +1,11 @@
-"""The command line's configuration: flags over environment over a TOML file over defaults.
+"""Configuration from flags, environment, a TOML file and defaults, in that order.
 
-The file (``--config``, else ``$SORA_TASKS_CONFIG``, else ``./sora-tasks.toml``, else
-``config.toml`` in the user config directory) may name several providers. Keys are referred to by
-the name of the environment variable that holds them (``api_key_env``); a key written in the file
-itself is accepted with a warning. Nothing here ever puts a key in a message.
+The command line reads it for every command, and ``TaskManager()`` without providers reads it
+the same way (:mod:`sora_tasks._build`). The file (``--config``, else ``$SORA_TASKS_CONFIG``,
+else ``./sora-tasks.toml``, else ``config.toml`` in the user config directory) may name several
+providers. Keys are referred to by the name of the environment variable that holds them
+(``api_key_env``); a key written in the file itself is accepted with a warning. Nothing here
+ever puts a key in a message.
 """
 
 from __future__ import annotations
@@ -15,13 +17,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-import platformdirs
 import pydantic
 from pydantic import BaseModel, ConfigDict, SecretStr
 
-from .._models import Limits
-from .._policy import PollingPolicy
 from ._durations import parse_duration
+from ._exceptions import ConfigError
+from ._models import Limits
+from ._policy import PollingPolicy
 
 __all__ = [
     "FAKE",
@@ -33,26 +35,30 @@ __all__ = [
     "Settings",
     "database_url",
     "find_config_file",
+    "key_variables_hint",
     "load_settings",
 ]
 
 FAKE = "fake"
 OPENAI = "openai"
-# each kind's conventional key variable; a provider of that name is configured when it is set
-KEY_VARIABLES: Mapping[str, str] = {
-    "openai": "OPENAI_API_KEY",
-    "replicate": "REPLICATE_API_TOKEN",
-    "veo": "GEMINI_API_KEY",
-    "fal": "FAL_KEY",
-    "runway": "RUNWAYML_API_SECRET",
+KEY_VARIABLES: Mapping[str, tuple[str, ...]] = {
+    "openai": ("OPENAI_API_KEY",),
+    "replicate": ("REPLICATE_API_TOKEN",),
+    "veo": ("GEMINI_API_KEY", "GOOGLE_API_KEY"),
+    "fal": ("FAL_KEY",),
+    "runway": ("RUNWAYML_API_SECRET",),
 }
+"""Each provider type's conventional key variables, the first one set wins. A provider named
+after its type is configured when one is set (``openai`` also needs ``OPENAI_BASE_URL``: see
+:data:`RETIRED_OPENAI`). A new type is one line here, and one in ``_build.build_provider``."""
+
+RETIRED_OPENAI = (
+    "OpenAI's own video endpoint (api.openai.com/v1/videos) was shut down on 2026-09-24: set "
+    "OPENAI_BASE_URL to the OpenAI-compatible server to use (a relay or a self-hosted one)"
+)
 LOCAL_CONFIG = Path("sora-tasks.toml")
 
 _M = TypeVar("_M", bound=BaseModel)
-
-
-class ConfigError(Exception):
-    """The configuration cannot be used; the message says where and why, never a secret."""
 
 
 class _Strict(BaseModel):
@@ -123,6 +129,14 @@ class Settings:
     notes: tuple[str, ...] = ()
 
 
+def key_variables_hint() -> str:
+    """The variables that configure a provider, for messages: ``A with B, C or D, E``."""
+    return ", ".join(
+        "OPENAI_API_KEY with OPENAI_BASE_URL" if kind == OPENAI else " or ".join(names)
+        for kind, names in KEY_VARIABLES.items()
+    )
+
+
 def find_config_file(flag: Path | None, env: Mapping[str, str]) -> Path | None:
     """The file to read: an explicit one must exist; the implicit ones are used if present."""
     explicit = flag or (Path(env["SORA_TASKS_CONFIG"]) if env.get("SORA_TASKS_CONFIG") else None)
@@ -130,13 +144,18 @@ def find_config_file(flag: Path | None, env: Mapping[str, str]) -> Path | None:
         if not explicit.is_file():
             raise ConfigError(f"config file {str(explicit)!r} does not exist")
         return explicit
-    for candidate in (
-        LOCAL_CONFIG,
-        Path(platformdirs.user_config_dir("sora-tasks")) / "config.toml",
-    ):
-        if candidate.is_file():
+    for candidate in (LOCAL_CONFIG, _user_config()):
+        if candidate is not None and candidate.is_file():
             return candidate
     return None
+
+
+def _user_config() -> Path | None:
+    try:
+        import platformdirs
+    except ImportError:  # installed with the sql extra; without it there is no user directory
+        return None
+    return Path(platformdirs.user_config_dir("sora-tasks")) / "config.toml"
 
 
 def load_settings(flags: Flags, env: Mapping[str, str] | None = None) -> Settings:
@@ -157,7 +176,7 @@ def load_settings(flags: Flags, env: Mapping[str, str] | None = None) -> Setting
         providers[FAKE] = ProviderSettings(type="fake")
     if default not in providers:
         known = ", ".join(sorted(providers))
-        hint = " (set OPENAI_API_KEY to use it)" if default == OPENAI else ""
+        hint = " (set OPENAI_API_KEY and OPENAI_BASE_URL to use it)" if default == OPENAI else ""
         raise ConfigError(f"no provider named {default!r}{hint}; configured: {known}")
     return Settings(
         providers=providers,
@@ -192,10 +211,15 @@ def _providers(
 ) -> dict[str, ProviderSettings]:
     providers: dict[str, ProviderSettings] = {}
     declared = dict(file.providers)
-    if OPENAI not in declared and (env.get("OPENAI_API_KEY") or env.get("OPENAI_BASE_URL")):
+    retired = False
+    if OPENAI not in declared and env.get("OPENAI_BASE_URL"):
         declared[OPENAI] = ProviderSettings(type="openai")
-    for kind, variable in KEY_VARIABLES.items():
-        if kind != OPENAI and kind not in declared and env.get(variable):
+    elif OPENAI not in declared and env.get("OPENAI_API_KEY"):
+        # a key alone would send every job to an endpoint that no longer exists
+        retired = True
+        notes.append(f"OPENAI_API_KEY is set but no provider was made of it: {RETIRED_OPENAI}")
+    for kind, variables in KEY_VARIABLES.items():
+        if kind != OPENAI and kind not in declared and _first_set(variables, env):
             declared[kind] = ProviderSettings(type=kind)
     for name, settings in declared.items():
         if settings.api_key is not None:
@@ -205,13 +229,25 @@ def _providers(
             )
         resolved = _resolve(name, settings, env)
         if resolved is None:
+            variables = (
+                (settings.api_key_env,)
+                if settings.api_key_env
+                else KEY_VARIABLES.get(settings.type, ())
+            )
             notes.append(
                 f"provider {name!r} left out: environment variable "
-                f"{settings.api_key_env or KEY_VARIABLES.get(settings.type)} is not set"
+                f"{' or '.join(variables)} is not set"
             )
             continue
         providers[name] = resolved
+    if retired and not providers:
+        raise ConfigError(f"no provider configured: {RETIRED_OPENAI}")
     return providers
+
+
+def _first_set(variables: tuple[str, ...], env: Mapping[str, str]) -> str | None:
+    """The first of ``variables`` that is set (not empty) in ``env``."""
+    return next((name for name in variables if env.get(name)), None)
 
 
 def _resolve(
@@ -229,7 +265,7 @@ def _resolve(
         and settings.type in KEY_VARIABLES
         and (settings.api_key is None or name == settings.type)
     ):
-        variable = KEY_VARIABLES[settings.type]
+        variable = _first_set(KEY_VARIABLES[settings.type], env)
     if variable is not None and env.get(variable):
         changes["api_key"] = SecretStr(env[variable])
     elif settings.api_key is None:

@@ -8,10 +8,9 @@ from typing import TYPE_CHECKING, Any
 
 import pydantic
 
-from .._events import TaskEvent
-from .._manager import TaskManager
-from ..archive._base import DEFAULT_KEY_TEMPLATE
-from ..providers import (
+from ._settings import ConfigError, ProviderSettings, Settings
+from .archive._base import DEFAULT_KEY_TEMPLATE
+from .providers import (
     FalProvider,
     MultipartRelayProvider,
     OpenAIVideosProvider,
@@ -20,24 +19,24 @@ from ..providers import (
     RunwayProvider,
     VeoProvider,
 )
-from ..providers._base import Provider
-from ..providers.openai import DEFAULT_BASE_URL
-from ..testing import FakeBehaviour, FakeProvider
-from ._config import ConfigError, ProviderSettings, Settings
+from .providers._base import Provider
+from .providers.openai import DEFAULT_BASE_URL
 
 if TYPE_CHECKING:
-    from ..storage import SQLStore
+    from ._events import TaskEvent
+    from ._manager import TaskManager
+    from .storage import SQLStore
 
 __all__ = ["build_provider", "build_store", "open_manager"]
-
-# fast enough for a demo, slow enough for the progress bar to be seen moving
-_DEMO = FakeBehaviour(queued_for=0.5, render_for=3.0, poll_after=0.2)
 
 
 def build_provider(name: str, settings: ProviderSettings) -> Provider:
     """One provider from its settings; its key was resolved by :func:`load_settings`."""
     if settings.type == "fake":
-        return FakeProvider(behaviour=_DEMO)
+        from .testing import FakeBehaviour, FakeProvider
+
+        # fast enough for a demo, slow enough for the progress bar to be seen moving
+        return FakeProvider(behaviour=FakeBehaviour(queued_for=0.5, render_for=3.0, poll_after=0.2))
     options: dict[str, Any] = {
         key: value
         for key, value in {"timeout": settings.timeout, "max_retries": settings.max_retries}.items()
@@ -84,7 +83,7 @@ def build_store(database_url: str | None) -> SQLStore:
     try:
         from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
-        from ..storage.sql import SQLStore
+        from .storage.sql import SQLStore
     except ImportError:
         raise ConfigError(
             'the command line needs the sql extra: pip install "sora-tasks[cli]"'
@@ -109,6 +108,8 @@ async def open_manager(
     on_event: Callable[[TaskEvent], object] | None = None,
 ) -> AsyncIterator[TaskManager]:
     """A running manager over every configured provider; ``poll`` starts the polling engine."""
+    from ._manager import TaskManager
+
     providers = {name: build_provider(name, item) for name, item in settings.providers.items()}
     manager = TaskManager(
         providers=providers,

@@ -1,0 +1,197 @@
+"""OpenTelemetry: the spans and metrics of real tasks, read back from the SDK's in-memory
+exporters, the provider being the simulator on 127.0.0.1. The library uses the API only; the
+SDK is set up here, as an application would."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from opentelemetry import metrics, trace
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import StatusCode
+
+from sora_tasks import PollingPolicy, PollSchedule, TaskManager, TaskStatus
+from sora_tasks.providers import Backoff, OpenAIVideosProvider
+from sora_tasks.testing import create_simulator_app, serve_in_thread
+from sora_tasks.testing._simulator import Faults
+
+pytestmark = [pytest.mark.anyio, pytest.mark.timeout(30)]
+
+KEY = "sk-otel-test"
+QUICK = PollSchedule(first_interval=0.05, dense_interval=0.05, max_interval=0.2)
+POLICY = PollingPolicy(retry_interval=0.01, idle_wait=0.05, reconcile_delay=0, schedule=QUICK)
+
+
+@dataclass(frozen=True)
+class Telemetry:
+    spans: InMemorySpanExporter
+    metrics: InMemoryMetricReader
+
+    def finished(self, provider: str) -> list[ReadableSpan]:
+        return [
+            span
+            for span in self.spans.get_finished_spans()
+            if (span.attributes or {}).get("sora_tasks.provider") == provider
+        ]
+
+    def points(self, name: str, **attributes: Any) -> list[Any]:
+        data = self.metrics.get_metrics_data()
+        assert data is not None
+        found = []
+        for resource in data.resource_metrics:
+            for scope in resource.scope_metrics:
+                for metric in scope.metrics:
+                    if metric.name != name:
+                        continue
+                    for point in metric.data.data_points:
+                        given = point.attributes or {}
+                        if all(given.get(k) == v for k, v in attributes.items()):
+                            found.append(point)
+        return found
+
+
+_SETUP: Telemetry | None = None
+
+
+@pytest.fixture
+def otel() -> Telemetry:
+    """The process's SDK (the API accepts a provider once per process), spans cleared."""
+    global _SETUP
+    if _SETUP is None:
+        exporter = InMemorySpanExporter()
+        tracer_provider = TracerProvider()
+        tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
+        trace.set_tracer_provider(tracer_provider)
+        reader = InMemoryMetricReader()
+        metrics.set_meter_provider(MeterProvider(metric_readers=[reader]))
+        _SETUP = Telemetry(exporter, reader)
+    _SETUP.spans.clear()
+    return _SETUP
+
+
+@pytest.fixture
+def simulator() -> Iterator[str]:
+    app = create_simulator_app(
+        render_seconds=0.2,
+        queue_seconds=0,
+        poll_after_ms=None,
+        faults={"retrieve": Faults(rate_limits=1, retry_after=0)},
+    )
+    with serve_in_thread(app) as url:
+        yield f"{url}/v1"
+
+
+def named(spans: Sequence[ReadableSpan], name: str) -> list[ReadableSpan]:
+    return [span for span in spans if span.name == name]
+
+
+async def test_a_task_leaves_engine_and_provider_spans_with_ids_status_and_retries(
+    otel: Telemetry, simulator: str
+) -> None:
+    provider = OpenAIVideosProvider(
+        api_key=KEY, base_url=simulator, backoff=Backoff(initial=0.01, maximum=0.02)
+    )
+    async with TaskManager(providers={"sim-spans": provider}, policy=POLICY) as manager:
+        task = await manager.create("a cat", seconds=4)
+        task = await manager.wait(task.id, timeout=20)
+    assert task.status is TaskStatus.COMPLETED
+    spans = otel.finished("sim-spans")
+    submit = named(spans, "sora_tasks.provider.submit")
+    statuses = named(spans, "sora_tasks.provider.status")
+    polls = named(spans, "sora_tasks.engine.poll")
+    assert len(submit) == 1
+    assert statuses
+    assert polls
+    first = statuses[0]
+    attributes = dict(first.attributes or {})
+    assert attributes["sora_tasks.task_id"] == task.id
+    assert attributes["sora_tasks.external_id"] == task.external_id
+    assert attributes["sora_tasks.model"] == task.model
+    assert attributes["http.request.method"] == "GET"
+    assert attributes["http.response.status_code"] == 200
+    # the simulator answered the first status call 429: one retry inside that call
+    assert attributes["sora_tasks.retry_count"] == 1
+    assert all((s.attributes or {})["sora_tasks.retry_count"] == 0 for s in statuses[1:])
+    # every status call runs inside the engine's poll of that task
+    poll_ids = {span.context.span_id for span in polls if span.context is not None}
+    assert all(s.parent is not None and s.parent.span_id in poll_ids for s in statuses)
+    assert (submit[0].attributes or {})["http.request.method"] == "POST"
+
+
+async def test_task_metrics_count_transitions_polls_and_store_latency(
+    otel: Telemetry, simulator: str
+) -> None:
+    provider = OpenAIVideosProvider(
+        api_key=KEY, base_url=simulator, backoff=Backoff(initial=0.01, maximum=0.02)
+    )
+    async with TaskManager(providers={"sim-metrics": provider}, policy=POLICY) as manager:
+        task = await manager.wait((await manager.create("a cat")).id, timeout=20)
+    assert task.status is TaskStatus.COMPLETED
+    by = {"sora_tasks.provider": "sim-metrics"}
+    reached = {
+        point.attributes["sora_tasks.status"]: point.value
+        for point in otel.points("sora_tasks.task.transitions", **by)
+    }
+    assert reached == {"QUEUED": 1, "PROCESSING": 1, "COMPLETED": 1}
+    (ok,) = otel.points("sora_tasks.polls", **by, **{"sora_tasks.outcome": "ok"})
+    assert ok.value >= 1
+    (delay,) = otel.points("sora_tasks.completion.detection_delay", **by)
+    assert delay.count == 1
+    assert 0 <= delay.sum < 20
+    updates = otel.points("sora_tasks.store.duration", **{"sora_tasks.operation": "update"})
+    claims = otel.points("sora_tasks.store.duration", **{"sora_tasks.operation": "claim_due"})
+    assert updates and updates[0].count > 0
+    assert claims and claims[0].count > 0
+
+
+async def test_a_provider_error_is_counted_by_kind_and_recorded_on_its_span(
+    otel: Telemetry,
+) -> None:
+    app = create_simulator_app(faults={"create": Faults(rejections=1)})
+    with serve_in_thread(app) as url:
+        provider = OpenAIVideosProvider(api_key=KEY, base_url=f"{url}/v1")
+        async with TaskManager(providers={"sim-errors": provider}, policy=POLICY) as manager:
+            task = await manager.wait((await manager.create("a cat")).id, timeout=20)
+    assert task.status is TaskStatus.FAILED
+    (errors,) = otel.points(
+        "sora_tasks.provider.errors",
+        **{"sora_tasks.provider": "sim-errors", "error.type": "ProviderRejectedError"},
+    )
+    assert errors.value == 1
+    assert errors.attributes["http.response.status_code"] == 400
+    (span,) = named(otel.finished("sim-errors"), "sora_tasks.provider.submit")
+    assert span.status.status_code is StatusCode.ERROR
+    assert [event.name for event in span.events] == ["exception"]
+
+
+def test_without_opentelemetry_installed_the_library_works_as_before() -> None:
+    code = """
+import sys
+sys.modules["opentelemetry"] = None  # as if the otel extra were not installed
+import anyio
+from sora_tasks import TaskManager, TaskStatus
+from sora_tasks.testing import FakeBehaviour, FakeProvider
+
+async def main():
+    fake = FakeProvider(behaviour=FakeBehaviour(render_for=0.05, poll_after=0.01))
+    async with TaskManager(providers=fake) as manager:
+        task = await manager.wait((await manager.create("a cat")).id, timeout=10)
+    assert task.status is TaskStatus.COMPLETED, task
+    assert "opentelemetry.trace" not in sys.modules
+
+anyio.run(main)
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=os.environ
+    )
+    assert done.returncode == 0, done.stderr
