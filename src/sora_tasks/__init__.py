@@ -39,13 +39,17 @@ from ._exceptions import (
     WaitTimeoutError,
     WebhookVerificationError,
 )
+from ._health import CircuitPolicy, CircuitState, ProviderHealth
 from ._manager import TaskManager
 from ._models import (
     GenerationRequest,
     Limits,
     MediaType,
     ReferenceImage,
+    RouteStep,
+    SkippedProvider,
     Task,
+    TaskCost,
     TaskError,
     TaskPage,
     TaskResult,
@@ -67,6 +71,8 @@ from ._webhooks import (
 __version__ = "0.1.0.dev0"
 
 __all__ = [
+    "CircuitPolicy",
+    "CircuitState",
     "ConflictError",
     "DownloadError",
     "DuplicateExternalIdError",
@@ -87,6 +93,7 @@ __all__ = [
     "ProviderAuthError",
     "ProviderError",
     "ProviderHTTPError",
+    "ProviderHealth",
     "ProviderRateLimitError",
     "ProviderRejectedError",
     "ProviderResponseError",
@@ -94,6 +101,8 @@ __all__ = [
     "ProviderTransportError",
     "ProviderUnsupportedError",
     "ReferenceImage",
+    "RouteStep",
+    "SkippedProvider",
     "SoraTasksError",
     "StoreNotMigratedError",
     "StoreUnavailableError",
@@ -101,6 +110,7 @@ __all__ = [
     "SyncTaskManager",
     "SignedWebhooks",
     "Task",
+    "TaskCost",
     "TaskError",
     "TaskEvent",
     "TaskFailedError",

@@ -9,18 +9,19 @@ in priority order as running jobs finish.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 
 import anyio
 
 from ._events import EventHub
-from ._exceptions import UnknownProviderError
-from ._models import GenerationRequest, ImageData, Limits, Task
+from ._exceptions import InvalidRequestError, UnknownProviderError, UnsupportedParameterError
+from ._models import GenerationRequest, ImageData, Limits, RouteStep, SkippedProvider, Task
 from ._operations import TaskOperations
 from ._policy import PollingPolicy
 from ._poller import Engine
-from ._validation import describe, prepare
+from ._routes import RouteEntry
+from ._validation import PreparedRequest, describe, prepare
 from .providers._base import Provider
 from .storage._base import TaskStore
 
@@ -42,8 +43,10 @@ class Admission:
         operations: TaskOperations,
         engine: Engine,
         clock: Callable[[], datetime],
+        routes: Mapping[str, Sequence[RouteEntry]] | None = None,
     ) -> None:
         self._store = store
+        self._routes = dict(routes or {})
         self._providers = providers
         self._default = default_provider
         self._limits = limits
@@ -75,14 +78,23 @@ class Admission:
 
     def _new_task(self, request: GenerationRequest) -> tuple[Task, list[ImageData]]:
         name = request.provider or self._default
-        try:
-            provider = self._providers[name]
-        except KeyError:
-            raise UnknownProviderError(
-                f"no provider named {name!r}; registered: {', '.join(sorted(self._providers))}",
-                field="provider",
-            ) from None
-        prepared = prepare(request, limits=self._limits, provider=provider, name=name)
+        route = self._routes.get(name)
+        if route is not None:
+            steps, prepared, skipped = self._plan(name, route, request)
+            name = steps[0].provider
+        else:
+            try:
+                provider = self._providers[name]
+            except KeyError:
+                known = ", ".join(sorted(self._providers))
+                if self._routes:
+                    known += f"; routes: {', '.join(sorted(self._routes))}"
+                raise UnknownProviderError(
+                    f"no provider named {name!r}; registered: {known}",
+                    field="provider",
+                ) from None
+            prepared = prepare(request, limits=self._limits, provider=provider, name=name)
+            steps, skipped = [], []
         now = self._clock()
         task = Task(
             provider=name,
@@ -111,8 +123,62 @@ class Admission:
             updated_at=now,
             deadline_at=now + (request.deadline or self._policy.deadline),
             next_poll_at=now,
+            route=request.provider if route is not None else None,
+            route_steps=steps,
+            skipped=[
+                SkippedProvider(provider=provider, code="unsupported", reason=reason, at=now)
+                for provider, reason in skipped
+            ],
         )
         return task, prepared.images
+
+    def _plan(
+        self, name: str, route: Sequence[RouteEntry], request: GenerationRequest
+    ) -> tuple[list[RouteStep], PreparedRequest, list[tuple[str, str]]]:
+        """Check ``request`` against each provider of route ``name``, with the model it goes by
+        there: the steps that can take it, the request as the first one takes it, and why each
+        of the others cannot. Raises when none can, listing every provider's reason."""
+        steps: list[RouteStep] = []
+        first: PreparedRequest | None = None
+        refused: list[tuple[str, str]] = []
+        errors: list[InvalidRequestError] = []
+        for entry in route:
+            asked = (
+                request
+                if entry.model is None
+                else request.model_copy(update={"model": entry.model})
+            )
+            provider = self._providers[entry.provider]
+            try:
+                prepared = prepare(
+                    asked, limits=self._limits, provider=provider, name=entry.provider
+                )
+            except InvalidRequestError as exc:
+                refused.append((entry.provider, str(exc)))
+                errors.append(exc)
+                continue
+            first = first or prepared
+            steps.append(
+                RouteStep(
+                    provider=entry.provider,
+                    model=prepared.model,
+                    size=prepared.frame.size,
+                    seconds=prepared.seconds,
+                    aspect_ratio=prepared.frame.aspect_ratio,
+                    resolution=prepared.frame.resolution,
+                )
+            )
+        if first is None:
+            reasons = "; ".join(f"{provider}: {reason}" for provider, reason in refused)
+            fields = {error.field for error in errors}
+            kinds = {type(error) for error in errors}
+            kind = kinds.pop() if len(kinds) == 1 else UnsupportedParameterError
+            raise kind(
+                f"no provider of route {name!r} can take this request ({reasons})",
+                field=fields.pop() if len(fields) == 1 else "provider",
+                limit=[provider for provider, _ in refused],
+            )
+        return steps, first, refused
 
     async def _admit(self, task: Task, images: list[ImageData]) -> Task:
         if self._engine.max_in_flight(task.provider) is not None:

@@ -33,6 +33,7 @@ from ._exceptions import (
     UnknownProviderError,
     WaitTimeoutError,
 )
+from ._health import CircuitPolicy, HealthBook, ProviderHealth
 from ._logging import logger
 from ._models import (
     GenerationRequest,
@@ -47,6 +48,7 @@ from ._models import (
 from ._operations import TaskOperations
 from ._policy import PollingPolicy
 from ._poller import Engine
+from ._routes import parse_routes
 from ._saved import SavedContent, saved_copy
 from ._states import Phase, phase_of
 from ._webhooks import WebhookReceiver, WebhookResult
@@ -99,6 +101,13 @@ class TaskManager:
     ``download_dir`` may be used together.
     Every method that takes ``user_id`` acts only on that user's tasks: another user's task is
     "not found".
+
+    ``routes`` give one name to a model several providers reach, ``{"veo-3.1": ["veo",
+    "fal:fal-ai/veo3.1"]}`` (a provider's name, with the model it goes by there after a colon
+    when it is not the request's or the provider's default): ``create(provider="veo-3.1")``
+    tries them in order, going on to the next only when a create certainly started no job (see
+    :class:`SkippedProvider`), and passing over providers whose circuit breaker is open
+    (``circuit``, a :class:`CircuitPolicy`; see :meth:`provider_health`).
     """
 
     def __init__(
@@ -117,6 +126,8 @@ class TaskManager:
         webhook_secrets: Mapping[str, str | pydantic.SecretStr] | None = None,
         archive: Archive | str | None = None,
         archive_key: str = DEFAULT_KEY_TEMPLATE,
+        routes: Mapping[str, Sequence[str]] | None = None,
+        circuit: CircuitPolicy | None = None,
     ) -> None:
         self._providers = (
             dict(providers) if isinstance(providers, Mapping) else {"default": providers}
@@ -129,6 +140,8 @@ class TaskManager:
                 field="default_provider",
             )
         self._default = default_provider or next(iter(self._providers))
+        self._routes = parse_routes(routes or {}, self._providers)
+        self._health = HealthBook(self._providers, circuit)
         self._archive = _archive(archive)
         check_key_template(archive_key)
         self._store = store if store is not None else InMemoryStore(clock=clock)
@@ -151,6 +164,7 @@ class TaskManager:
             checksum_downloads=checksum_downloads,
             archive=self._archive,
             archive_key=archive_key,
+            health=self._health,
         )
         self._engine = Engine(
             store=self._store,
@@ -170,6 +184,7 @@ class TaskManager:
             operations=self._ops,
             engine=self._engine,
             clock=clock,
+            routes=self._routes,
         )
         self._exit_stack: AsyncExitStack | None = None
         self._webhooks = WebhookReceiver(self, webhook_secrets or {})
@@ -188,6 +203,18 @@ class TaskManager:
     def providers(self) -> Mapping[str, Provider]:
         """The registered providers, by name."""
         return dict(self._providers)
+
+    @property
+    def routes(self) -> dict[str, builtins.list[str]]:
+        """The routes, by name: the providers each tries in order (``name:model`` as given)."""
+        return {
+            name: [f"{e.provider}:{e.model}" if e.model else e.provider for e in entries]
+            for name, entries in self._routes.items()
+        }
+
+    def provider_health(self) -> dict[str, ProviderHealth]:
+        """Each provider's circuit breaker as this process sees it, by provider name."""
+        return self._health.snapshot()
 
     @property
     def archive(self) -> Archive | None:

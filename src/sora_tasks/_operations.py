@@ -33,11 +33,23 @@ from ._exceptions import (
     ProviderUnsupportedError,
     SubmissionUncertainError,
 )
+from ._health import HealthBook
 from ._lease import LeaseKeeper
 from ._logging import log_task
-from ._models import ImageData, Limits, Task, TaskError, TaskQuery, TaskResult, TaskStatus
+from ._models import (
+    ImageData,
+    Limits,
+    RouteStep,
+    SkippedProvider,
+    Task,
+    TaskError,
+    TaskQuery,
+    TaskResult,
+    TaskStatus,
+)
 from ._planner import Planner, kind_of
 from ._policy import PollingPolicy
+from ._routes import Refusal, refusal
 from ._saved import SavedContent
 from ._schedule import PollSchedule, Track
 from ._secrets import scrub
@@ -68,6 +80,7 @@ class TaskOperations:
     """The per-task use cases of the engine, shared by the manager and the dispatch loop.
 
     ``on_scheduled`` is told each ``next_poll_at`` written, so a dispatcher can wake early.
+    ``health`` holds the providers' circuit breakers, fed by every create and poll made here.
     """
 
     def __init__(
@@ -83,6 +96,7 @@ class TaskOperations:
         checksum_downloads: bool = True,
         archive: Archive | None = None,
         archive_key: str = DEFAULT_KEY_TEMPLATE,
+        health: HealthBook | None = None,
     ) -> None:
         self._store = store
         self._providers = providers
@@ -96,6 +110,7 @@ class TaskOperations:
         self.archive = archive
         self._archive_key = archive_key
         self.on_scheduled: Callable[[datetime], None] = lambda _: None
+        self.health = health or HealthBook(providers)
 
     async def learn_from_store(self, limit: int = 500) -> int:
         """Seed the schedule with the render times of the store's latest completed tasks."""
@@ -114,6 +129,18 @@ class TaskOperations:
 
         The submission id is stored before the request leaves; the external id right after.
         """
+        if task.route is not None and not self.health.allow(task.provider):
+            moved = await self._pass_open_circuits(task)
+            if moved is None:
+                error = ProviderTransportError(
+                    f"every provider of route {task.route!r} from {task.provider!r} on has an "
+                    "open circuit",
+                    provider=task.provider,
+                )
+                return await self._not_sent(task, error)
+            task = moved
+            if task.submission_id is None:
+                return task  # left WAITING for a provider with a cap
         provider = self._providers[task.provider]
         self._bound(task, create=True)  # no submission is recorded under a lease about to end
         if task.submission_id is None:
@@ -126,9 +153,15 @@ class TaskOperations:
             job = await self._call(task, lambda: provider.submit(request), create=True)
         except SubmissionUncertainError as exc:
             return await self._uncertain(task, exc)
-        except _NOT_SENT as exc:
-            return await self._not_sent(task, exc)
         except ProviderError as exc:
+            refused = refusal(exc) if task.route is not None else None
+            moved = await self._fail_over(task, refused) if refused is not None else None
+            if moved is not None:
+                if moved.submission_id is None:
+                    return moved  # left WAITING for a provider with a cap
+                return await self.submit(moved, images)
+            if isinstance(exc, _NOT_SENT):
+                return await self._not_sent(task, exc)
             code = (
                 exc.code if isinstance(exc, ProviderHTTPError) and exc.code else "submit_rejected"
             )
@@ -494,8 +527,71 @@ class TaskOperations:
             next_poll_at=self.clock() + timedelta(seconds=delay),
         )
 
+    async def _fail_over(self, task: Task, refused: Refusal) -> Task | None:
+        """Move a routed task whose create certainly started nothing to the next provider of
+        its route, recording why each provider was passed over; ``None`` at the route's end.
+
+        A provider with a cap gets the task WAITING, for the engine to submit within the cap.
+        """
+        passed, current = [*task.skipped], task.provider
+        for step in _steps_after(task):
+            passed.append(_skip(current, refused, self.clock()))
+            current = step.provider
+            if not self.health.allow(current):
+                state = self.health.state(current).value
+                refused = Refusal("circuit_open", f"its circuit is {state}: recent calls failed")
+                continue
+            log_task(
+                logging.WARNING,
+                f"passing over {task.provider} ({passed[-1].reason}); trying {current}",
+                task,
+                action="route",
+            )
+            changes: TaskChanges = {
+                "provider": current,
+                "model": step.model,
+                "size": step.size,
+                "seconds": step.seconds,
+                "aspect_ratio": step.aspect_ratio,
+                "resolution": step.resolution,
+                "skipped": passed,
+                "submitted_at": self.clock(),
+                "submission_id": f"sub_{uuid.uuid4().hex}",
+            }
+            if self._capped(current):
+                changes.update(
+                    {
+                        "submission_id": None,
+                        "lease_owner": None,
+                        "lease_expires_at": None,
+                        "next_poll_at": self.clock(),
+                    }
+                )
+                moved = await self._write(task, **changes)
+                self.on_scheduled(self.clock())
+                return moved
+            return await self._write(task, **changes)
+        return None
+
+    def _capped(self, provider: str) -> bool:
+        """Whether ``provider``'s jobs wait for room under a cap (as ``Engine.max_in_flight``)."""
+        if provider in self._policy.max_in_flight:
+            return True
+        return self._providers[provider].capabilities.max_in_flight is not None
+
+    async def _pass_open_circuits(self, task: Task) -> Task | None:
+        """A routed task moved past the providers whose circuits are open; ``None`` if none
+        of those left on its route may be tried now."""
+        state = self.health.state(task.provider).value
+        refused = Refusal("circuit_open", f"its circuit is {state}: recent calls failed")
+        return await self._fail_over(task, refused)
+
     async def _uncertain(self, task: Task, exc: SubmissionUncertainError) -> Task:
         log_task(logging.WARNING, f"submission uncertain: {exc}", task, action="submit")
+        if task.route_steps:
+            # the job may exist here: the task never goes on to another provider of its route
+            position = [step.provider for step in task.route_steps].index(task.provider)
+            task = await self._write(task, route_steps=task.route_steps[: position + 1])
         if self._policy.submit_uncertain == "fail":
             return await self._finish(task, TaskStatus.FAILED, error=_uncertain_error("fail"))
         delay = timedelta(seconds=self._policy.reconcile_delay)
@@ -532,6 +628,17 @@ class TaskOperations:
         little later, still inside the lease, is the backstop for providers that do not say
         they honour it (``Provider.honours_call_bounds``).
         """
+        try:
+            result = await self._bounded_call(task, call, create=create)
+        except ProviderError as exc:
+            self.health.record(task.provider, exc)
+            raise
+        self.health.record(task.provider, None)
+        return result
+
+    async def _bounded_call(
+        self, task: Task, call: Callable[[], Awaitable[_T]], *, create: bool
+    ) -> _T:
         seconds, backstop = self._bound(task, create=create)
         if self._providers[task.provider].honours_call_bounds:
             with bounded(seconds):
@@ -584,6 +691,20 @@ class TaskOperations:
             completed_at=finished.timestamp(),
             schedule=self.schedule_of(task.provider),
         )
+
+
+def _steps_after(task: Task) -> list[RouteStep]:
+    """The steps of ``task``'s route after the provider it is at now."""
+    providers = [step.provider for step in task.route_steps]
+    if task.provider not in providers:
+        return []
+    return task.route_steps[providers.index(task.provider) + 1 :]
+
+
+def _skip(provider: str, refused: Refusal, now: datetime) -> SkippedProvider:
+    return SkippedProvider(
+        provider=provider, code=refused.code, reason=scrub(refused.reason)[:500], at=now
+    )
 
 
 def _track(task: Task) -> Track:

@@ -27,6 +27,7 @@ from anyio.from_thread import BlockingPortal, start_blocking_portal
 
 from ._events import TaskEvent
 from ._exceptions import ManagerNotRunningError
+from ._health import ProviderHealth
 from ._manager import TaskManager
 from ._models import Limits, Task
 from ._policy import PollingPolicy
@@ -187,6 +188,15 @@ class SyncTaskManager:
         opened = self.manager.open_content(task_id, user_id=user_id)
         with portal.wrap_async_context_manager(opened) as stream:
             yield _blocking_chunks(portal, stream.aiter_bytes())
+
+    @property
+    def routes(self) -> dict[str, list[str]]:
+        """See :attr:`TaskManager.routes`."""
+        return self.manager.routes
+
+    def provider_health(self) -> dict[str, ProviderHealth]:
+        """See :meth:`TaskManager.provider_health` (it does not block)."""
+        return self.manager.provider_health()
 
     def seed_schedule(self, tasks: Iterable[Task]) -> int:
         """See :meth:`TaskManager.seed_schedule` (it does not block)."""

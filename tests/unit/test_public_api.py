@@ -8,6 +8,8 @@ import sora_tasks.storage
 import sora_tasks.testing
 
 CORE = {
+    "CircuitPolicy",
+    "CircuitState",
     "ConflictError",
     "DownloadError",
     "DuplicateExternalIdError",
@@ -28,6 +30,7 @@ CORE = {
     "ProviderAuthError",
     "ProviderError",
     "ProviderHTTPError",
+    "ProviderHealth",
     "ProviderRateLimitError",
     "ProviderRejectedError",
     "ProviderResponseError",
@@ -35,13 +38,16 @@ CORE = {
     "ProviderTransportError",
     "ProviderUnsupportedError",
     "ReferenceImage",
+    "RouteStep",
     "SignedWebhooks",
+    "SkippedProvider",
     "SoraTasksError",
     "StoreNotMigratedError",
     "StoreUnavailableError",
     "SubmissionUncertainError",
     "SyncTaskManager",
     "Task",
+    "TaskCost",
     "TaskError",
     "TaskEvent",
     "TaskFailedError",
