@@ -89,8 +89,9 @@ class TaskManager:
             await manager.download(task.id, "cat.mp4")
 
     ``providers`` maps names to providers (a single provider is registered as ``"default"``);
-    requests name one or get ``default_provider`` (the first one). With ``poll=False`` the manager
-    only creates and reads tasks (for an API server whose polling runs in worker processes).
+    requests name one (or a route) or get ``default_provider`` (the first one). With
+    ``poll=False`` the manager only creates and reads tasks (for an API server whose polling
+    runs in worker processes).
     With ``download_dir``, the engine fetches every video as soon as its task completes (provider
     links expire, about an hour after completion for OpenAI-shaped APIs) to
     ``<download_dir>/<task id>.mp4``. Downloads record the file's SHA-256 unless
@@ -134,13 +135,16 @@ class TaskManager:
         )
         if not self._providers:
             raise ValueError("TaskManager needs at least one provider")
-        if default_provider is not None and default_provider not in self._providers:
+        self._routes = parse_routes(routes or {}, self._providers)
+        if default_provider is not None and not (
+            default_provider in self._providers or default_provider in self._routes
+        ):
             raise UnknownProviderError(
-                f"default_provider {default_provider!r} is not among {sorted(self._providers)}",
+                f"default_provider {default_provider!r} is not among "
+                f"{sorted({*self._providers, *self._routes})}",
                 field="default_provider",
             )
         self._default = default_provider or next(iter(self._providers))
-        self._routes = parse_routes(routes or {}, self._providers)
         self._health = HealthBook(self._providers, circuit)
         self._archive = _archive(archive)
         check_key_template(archive_key)

@@ -107,6 +107,7 @@ async def open_manager(
         providers=providers,
         store=build_store(settings.database_url),
         default_provider=settings.default_provider,
+        routes=settings.routes,
         limits=settings.limits,
         policy=settings.policy,
         poll=poll,

@@ -1,7 +1,8 @@
 """The command line's configuration: flags over environment over a TOML file over defaults.
 
 The file (``--config``, else ``$SORA_TASKS_CONFIG``, else ``./sora-tasks.toml``, else
-``config.toml`` in the user config directory) may name several providers. Keys are referred to by
+``config.toml`` in the user config directory) may name several providers, and routes over them
+(``[routes]`` ``veo = ["veo", "fal:fal-ai/veo3.1"]``). Keys are referred to by
 the name of the environment variable that holds them (``api_key_env``); a key written in the file
 itself is accepted with a warning. Nothing here ever puts a key in a message.
 """
@@ -85,6 +86,7 @@ class _File(_Strict):
     archive: str | None = None
     archive_key: str | None = None
     providers: dict[str, ProviderSettings] = pydantic.Field(default_factory=dict)
+    routes: dict[str, list[str]] = pydantic.Field(default_factory=dict)
     policy: dict[str, Any] = pydantic.Field(default_factory=dict)
     limits: dict[str, Any] = pydantic.Field(default_factory=dict)
 
@@ -109,6 +111,7 @@ class Settings:
 
     providers: Mapping[str, ProviderSettings]
     default_provider: str
+    routes: Mapping[str, list[str]] = field(default_factory=dict)
     database_url: str | None = None
     download_dir: Path | None = None
     archive: str | None = None
@@ -152,13 +155,15 @@ def load_settings(flags: Flags, env: Mapping[str, str] | None = None) -> Setting
     fallback = not providers
     if default == FAKE and FAKE not in providers:
         providers[FAKE] = ProviderSettings(type="fake")
-    if default not in providers:
-        known = ", ".join(sorted(providers))
+    routes = _routes(file.routes, providers, {*file.providers, *KEY_VARIABLES}, notes)
+    if default not in providers and default not in routes:
+        known = ", ".join(sorted({*providers, *routes}))
         hint = " (set OPENAI_API_KEY to use it)" if default == OPENAI else ""
         raise ConfigError(f"no provider named {default!r}{hint}; configured: {known}")
     return Settings(
         providers=providers,
         default_provider=default,
+        routes=routes,
         database_url=database_url(
             flags.database_url or env.get("SORA_TASKS_DATABASE_URL") or file.database_url
         ),
@@ -209,6 +214,31 @@ def _providers(
             continue
         providers[name] = resolved
     return providers
+
+
+def _routes(
+    declared: Mapping[str, list[str]],
+    providers: Mapping[str, ProviderSettings],
+    known: set[str],
+    notes: list[str],
+) -> dict[str, list[str]]:
+    """The file's routes, each without the providers left out (a key not set): a route keeps
+    working on the providers that are configured, and says which are missing. A provider the
+    file does not declare at all is an error."""
+    routes: dict[str, list[str]] = {}
+    for name, steps in declared.items():
+        names = [step.partition(":")[0].strip() for step in steps]
+        for provider in names:
+            if provider not in providers and provider not in known:
+                raise ConfigError(f"route {name!r} names provider {provider!r}, not declared")
+        kept = [step for step, provider in zip(steps, names, strict=True) if provider in providers]
+        missing = [step for step in steps if step not in kept]
+        if missing:
+            notes.append(f"route {name!r} goes without {', '.join(missing)} (not configured)")
+        if not kept:
+            raise ConfigError(f"route {name!r}: none of its providers is configured")
+        routes[name] = kept
+    return routes
 
 
 def _resolve(
