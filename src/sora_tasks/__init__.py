@@ -57,6 +57,7 @@ from ._models import (
     TaskStatus,
 )
 from ._policy import PollingPolicy
+from ._prices import Price, PriceTable, PriceTableError
 from ._schedule import PollSchedule
 from ._sync import SyncTaskManager
 from ._webhooks import (
@@ -89,6 +90,9 @@ __all__ = [
     "MediaType",
     "PollSchedule",
     "PollingPolicy",
+    "Price",
+    "PriceTable",
+    "PriceTableError",
     "PromptError",
     "ProviderAuthError",
     "ProviderError",

@@ -130,7 +130,7 @@ class Admission:
                 for provider, reason in skipped
             ],
         )
-        return task, prepared.images
+        return task.model_copy(update={"cost": self._ops.estimate(task)}), prepared.images
 
     def _plan(
         self, name: str, route: Sequence[RouteEntry], request: GenerationRequest

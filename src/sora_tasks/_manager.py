@@ -48,6 +48,7 @@ from ._models import (
 from ._operations import TaskOperations
 from ._policy import PollingPolicy
 from ._poller import Engine
+from ._prices import PriceTable
 from ._routes import parse_routes
 from ._saved import SavedContent, saved_copy
 from ._states import Phase, phase_of
@@ -109,6 +110,9 @@ class TaskManager:
     tries them in order, going on to the next only when a create certainly started no job (see
     :class:`SkippedProvider`), and passing over providers whose circuit breaker is open
     (``circuit``, a :class:`CircuitPolicy`; see :meth:`provider_health`).
+    Every task carries its ``cost``: estimated at creation from ``prices`` (default
+    :meth:`PriceTable.shipped`, which :meth:`PriceTable.extended` lays your own prices over),
+    then accounted from the seconds rendered once it completes; :meth:`stats` totals them.
     """
 
     def __init__(
@@ -129,6 +133,7 @@ class TaskManager:
         archive_key: str = DEFAULT_KEY_TEMPLATE,
         routes: Mapping[str, Sequence[str]] | None = None,
         circuit: CircuitPolicy | None = None,
+        prices: PriceTable | None = None,
     ) -> None:
         self._providers = (
             dict(providers) if isinstance(providers, Mapping) else {"default": providers}
@@ -169,6 +174,7 @@ class TaskManager:
             archive=self._archive,
             archive_key=archive_key,
             health=self._health,
+            prices=prices,
         )
         self._engine = Engine(
             store=self._store,
@@ -439,7 +445,7 @@ class TaskManager:
         return await self._webhooks.handle(provider, headers, body)
 
     async def stats(self, *, user_id: str | None = None) -> TaskStats:
-        """Counts by status and provider, success rate and render times."""
+        """Counts by status and provider, success rate, render times and cost totals."""
         return await self._store.stats(user_id=user_id)
 
     async def cancel(self, task_id: str, *, user_id: str | None = None) -> Task:

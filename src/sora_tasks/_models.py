@@ -337,6 +337,9 @@ class TaskStats(_Frozen):
 
     ``success_rate`` is completed / (completed + failed); render times run from creation to
     completion of COMPLETED tasks, in seconds. Each is ``None`` when there is nothing to measure.
+    ``cost_total`` sums the tasks' :class:`TaskCost` by currency (estimates included, until a
+    task's actual cost replaces its estimate); ``cost_by_user`` (``""`` for tasks without a
+    user), ``cost_by_provider`` and ``cost_by_model`` split it, then by currency.
     """
 
     total: int
@@ -346,3 +349,7 @@ class TaskStats(_Frozen):
     render_seconds_mean: float | None
     render_seconds_p50: float | None
     render_seconds_p90: float | None
+    cost_total: dict[str, float] = Field(default_factory=dict)
+    cost_by_user: dict[str, dict[str, float]] = Field(default_factory=dict)
+    cost_by_provider: dict[str, dict[str, float]] = Field(default_factory=dict)
+    cost_by_model: dict[str, dict[str, float]] = Field(default_factory=dict)

@@ -42,6 +42,7 @@ from ._models import (
     RouteStep,
     SkippedProvider,
     Task,
+    TaskCost,
     TaskError,
     TaskQuery,
     TaskResult,
@@ -49,6 +50,7 @@ from ._models import (
 )
 from ._planner import Planner, kind_of
 from ._policy import PollingPolicy
+from ._prices import PriceTable, provider_kind
 from ._routes import Refusal, refusal
 from ._saved import SavedContent
 from ._schedule import PollSchedule, Track
@@ -80,7 +82,8 @@ class TaskOperations:
     """The per-task use cases of the engine, shared by the manager and the dispatch loop.
 
     ``on_scheduled`` is told each ``next_poll_at`` written, so a dispatcher can wake early.
-    ``health`` holds the providers' circuit breakers, fed by every create and poll made here.
+    ``health`` holds the providers' circuit breakers, fed by every create and poll made here;
+    ``prices`` is the table task costs are estimated and accounted with.
     """
 
     def __init__(
@@ -97,6 +100,7 @@ class TaskOperations:
         archive: Archive | None = None,
         archive_key: str = DEFAULT_KEY_TEMPLATE,
         health: HealthBook | None = None,
+        prices: PriceTable | None = None,
     ) -> None:
         self._store = store
         self._providers = providers
@@ -111,6 +115,7 @@ class TaskOperations:
         self._archive_key = archive_key
         self.on_scheduled: Callable[[datetime], None] = lambda _: None
         self.health = health or HealthBook(providers)
+        self.prices = prices if prices is not None else PriceTable.shipped()
 
     async def learn_from_store(self, limit: int = 500) -> int:
         """Seed the schedule with the render times of the store's latest completed tasks."""
@@ -132,12 +137,12 @@ class TaskOperations:
         if task.route is not None and not self.health.allow(task.provider):
             moved = await self._pass_open_circuits(task)
             if moved is None:
-                error = ProviderTransportError(
+                closed = ProviderTransportError(
                     f"every provider of route {task.route!r} from {task.provider!r} on has an "
                     "open circuit",
                     provider=task.provider,
                 )
-                return await self._not_sent(task, error)
+                return await self._not_sent(task, closed)
             task = moved
             if task.submission_id is None:
                 return task  # left WAITING for a provider with a cap
@@ -165,9 +170,8 @@ class TaskOperations:
             code = (
                 exc.code if isinstance(exc, ProviderHTTPError) and exc.code else "submit_rejected"
             )
-            return await self._finish(
-                task, TaskStatus.FAILED, error=TaskError(code=code, message=str(exc))
-            )
+            rejected = TaskError(code=code, message=str(exc))
+            return await self._finish(task, TaskStatus.FAILED, error=rejected, spent=False)
         return await self._bind(task, job)
 
     async def poll(self, task: Task) -> Task:
@@ -357,7 +361,11 @@ class TaskOperations:
         Raises :class:`ConflictError` when the task moved on since it was read. A provider that
         cannot cancel, or fails to, leaves the job to finish on its own (logged).
         """
-        cancelled = await self._write(task, status=TaskStatus.CANCELLED)
+        if task.submission_id is None and task.external_id is None:
+            # never sent: nothing is owed
+            cancelled = await self._write(task, status=TaskStatus.CANCELLED, cost=None)
+        else:
+            cancelled = await self._write(task, status=TaskStatus.CANCELLED)
         provider = self._providers.get(cancelled.provider)
         if provider is not None and cancelled.external_id and provider.capabilities.can_cancel:
             await _best_effort(provider.cancel(cancelled.external_id), cancelled, "cancel")
@@ -431,6 +439,9 @@ class TaskOperations:
                         "result": TaskResult(url=job.result_url, expires_at=job.expires_at),
                     }
                 )
+                rendered = self.prices.rendered(self.price_names(task.provider), task)
+                if rendered is not None:
+                    changes["cost"] = rendered
                 if self.collects:
                     # completion and "video still to save" land in one write, so a crash
                     # after it leaves the task due for any worker, not forgotten
@@ -508,7 +519,7 @@ class TaskOperations:
         failures = task.poll_failures + 1
         if failures >= self._policy.max_poll_failures:
             error = TaskError(code="submit_failed", message=f"the create could not be sent: {exc}")
-            return await self._finish(task, TaskStatus.FAILED, error=error)
+            return await self._finish(task, TaskStatus.FAILED, error=error, spent=False)
         delay = self._policy.backoff(failures)
         if isinstance(exc, ProviderHTTPError) and exc.retry_after is not None:
             delay = max(delay, exc.retry_after)
@@ -558,6 +569,7 @@ class TaskOperations:
                 "submitted_at": self.clock(),
                 "submission_id": f"sub_{uuid.uuid4().hex}",
             }
+            changes["cost"] = self.estimate(task.model_copy(update=dict(changes)))
             if self._capped(current):
                 changes.update(
                     {
@@ -572,6 +584,14 @@ class TaskOperations:
                 return moved
             return await self._write(task, **changes)
         return None
+
+    def estimate(self, task: Task) -> TaskCost | None:
+        """What ``task`` should cost at its provider, by the price table."""
+        return self.prices.estimate(self.price_names(task.provider), task)
+
+    def price_names(self, provider: str) -> list[str]:
+        """The names ``provider``'s prices are listed under: its own, then its adapter kind."""
+        return [provider, provider_kind(self._providers[provider])]
 
     def _capped(self, provider: str) -> bool:
         """Whether ``provider``'s jobs wait for room under a cap (as ``Engine.max_in_flight``)."""
@@ -607,8 +627,14 @@ class TaskOperations:
         return await self._finish(task, TaskStatus.FAILED, error=error)
 
     async def _finish(
-        self, task: Task, status: TaskStatus, *, error: TaskError | None = None
+        self,
+        task: Task,
+        status: TaskStatus,
+        *,
+        error: TaskError | None = None,
+        spent: bool = True,
     ) -> Task:
+        """End ``task``; ``spent=False`` when it certainly started no job (nothing is owed)."""
         error = _scrubbed(error) if error is not None else None
         log_task(
             logging.INFO,
@@ -617,6 +643,8 @@ class TaskOperations:
             action="finish",
             code=error.code if error else None,
         )
+        if not spent:
+            return await self._write(task, status=status, error=error, cost=None)
         return await self._write(task, status=status, error=error)
 
     async def _call(

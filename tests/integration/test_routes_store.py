@@ -30,3 +30,33 @@ async def test_a_routed_task_moves_and_keeps_its_record(sql_store: SQLStore) -> 
     assert (stored.provider, stored.model, stored.route) == ("b", "fal-ai/veo3.1", "veo")
     assert stored.route_steps == steps and stored.skipped == skipped == moved.skipped
     assert stored.cost == cost
+
+
+async def test_cost_totals_match_the_sum_of_task_costs(sql_store: SQLStore) -> None:
+    now = await sql_store.now()
+    spread = [
+        ("u1", "fal", "fal-ai/veo3.1", 3.2),
+        ("u1", "fal", "fal-ai/veo3.1", 1.6),
+        ("u2", "runway", "gen4.5", 0.6),
+        (None, "runway", "veo3.1", 2.4),
+    ]
+    for user, provider, model, amount in spread:
+        cost = TaskCost(amount=amount, source="test")
+        await sql_store.insert(
+            make_task(now, user_id=user, provider=provider, model=model, cost=cost)
+        )
+    await sql_store.insert(make_task(now, user_id="u1"))  # no price known: no cost
+    stats = await sql_store.stats()
+    assert stats.cost_total == {"USD": pytest.approx(sum(row[3] for row in spread))}
+    assert stats.cost_by_user == {
+        "": {"USD": pytest.approx(2.4)},
+        "u1": {"USD": pytest.approx(4.8)},
+        "u2": {"USD": pytest.approx(0.6)},
+    }
+    assert stats.cost_by_provider == {
+        "fal": {"USD": pytest.approx(4.8)},
+        "runway": {"USD": pytest.approx(3.0)},
+    }
+    assert set(stats.cost_by_model) == {"fal-ai/veo3.1", "gen4.5", "veo3.1"}
+    mine = await sql_store.stats(user_id="u2")
+    assert mine.cost_total == {"USD": pytest.approx(0.6)}

@@ -11,7 +11,7 @@ import base64
 import binascii
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Protocol, Unpack, runtime_checkable
 
@@ -20,6 +20,7 @@ from .._models import ImageData, Task, TaskPage, TaskQuery, TaskStats, TaskStatu
 from .._states import TaskChanges
 
 __all__ = [
+    "CostRow",
     "TaskStore",
     "decode_cursor",
     "encode_cursor",
@@ -147,10 +148,25 @@ def percentile(sorted_values: Sequence[float], fraction: float) -> float | None:
     return sorted_values[low] * (1 - weight) + sorted_values[high] * weight
 
 
+CostRow = tuple[str | None, str, str, str, float]
+"""One sum of task costs: user id, provider, model, currency and amount."""
+
+
 def stats_from(
-    by_status: dict[TaskStatus, int], by_provider: dict[str, int], render_seconds: Sequence[float]
+    by_status: dict[TaskStatus, int],
+    by_provider: dict[str, int],
+    render_seconds: Sequence[float],
+    costs: Iterable[CostRow] = (),
 ) -> TaskStats:
-    """Build :class:`TaskStats` from counts and the sorted render times of completed tasks."""
+    """Build :class:`TaskStats` from counts, the sorted render times of completed tasks and
+    sums of task costs (any grouping finer than user, provider, model and currency)."""
+    totals: dict[str, float] = {}
+    groups: tuple[dict[str, dict[str, float]], ...] = ({}, {}, {})
+    for user, provider, model, currency, amount in costs:
+        totals[currency] = totals.get(currency, 0.0) + amount
+        for group, key in zip(groups, (user or "", provider, model), strict=True):
+            by_currency = group.setdefault(key, {})
+            by_currency[currency] = by_currency.get(currency, 0.0) + amount
     full = {status: by_status.get(status, 0) for status in TaskStatus}
     finished = full[TaskStatus.COMPLETED] + full[TaskStatus.FAILED]
     return TaskStats(
@@ -161,4 +177,13 @@ def stats_from(
         render_seconds_mean=sum(render_seconds) / len(render_seconds) if render_seconds else None,
         render_seconds_p50=percentile(render_seconds, 0.5),
         render_seconds_p90=percentile(render_seconds, 0.9),
+        cost_total=_rounded(totals),
+        cost_by_user={key: _rounded(value) for key, value in sorted(groups[0].items())},
+        cost_by_provider={key: _rounded(value) for key, value in sorted(groups[1].items())},
+        cost_by_model={key: _rounded(value) for key, value in sorted(groups[2].items())},
     )
+
+
+def _rounded(amounts: dict[str, float]) -> dict[str, float]:
+    # sums of binary fractions drift: a cent's millionth is no part of any price
+    return {currency: round(amount, 6) for currency, amount in sorted(amounts.items())}

@@ -36,6 +36,7 @@ from ._sql_schema import UTCDateTime, images, in_phase, is_due, task_images, tas
 __all__ = [
     "claim_due",
     "claim_submissions",
+    "cost_sums",
     "count_by",
     "count_in_flight",
     "db_now",
@@ -138,6 +139,17 @@ def count_by(column: str, user_id: str | None) -> Select[Any]:
     """Task counts grouped by ``status`` or ``provider``, for one user or all."""
     key = tasks.c[column]
     stmt = select(key, func.count()).group_by(key)
+    return stmt if user_id is None else stmt.where(tasks.c.user_id == user_id)
+
+
+def cost_sums(user_id: str | None) -> Select[Any]:
+    """Task costs summed by user, provider, model and currency, for one user or all."""
+    keys = (tasks.c.user_id, tasks.c.provider, tasks.c.model, tasks.c.cost_currency)
+    stmt = (
+        select(*keys, func.sum(tasks.c.cost_amount))
+        .where(tasks.c.cost_amount.is_not(None))
+        .group_by(*keys)
+    )
     return stmt if user_id is None else stmt.where(tasks.c.user_id == user_id)
 
 

@@ -156,10 +156,15 @@ class SQLStore:
             statuses = (await conn.execute(q.count_by("status", user_id))).all()
             providers = (await conn.execute(q.count_by("provider", user_id))).all()
             renders = await self._render_stats(conn, user_id)
+            costs = (await conn.execute(q.cost_sums(user_id))).all()
         counts = stats_from(
             {TaskStatus(status): n for status, n in statuses},
             {str(provider): int(n) for provider, n in providers},
             (),
+            [
+                (user, provider, model, currency, float(amount))
+                for user, provider, model, currency, amount in costs
+            ],
         )
         return counts.model_copy(update=renders)
 
