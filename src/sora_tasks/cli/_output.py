@@ -125,7 +125,7 @@ def show_page(page: TaskPage) -> None:
 
 
 def show_stats(stats: TaskStats) -> None:
-    """Counts by status and provider, and render times."""
+    """Counts by status and provider, render times and cost totals."""
     grid = Table.grid(padding=(0, 2))
     grid.add_column(style="bold")
     grid.add_column()
@@ -141,7 +141,19 @@ def show_stats(stats: TaskStats) -> None:
         ("render p90", stats.render_seconds_p90),
     ):
         grid.add_row(label, "-" if value is None else f"{value:.1f} s")
+    grid.add_row("cost", _money(stats.cost_total))
+    for kind, groups in (
+        ("user", stats.cost_by_user),
+        ("provider", stats.cost_by_provider),
+        ("model", stats.cost_by_model),
+    ):
+        for key, amounts in groups.items():
+            grid.add_row(f"cost {kind} {key or '(none)'}", _money(amounts))
     out.print(grid)
+
+
+def _money(amounts: dict[str, float]) -> str:
+    return ", ".join(f"{amount:,.2f} {currency}" for currency, amount in amounts.items()) or "-"
 
 
 def _when(moment: datetime | None) -> str | None:
