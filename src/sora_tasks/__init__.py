@@ -4,8 +4,10 @@ Submit a job to a provider, track it under our id and the provider's, poll it cr
 fetch the video before its link expires, and never pay twice for one job.
 """
 
+from ._budgets import BudgetAlert, BudgetLimit, Budgets
 from ._events import TaskEvent
 from ._exceptions import (
+    BudgetExceededError,
     ConflictError,
     DownloadError,
     DuplicateExternalIdError,
@@ -72,6 +74,10 @@ from ._webhooks import (
 __version__ = "0.1.0.dev0"
 
 __all__ = [
+    "BudgetAlert",
+    "BudgetExceededError",
+    "BudgetLimit",
+    "Budgets",
     "CircuitPolicy",
     "CircuitState",
     "ConflictError",

@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 
 import anyio
 
+from ._budgets import BudgetAlert, Budgets, announce
 from ._events import EventHub
 from ._exceptions import InvalidRequestError, UnknownProviderError, UnsupportedParameterError
 from ._models import GenerationRequest, ImageData, Limits, RouteStep, SkippedProvider, Task
@@ -44,8 +45,12 @@ class Admission:
         engine: Engine,
         clock: Callable[[], datetime],
         routes: Mapping[str, Sequence[RouteEntry]] | None = None,
+        budgets: Budgets | None = None,
+        on_budget_alert: Callable[[BudgetAlert], object] | None = None,
     ) -> None:
         self._store = store
+        self._budgets = budgets
+        self._on_budget_alert = on_budget_alert
         self._routes = dict(routes or {})
         self._providers = providers
         self._default = default_provider
@@ -132,6 +137,31 @@ class Admission:
         )
         return task.model_copy(update={"cost": self._ops.estimate(task)}), prepared.images
 
+    async def _insert(self, task: Task, images: list[ImageData]) -> Task:
+        """Store ``task``, within the budgets when there are any (atomically, in the store)."""
+        checks = self._budgets.checks(task.user_id) if self._budgets is not None else []
+        if not checks:
+            return await self._store.insert(task, images=images)
+        assert self._budgets is not None
+        cost = task.cost
+        if cost is None:
+            raise InvalidRequestError(
+                f"no price is known for model {task.model!r} at provider {task.provider!r}, so "
+                "its cost cannot be kept within the budgets: add it to the price table",
+                field="model",
+            )
+        for check in checks:
+            if cost.currency != check.limit.currency:
+                raise InvalidRequestError(
+                    f"the task is priced in {cost.currency} but the budget is in "
+                    f"{check.limit.currency}",
+                    field="budget",
+                    limit=check.limit.currency,
+                )
+        spent = await self._store.insert_within_budget(task, checks=checks, images=images)
+        announce(self._budgets.alerts(checks, spent, cost.amount, task.id), self._on_budget_alert)
+        return task
+
     def _plan(
         self, name: str, route: Sequence[RouteEntry], request: GenerationRequest
     ) -> tuple[list[RouteStep], PreparedRequest, list[tuple[str, str]]]:
@@ -183,7 +213,7 @@ class Admission:
     async def _admit(self, task: Task, images: list[ImageData]) -> Task:
         if self._engine.max_in_flight(task.provider) is not None:
             # a capped provider: the engine submits in priority order as jobs finish
-            task = await self._store.insert(task, images=images)
+            task = await self._insert(task, images)
             self._events.publish(None, task)
             self._engine.wake()
             return task
@@ -197,7 +227,7 @@ class Admission:
                 "lease_expires_at": now + timedelta(seconds=self._policy.lease_seconds),
             }
         )
-        task = await self._store.insert(task, images=images)
+        task = await self._insert(task, images)
         self._events.publish(None, task)
         task = await self._ops.submit(task, images)
         self._engine.wake()

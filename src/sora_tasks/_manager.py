@@ -19,6 +19,7 @@ import pydantic
 from anyio.abc import TaskGroup
 
 from ._admission import Admission
+from ._budgets import BudgetAlert, Budgets
 from ._download import check_target
 from ._events import EventHub, TaskEvent
 from ._exceptions import (
@@ -113,6 +114,9 @@ class TaskManager:
     Every task carries its ``cost``: estimated at creation from ``prices`` (default
     :meth:`PriceTable.shipped`, which :meth:`PriceTable.extended` lays your own prices over),
     then accounted from the seconds rendered once it completes; :meth:`stats` totals them.
+    ``budgets`` (:class:`Budgets`) caps spending per user and overall over a rolling window: a
+    create whose estimate does not fit raises :class:`BudgetExceededError`, storing and sending
+    nothing, and passing a share of a limit calls ``on_budget_alert`` with a :class:`BudgetAlert`.
     """
 
     def __init__(
@@ -134,6 +138,8 @@ class TaskManager:
         routes: Mapping[str, Sequence[str]] | None = None,
         circuit: CircuitPolicy | None = None,
         prices: PriceTable | None = None,
+        budgets: Budgets | None = None,
+        on_budget_alert: Callable[[BudgetAlert], object] | None = None,
     ) -> None:
         self._providers = (
             dict(providers) if isinstance(providers, Mapping) else {"default": providers}
@@ -195,6 +201,8 @@ class TaskManager:
             engine=self._engine,
             clock=clock,
             routes=self._routes,
+            budgets=budgets,
+            on_budget_alert=on_budget_alert,
         )
         self._exit_stack: AsyncExitStack | None = None
         self._webhooks = WebhookReceiver(self, webhook_secrets or {})

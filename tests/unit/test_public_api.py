@@ -8,6 +8,10 @@ import sora_tasks.storage
 import sora_tasks.testing
 
 CORE = {
+    "BudgetAlert",
+    "BudgetExceededError",
+    "BudgetLimit",
+    "Budgets",
     "CircuitPolicy",
     "CircuitState",
     "ConflictError",

@@ -15,12 +15,14 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Protocol, Unpack, runtime_checkable
 
-from .._exceptions import InvalidRequestError
+from .._budgets import BudgetCheck, describe_window
+from .._exceptions import BudgetExceededError, InvalidRequestError
 from .._models import ImageData, Task, TaskPage, TaskQuery, TaskStats, TaskStatus
 from .._states import TaskChanges
 
 __all__ = [
     "CostRow",
+    "check_budget",
     "TaskStore",
     "decode_cursor",
     "encode_cursor",
@@ -47,6 +49,23 @@ class TaskStore(Protocol):
 
         ``images`` hold the bytes of the images ``task.image_hashes`` names; an image a task no
         longer needs is removed by :meth:`delete_finished` once no other task names it.
+        """
+        ...
+
+    async def insert_within_budget(
+        self,
+        task: Task,
+        *,
+        checks: Sequence[BudgetCheck],
+        images: Sequence[ImageData] = (),
+    ) -> list[float]:
+        """:meth:`insert` ``task`` only if its cost fits every limit of ``checks``, atomically
+        with any other insert checked against them; return what each limit's window held
+        before it.
+
+        A limit's window holds the costs (in the limit's currency) of the tasks created within
+        ``limit.window`` of the store's clock, of ``check.user_id`` or of everyone. Raises
+        :class:`BudgetExceededError` for the first limit the task would pass, storing nothing.
         """
         ...
 
@@ -120,6 +139,26 @@ class TaskStore(Protocol):
     async def close(self) -> None:
         """Release connections."""
         ...
+
+
+def check_budget(task: Task, checks: Sequence[BudgetCheck], spent: Sequence[float]) -> None:
+    """Raise :class:`BudgetExceededError` if ``task``'s cost passes a limit, given ``spent``."""
+    cost = task.cost.amount if task.cost is not None else 0.0
+    for check, before in zip(checks, spent, strict=True):
+        limit = check.limit
+        if before + cost <= limit.amount + 1e-9:
+            continue
+        who = f"user {check.user_id!r}" if check.user_id is not None else "all users together"
+        raise BudgetExceededError(
+            f"this task ({cost:.2f} {limit.currency}) would take {who} past the limit of "
+            f"{limit.amount:.2f} {limit.currency} per {describe_window(limit.window)}: "
+            f"{before:.2f} {limit.currency} spent already",
+            limit=limit.amount,
+            spent=before,
+            estimate=cost,
+            currency=limit.currency,
+            user_id=check.user_id,
+        )
 
 
 def encode_cursor(task: Task) -> str:

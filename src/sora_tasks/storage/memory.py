@@ -7,10 +7,11 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Unpack
 
+from .._budgets import BudgetCheck
 from .._exceptions import ConflictError, DuplicateExternalIdError, TaskNotFoundError
 from .._models import ImageData, Task, TaskPage, TaskQuery, TaskStats, TaskStatus
 from .._states import ENGINE_PHASES, Phase, TaskChanges, apply, is_claimable, phase_of
-from ._base import CostRow, decode_cursor, encode_cursor, stats_from
+from ._base import CostRow, check_budget, decode_cursor, encode_cursor, stats_from
 
 __all__ = ["InMemoryStore"]
 
@@ -52,6 +53,30 @@ class InMemoryStore:
             self._images.setdefault(image.sha256, image)
         self._store(task)
         return task
+
+    async def insert_within_budget(
+        self,
+        task: Task,
+        *,
+        checks: Sequence[BudgetCheck],
+        images: Sequence[ImageData] = (),
+    ) -> list[float]:
+        """See :meth:`TaskStore.insert_within_budget` (no await between check and insert)."""
+        now = self._clock()
+        spent = [self._spent(check, now - check.limit.window) for check in checks]
+        check_budget(task, checks, spent)
+        await self.insert(task, images=images)
+        return spent
+
+    def _spent(self, check: BudgetCheck, since: datetime) -> float:
+        return sum(
+            task.cost.amount
+            for task in self._tasks.values()
+            if task.cost is not None
+            and task.cost.currency == check.limit.currency
+            and task.created_at >= since
+            and (check.user_id is None or task.user_id == check.user_id)
+        )
 
     async def get(self, task_id: str) -> Task:
         """See :meth:`TaskStore.get`."""
