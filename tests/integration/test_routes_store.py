@@ -1,10 +1,19 @@
-"""The route and cost fields survive a round trip through each SQL store."""
+"""Routes, costs and budgets on each SQL store: the fields round-trip, the sums add up."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 
-from sora_tasks import RouteStep, SkippedProvider, TaskCost
+from sora_tasks import (
+    BudgetExceededError,
+    BudgetLimit,
+    RouteStep,
+    SkippedProvider,
+    TaskCost,
+)
+from sora_tasks._budgets import BudgetCheck
 from sora_tasks.storage import SQLStore
 from sora_tasks.testing._task_factories import make_task
 
@@ -60,3 +69,26 @@ async def test_cost_totals_match_the_sum_of_task_costs(sql_store: SQLStore) -> N
     assert set(stats.cost_by_model) == {"fal-ai/veo3.1", "gen4.5", "veo3.1"}
     mine = await sql_store.stats(user_id="u2")
     assert mine.cost_total == {"USD": pytest.approx(0.6)}
+
+
+async def test_budget_checks_count_the_users_window_and_currency(sql_store: SQLStore) -> None:
+    now = await sql_store.now()
+    one = TaskCost(amount=1.0, source="test")
+    old = make_task(now - timedelta(days=2), user_id="u1", cost=one)
+    await sql_store.insert(old)  # outside the window
+    await sql_store.insert(make_task(now, user_id="u2", cost=one))
+    euro = TaskCost(amount=5.0, currency="EUR", source="test")
+    await sql_store.insert(make_task(now, user_id="u1", cost=euro))  # another currency
+    checks = [BudgetCheck("u1", BudgetLimit(2)), BudgetCheck(None, BudgetLimit(3))]
+    spent = [
+        await sql_store.insert_within_budget(make_task(now, user_id="u1", cost=one), checks=checks)
+        for _ in range(2)
+    ]
+    assert spent == [[0.0, 1.0], [1.0, 2.0]]
+    with pytest.raises(BudgetExceededError) as caught:
+        await sql_store.insert_within_budget(make_task(now, user_id="u1", cost=one), checks=checks)
+    assert (caught.value.user_id, caught.value.spent, caught.value.limit) == ("u1", 2.0, 2)
+    assert (await sql_store.stats(user_id="u1")).total == 4  # the refused task was not stored
+    theirs = [BudgetCheck("u3", BudgetLimit(2)), checks[1]]
+    with pytest.raises(BudgetExceededError, match="all users together"):
+        await sql_store.insert_within_budget(make_task(now, user_id="u3", cost=one), checks=theirs)
