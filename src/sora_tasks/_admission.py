@@ -83,7 +83,7 @@ class Admission:
 
     def _new_task(self, request: GenerationRequest) -> tuple[Task, list[ImageData]]:
         name = request.provider or self._default
-        route = self._routes.get(name)
+        route_name, route = name, self._routes.get(name)
         if route is not None:
             steps, prepared, skipped = self._plan(name, route, request)
             name = steps[0].provider
@@ -128,7 +128,7 @@ class Admission:
             updated_at=now,
             deadline_at=now + (request.deadline or self._policy.deadline),
             next_poll_at=now,
-            route=request.provider if route is not None else None,
+            route=route_name if route is not None else None,
             route_steps=steps,
             skipped=[
                 SkippedProvider(provider=provider, code="unsupported", reason=reason, at=now)

@@ -199,3 +199,13 @@ def test_refusals_show_the_provider_up_and_a_lost_probe_is_replaced() -> None:
 def test_the_circuit_policy_refuses_nonsense() -> None:
     with pytest.raises(ValueError, match="failure_threshold >= 1"):
         CircuitPolicy(failure_threshold=0)
+
+
+async def test_a_route_may_be_the_default_provider() -> None:
+    fake = FakeProvider(behaviour=QUICK)
+    manager = TaskManager(
+        providers={"a": fake}, routes={"r": ["a"]}, default_provider="r", poll=False
+    )
+    async with manager:
+        task = await manager.create("a cat")
+    assert (task.route, task.provider) == ("r", "a")

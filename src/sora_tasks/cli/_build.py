@@ -108,6 +108,8 @@ async def open_manager(
         store=build_store(settings.database_url),
         default_provider=settings.default_provider,
         routes=settings.routes,
+        prices=settings.prices,
+        budgets=settings.budgets,
         limits=settings.limits,
         policy=settings.policy,
         poll=poll,

@@ -2,9 +2,10 @@
 
 The file (``--config``, else ``$SORA_TASKS_CONFIG``, else ``./sora-tasks.toml``, else
 ``config.toml`` in the user config directory) may name several providers, and routes over them
-(``[routes]`` ``veo = ["veo", "fal:fal-ai/veo3.1"]``). Keys are referred to by
-the name of the environment variable that holds them (``api_key_env``); a key written in the file
-itself is accepted with a warning. Nothing here ever puts a key in a message.
+(``[routes]`` ``veo = ["veo", "fal:fal-ai/veo3.1"]``), a price table of its own laid over
+the shipped one (``prices = "prices.csv"``) and spending limits (``[budgets]``). Keys are
+referred to by the name of the environment variable that holds them (``api_key_env``); a key
+written in the file itself is accepted with a warning. Nothing here ever puts a key in a message.
 """
 
 from __future__ import annotations
@@ -20,14 +21,17 @@ import platformdirs
 import pydantic
 from pydantic import BaseModel, ConfigDict, SecretStr
 
+from .._budgets import BudgetLimit, Budgets
 from .._models import Limits
 from .._policy import PollingPolicy
+from .._prices import PriceTable
 from ._durations import parse_duration
 
 __all__ = [
     "FAKE",
     "KEY_VARIABLES",
     "OPENAI",
+    "BudgetSettings",
     "ConfigError",
     "Flags",
     "ProviderSettings",
@@ -79,6 +83,34 @@ class ProviderSettings(_Strict):
     dialect: dict[str, Any] = pydantic.Field(default_factory=dict)
 
 
+class BudgetSettings(_Strict):
+    """The ``[budgets]`` table: limits per user and overall, over one rolling ``window``."""
+
+    per_user: float | None = pydantic.Field(None, gt=0)
+    overall: float | None = pydantic.Field(None, gt=0)
+    window: str = "1d"
+    currency: str = "USD"
+    alert_at: tuple[float, ...] = (0.8,)
+
+    def budgets(self) -> Budgets:
+        """The :class:`Budgets` this table describes."""
+        try:
+            window = parse_duration(self.window)
+
+            def limit(amount: float | None) -> BudgetLimit | None:
+                if amount is None:
+                    return None
+                return BudgetLimit(amount, window=window, currency=self.currency)
+
+            return Budgets(
+                per_user=limit(self.per_user),
+                overall=limit(self.overall),
+                alert_at=self.alert_at,
+            )
+        except ValueError as exc:
+            raise ConfigError(f"budgets: {exc}") from None
+
+
 class _File(_Strict):
     default_provider: str | None = None
     database_url: str | None = None
@@ -87,6 +119,8 @@ class _File(_Strict):
     archive_key: str | None = None
     providers: dict[str, ProviderSettings] = pydantic.Field(default_factory=dict)
     routes: dict[str, list[str]] = pydantic.Field(default_factory=dict)
+    prices: Path | None = None
+    budgets: BudgetSettings | None = None
     policy: dict[str, Any] = pydantic.Field(default_factory=dict)
     limits: dict[str, Any] = pydantic.Field(default_factory=dict)
 
@@ -112,6 +146,8 @@ class Settings:
     providers: Mapping[str, ProviderSettings]
     default_provider: str
     routes: Mapping[str, list[str]] = field(default_factory=dict)
+    prices: PriceTable | None = None
+    budgets: Budgets | None = None
     database_url: str | None = None
     download_dir: Path | None = None
     archive: str | None = None
@@ -164,6 +200,8 @@ def load_settings(flags: Flags, env: Mapping[str, str] | None = None) -> Setting
         providers=providers,
         default_provider=default,
         routes=routes,
+        prices=_prices(file.prices, path),
+        budgets=file.budgets.budgets() if file.budgets is not None else None,
         database_url=database_url(
             flags.database_url or env.get("SORA_TASKS_DATABASE_URL") or file.database_url
         ),
@@ -214,6 +252,18 @@ def _providers(
             continue
         providers[name] = resolved
     return providers
+
+
+def _prices(table: Path | None, config: Path | None) -> PriceTable | None:
+    """The shipped price table with the file's own laid over it (relative to the file)."""
+    if table is None:
+        return None
+    if not table.is_absolute() and config is not None:
+        table = config.parent / table
+    try:
+        return PriceTable.shipped().extended(PriceTable.load(table))
+    except OSError as exc:
+        raise ConfigError(f"prices: cannot read {str(table)!r}: {exc.strerror}") from None
 
 
 def _routes(
