@@ -378,8 +378,17 @@ class TaskOperations:
             return task
         return await self.collect(task)
 
+    async def _pin(self, task: Task) -> Task:
+        """Keep a routed task at its provider for good: a create sent there may have started
+        a job, so the providers after it on its route are dropped."""
+        later = _steps_after(task)
+        if not later:
+            return task
+        return await self._write(task, route_steps=task.route_steps[: -len(later)])
+
     async def resolve_uncertain(self, task: Task) -> Task:
         """Apply the submit-uncertain policy to a task whose create may have been sent."""
+        task = await self._pin(task)  # a create was sent (we may have died waiting for it)
         policy = self._policy.submit_uncertain
         if policy == "fail":
             return await self._finish(task, TaskStatus.FAILED, error=_uncertain_error(policy))
@@ -608,10 +617,7 @@ class TaskOperations:
 
     async def _uncertain(self, task: Task, exc: SubmissionUncertainError) -> Task:
         log_task(logging.WARNING, f"submission uncertain: {exc}", task, action="submit")
-        if task.route_steps:
-            # the job may exist here: the task never goes on to another provider of its route
-            position = [step.provider for step in task.route_steps].index(task.provider)
-            task = await self._write(task, route_steps=task.route_steps[: position + 1])
+        task = await self._pin(task)
         if self._policy.submit_uncertain == "fail":
             return await self._finish(task, TaskStatus.FAILED, error=_uncertain_error("fail"))
         delay = timedelta(seconds=self._policy.reconcile_delay)

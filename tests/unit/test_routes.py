@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -18,6 +18,7 @@ from sora_tasks import (
     RouteStep,
     SubmissionUncertainError,
     TaskManager,
+    TaskStatus,
     UnknownProviderError,
     UnsupportedParameterError,
 )
@@ -25,6 +26,7 @@ from sora_tasks._health import HealthBook
 from sora_tasks._routes import refusal
 from sora_tasks._states import apply
 from sora_tasks.providers import ProviderCapabilities
+from sora_tasks.storage import InMemoryStore
 from sora_tasks.testing import FakeBehaviour, FakeProvider
 from sora_tasks.testing._task_factories import make_task
 
@@ -209,3 +211,36 @@ async def test_a_route_may_be_the_default_provider() -> None:
     async with manager:
         task = await manager.create("a cat")
     assert (task.route, task.provider) == ("r", "a")
+
+
+async def test_a_create_left_in_flight_by_a_dead_worker_pins_the_task_to_its_provider() -> None:
+    now = datetime.now(UTC)
+    steps = [
+        RouteStep(provider=name, model="fake-video-1", size="1280x720", seconds=4)
+        for name in ("a", "b")
+    ]
+    orphan = make_task(
+        now - timedelta(minutes=5),
+        provider="a",
+        route="r",
+        route_steps=steps,
+        submission_id="sub_dead",
+        next_poll_at=now - timedelta(minutes=1),
+        deadline_at=now + timedelta(hours=1),
+        lease_owner="dead-worker",
+        lease_expires_at=now - timedelta(minutes=1),
+    )
+    store = InMemoryStore()
+    await store.insert(orphan)
+    a, b = FakeProvider(behaviour=DOWN), FakeProvider(behaviour=QUICK)
+    policy = PollingPolicy(
+        submit_uncertain="resubmit", reconcile_delay=0, idle_wait=0.02, max_poll_failures=1
+    )
+    routes = {"r": ["a", "b"]}
+    async with TaskManager(
+        providers={"a": a, "b": b}, store=store, routes=routes, policy=policy
+    ) as m:
+        done = await m.wait(orphan.id, timeout=10)
+    assert done.status is TaskStatus.FAILED and done.provider == "a"
+    assert [step.provider for step in done.route_steps] == ["a"]
+    assert len(a.submissions) == 1 and b.submissions == []
