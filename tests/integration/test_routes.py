@@ -14,6 +14,7 @@ from sora_tasks import (
     CircuitPolicy,
     CircuitState,
     PollingPolicy,
+    PollSchedule,
     TaskManager,
     TaskStatus,
 )
@@ -76,13 +77,22 @@ async def build() -> AsyncIterator[Build]:
 def manager(
     first: OpenAIVideosProvider, second: OpenAIVideosProvider, **options: object
 ) -> TaskManager:
+    options.setdefault("policy", PollingPolicy(submit_uncertain="fail"))
+    options.setdefault("poll", False)
     return TaskManager(
         providers={"first": first, "second": second},
         routes={"sora": ["first", "second"]},
-        policy=PollingPolicy(submit_uncertain="fail"),
-        poll=False,
         **options,  # type: ignore[arg-type]
     )
+
+
+QUICK_POLLS = PollingPolicy(
+    submit_uncertain="fail",
+    idle_wait=0.05,
+    schedule=PollSchedule(
+        first_interval=0.05, dense_window=1.0, dense_interval=0.05, max_interval=0.2
+    ),
+)
 
 
 def simulator(serve: Serve, **options: object) -> tuple[SimulatorApp, str]:
@@ -119,12 +129,17 @@ async def test_a_create_that_certainly_started_nothing_goes_to_the_next_provider
     serve: Serve, build: Build, refuser: Refuser | None, code: str
 ) -> None:
     first_url = closed_port_url() if refuser is None else f"{serve(refuser)}/v1"
-    second_app, second_url = simulator(serve)
-    async with manager(build(first_url, "first"), build(second_url, "second")) as tasks:
+    second_app, second_url = simulator(
+        serve, render_seconds=0.2, queue_seconds=0.0, poll_after_ms=50
+    )
+    first, second = build(first_url, "first"), build(second_url, "second")
+    async with manager(first, second, poll=True, policy=QUICK_POLLS) as tasks:
         task = await tasks.create("a calico cat", provider="sora", user_id="u1")
+        done = await tasks.wait(task.id, timeout=20)
+    assert done.status is TaskStatus.COMPLETED
+    assert (done.provider, done.external_id) == ("second", task.external_id)
     assert task.provider == "second"
     assert task.external_id is not None
-    assert task.status is TaskStatus.QUEUED
     assert task.route == "sora"
     assert [step.provider for step in task.route_steps] == ["first", "second"]
     assert [(s.provider, s.code) for s in task.skipped] == [("first", code)]
