@@ -67,8 +67,14 @@ class Admission:
         return await self._admit(task, images)
 
     async def submit_many(self, requests: Iterable[GenerationRequest]) -> list[Task]:
-        """Validate every request, then admit them all, ``max_concurrent_polls`` at a time."""
+        """Validate every request, then admit them all, ``max_concurrent_polls`` at a time.
+
+        Under budgets they are admitted one after another, in order, until one does not fit:
+        its :class:`BudgetExceededError` is raised, and the ones before it stay admitted.
+        """
         prepared = [self._new_task(request) for request in requests]
+        if self._budgets is not None:
+            return [await self._admit(task, images) for task, images in prepared]
         tasks: list[Task | None] = [None] * len(prepared)
         limiter = anyio.CapacityLimiter(self._policy.max_concurrent_polls)
 

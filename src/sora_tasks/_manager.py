@@ -385,6 +385,8 @@ class TaskManager:
 
         Tasks come back in the order of ``requests``. They obey the same admission rules as
         :meth:`create`: a provider at its ``max_in_flight`` gets the rest later, by priority.
+        Under ``budgets`` they are admitted in order until one does not fit, whose
+        :class:`BudgetExceededError` is raised (the ones before it stay admitted).
         """
         return await self._admission.submit_many(requests)
 

@@ -11,6 +11,7 @@ from sora_tasks import (
     BudgetExceededError,
     BudgetLimit,
     Budgets,
+    GenerationRequest,
     InvalidRequestError,
     PollingPolicy,
     PriceTable,
@@ -143,3 +144,13 @@ def test_rest_answers_a_budget_refusal_with_402() -> None:
     answer = error_response(error)
     assert answer is not None and answer.status_code == 402
     assert b'"code":"budget_exceeded"' in answer.body and b'"limit":5.0' in answer.body
+
+
+async def test_a_batch_is_admitted_in_order_until_a_task_does_not_fit() -> None:
+    fake = FakeProvider(behaviour=SLOW)
+    async with manager(Budgets(overall=BudgetLimit(2)), fake) as tasks:
+        batch = [GenerationRequest(prompt=f"cat {n}", seconds=4) for n in range(3)]
+        with pytest.raises(BudgetExceededError, match=r"2\.00 USD spent"):
+            await tasks.create_many(batch)
+        admitted = await tasks.list()
+    assert sorted(task.prompt for task in admitted.items) == ["cat 0", "cat 1"]
