@@ -448,7 +448,9 @@ class TaskOperations:
                         "result": TaskResult(url=job.result_url, expires_at=job.expires_at),
                     }
                 )
-                rendered = self.prices.rendered(self.price_names(task.provider), task)
+                rendered = self.prices.rendered(
+                    self.price_names(task.provider), task, compute_seconds=job.render_seconds
+                )
                 if rendered is not None:
                     changes["cost"] = rendered
                 if self.collects:
@@ -595,8 +597,12 @@ class TaskOperations:
         return None
 
     def estimate(self, task: Task) -> TaskCost | None:
-        """What ``task`` should cost at its provider, by the price table."""
-        return self.prices.estimate(self.price_names(task.provider), task)
+        """What ``task`` should cost at its provider, by the price table (a price by compute
+        time expects the time the schedule believes a job takes)."""
+        expected = self.schedule_of(task.provider).expected_seconds
+        return self.prices.estimate(
+            self.price_names(task.provider), task, expected_compute=expected
+        )
 
     def price_names(self, provider: str) -> list[str]:
         """The names ``provider``'s prices are listed under: its own, then its adapter kind."""

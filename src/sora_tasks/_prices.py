@@ -37,6 +37,9 @@ _COLUMNS = (
     "effective",
     "source",
 )
+# billed by the provider's compute time (Replicate's hardware-priced models): optional
+_COMPUTE = "per_compute_second"
+_PRICES = ("per_second", "per_job", _COMPUTE)
 _ANY = "*"
 
 
@@ -46,7 +49,8 @@ class PriceTableError(InvalidRequestError):
 
 @dataclass(frozen=True, slots=True)
 class Price:
-    """One price: per second of video or per job, as seen at ``source`` on ``effective``."""
+    """One price, as seen at ``source`` on ``effective``: per second of video, per job, per
+    second of the provider's compute time (billed by its reported usage), or a sum of these."""
 
     provider: str
     model: str
@@ -57,23 +61,30 @@ class Price:
     currency: str
     effective: date
     source: str
+    per_compute_second: float | None = None
 
     @property
     def key(self) -> tuple[str, str, str, str]:
         """What the price is for; a later entry with the same key overrides it."""
         return (self.provider, self.model, self.resolution, self.audio)
 
-    def amount(self, seconds: int) -> float:
-        """The price of a video of ``seconds``."""
-        return round((self.per_job or 0.0) + (self.per_second or 0.0) * seconds, 6)
+    def amount(self, seconds: int, compute_seconds: float = 0.0) -> float:
+        """The price of a video of ``seconds`` that took ``compute_seconds`` to render."""
+        total = (self.per_job or 0.0) + (self.per_second or 0.0) * seconds
+        return round(total + (self.per_compute_second or 0.0) * compute_seconds, 6)
 
     def describe(self) -> str:
         """The price in words, with its date and source."""
-        rate = (
-            f"{self.per_second:g} {self.currency}/s"
-            if self.per_second is not None
-            else f"{self.per_job:g} {self.currency} per job"
-        )
+        parts = [
+            f"{value:g} {self.currency}{unit}"
+            for value, unit in (
+                (self.per_job, " per job"),
+                (self.per_second, "/s"),
+                (self.per_compute_second, "/s of compute"),
+            )
+            if value is not None
+        ]
+        rate = " + ".join(parts)
         what = f"{self.provider} {self.model} {self.resolution} audio={self.audio}"
         return f"{what} at {rate} (seen {self.effective.isoformat()}; {self.source})"
 
@@ -119,8 +130,9 @@ class PriceTable:
     def from_csv(cls, text: str, *, name: str = "prices") -> PriceTable:
         """A table from CSV text (lines starting with ``#`` are comments).
 
-        Raises :class:`PriceTableError` naming the line of an entry without a price, with a
-        negative one, with both kinds, or with a bad date.
+        The columns are those of the shipped table, in any order, and optionally
+        ``per_compute_second``. Raises :class:`PriceTableError` naming the line of an entry
+        without a price, with a negative one, or with a bad date.
         """
         rows = [
             (number, line)
@@ -129,16 +141,19 @@ class PriceTable:
         ]
         if not rows:
             return cls()
-        header = next(csv.reader([rows[0][1]]))
-        if tuple(column.strip() for column in header) != _COLUMNS:
+        header = [column.strip() for column in next(csv.reader([rows[0][1]]))]
+        if set(header) not in (set(_COLUMNS), {*_COLUMNS, _COMPUTE}) or len(header) != len(
+            set(header)
+        ):
             raise PriceTableError(
-                f"{name} line {rows[0][0]}: the header must be {','.join(_COLUMNS)}",
+                f"{name} line {rows[0][0]}: the header must name {','.join(_COLUMNS)} "
+                f"(and optionally {_COMPUTE})",
                 field="prices",
             )
         prices = []
         for number, line in rows[1:]:
             [values] = list(csv.reader(io.StringIO(line)))
-            prices.append(_price(values, f"{name} line {number}"))
+            prices.append(_price(header, values, f"{name} line {number}"))
         return cls(prices)
 
     def extended(self, other: PriceTable | Iterable[Price]) -> PriceTable:
@@ -178,33 +193,49 @@ class PriceTable:
                 price.audio != _ANY,
                 len(price.model),
             )
-            cost = price.amount(seconds)
+            cost = price.amount(seconds, seconds)
             if best is None or (rank, cost) > (best[0], best[1]):
                 best = (rank, cost, price)
         return best[2] if best is not None else None
 
-    def estimate(self, providers: Sequence[str], task: Task) -> TaskCost | None:
-        """What ``task`` should cost, from the price that applies on its creation date."""
+    def estimate(
+        self, providers: Sequence[str], task: Task, *, expected_compute: float = 0.0
+    ) -> TaskCost | None:
+        """What ``task`` should cost, from the price that applies on its creation date
+        (``expected_compute`` seconds of compute, for a price by compute time)."""
         price = self._for(providers, task)
         if price is None:
             return None
+        compute = expected_compute if price.per_compute_second is not None else 0.0
+        expected = f" and ~{compute:.0f} s of compute" if compute else ""
         return TaskCost(
-            amount=price.amount(task.seconds),
+            amount=price.amount(task.seconds, compute),
             currency=price.currency,
             estimated=True,
-            source=f"estimate: {task.seconds} s, {price.describe()}",
+            source=f"estimate: {task.seconds} s{expected}, {price.describe()}",
         )
 
-    def rendered(self, providers: Sequence[str], task: Task) -> TaskCost | None:
-        """What ``task``, rendered in full, costs by the price that applies."""
+    def rendered(
+        self, providers: Sequence[str], task: Task, *, compute_seconds: float | None = None
+    ) -> TaskCost | None:
+        """What ``task``, rendered in full, costs by the price that applies: by the compute
+        time the provider reported (``compute_seconds``) where the price is by compute time.
+        ``None`` when no price applies, or the price needs a usage the provider did not report.
+        """
         price = self._for(providers, task)
         if price is None:
             return None
+        if price.per_compute_second is None:
+            compute, used = 0.0, ""
+        elif compute_seconds is None:
+            return None
+        else:
+            compute, used = compute_seconds, f" and {compute_seconds:g} s of compute reported"
         return TaskCost(
-            amount=price.amount(task.seconds),
+            amount=price.amount(task.seconds, compute),
             currency=price.currency,
             estimated=False,
-            source=f"rendered: {task.seconds} s, {price.describe()}",
+            source=f"rendered: {task.seconds} s{used}, {price.describe()}",
         )
 
     def _for(self, providers: Sequence[str], task: Task) -> Price | None:
@@ -242,16 +273,16 @@ def _fits(
     return wanted is None or price.audio in (_ANY, wanted)
 
 
-def _price(values: list[str], where: str) -> Price:
-    if len(values) != len(_COLUMNS):
+def _price(header: list[str], values: list[str], where: str) -> Price:
+    if len(values) != len(header):
         raise PriceTableError(
-            f"{where}: {len(values)} values; an entry has {len(_COLUMNS)}", field="prices"
+            f"{where}: {len(values)} values; an entry has {len(header)}", field="prices"
         )
-    row = dict(zip(_COLUMNS, (value.strip() for value in values), strict=True))
-    per_second, per_job = _amount(row["per_second"], where), _amount(row["per_job"], where)
-    if (per_second is None) == (per_job is None):
+    row = dict(zip(header, (value.strip() for value in values), strict=True))
+    amounts = {column: _amount(row.get(column, ""), where) for column in _PRICES}
+    if all(amount is None for amount in amounts.values()):
         raise PriceTableError(
-            f"{where}: give exactly one of per_second and per_job", field="prices"
+            f"{where}: no price: give per_second, per_job or {_COMPUTE}", field="prices"
         )
     if row["audio"].lower() not in (_ANY, "true", "false"):
         raise PriceTableError(f"{where}: audio must be true, false or *", field="prices")
@@ -270,11 +301,12 @@ def _price(values: list[str], where: str) -> Price:
         model=row["model"],
         resolution=row["resolution"].lower(),
         audio=row["audio"].lower(),
-        per_second=per_second,
-        per_job=per_job,
+        per_second=amounts["per_second"],
+        per_job=amounts["per_job"],
         currency=row["currency"].upper(),
         effective=effective,
         source=row["source"],
+        per_compute_second=amounts[_COMPUTE],
     )
 
 

@@ -46,8 +46,7 @@ def test_the_shipped_table_dates_and_sources_every_price() -> None:
     ("line", "message"),
     [
         ("fal,m,720p,true,-0.1,,USD,2026-01-01,x", "t.csv line 2: a price must be a finite"),
-        ("fal,m,720p,true,,,USD,2026-01-01,x", "t.csv line 2: give exactly one of per_second"),
-        ("fal,m,720p,true,0.1,2,USD,2026-01-01,x", "give exactly one"),
+        ("fal,m,720p,true,,,USD,2026-01-01,x", "t.csv line 2: no price: give per_second"),
         ("fal,m,720p,true,abc,,USD,2026-01-01,x", "'abc' is not a price"),
         ("fal,m,720p,maybe,0.1,,USD,2026-01-01,x", "audio must be true, false or"),
         ("fal,m,720p,true,0.1,,USD,yesterday,x", "effective must be a date"),
@@ -62,7 +61,7 @@ def test_a_bad_entry_is_refused_on_load_with_its_line(line: str, message: str) -
 
 
 def test_a_wrong_header_is_refused() -> None:
-    with pytest.raises(PriceTableError, match="line 1: the header must be"):
+    with pytest.raises(PriceTableError, match="line 1: the header must name"):
         PriceTable.from_csv("provider,model,price\nfal,m,1\n")
 
 
@@ -99,6 +98,19 @@ def test_a_providers_own_name_beats_its_kind_and_dates_pick_the_price() -> None:
     assert source(["fal"], "n") == "new"
     assert source(["fal"], "n", date(2025, 1, 1)) == "old"  # before any: the earliest known
     assert prices.price_for(["replicate"], "m", None, None) is None
+
+
+def test_prices_by_the_job_by_the_second_and_by_compute_time_add_up() -> None:
+    prices = PriceTable.from_csv(
+        "per_compute_second,provider,model,resolution,audio,per_second,per_job,currency,"
+        "effective,source\n"
+        "0.01,replicate,owner/model,*,*,,0.5,USD,2026-01-01,hardware\n"
+    )
+    [price] = prices.prices
+    assert price.amount(8, compute_seconds=100) == 1.5
+    assert "0.5 USD per job + 0.01 USD/s of compute" in price.describe()
+    both = table("fal,m,*,*,0.1,2,USD,2026-01-01,base fee").prices[0]
+    assert both.amount(10) == 3.0
 
 
 def test_adapter_kinds() -> None:
