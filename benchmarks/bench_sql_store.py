@@ -200,7 +200,9 @@ async def run(store: SQLStore, label: str, count: int, path: Path | None) -> Non
                 if dialect == "sqlite"
                 else q.render_percentiles(None)
             ),
-            "claim": q.claim_due(dialect, owner="bench", limit=100, lease_seconds=300),
+            "claim": q.claim_due(
+                dialect, owner="bench", limit=100, lease_seconds=300, content=True
+            ),
         }
         for name, statement in plans.items():
             print(f"plan, {name}:\n{await explain(conn, dialect, statement)}")

@@ -125,9 +125,14 @@ class TaskOperations:
         schedules = {name: self.schedule_of(name) for name in self._providers}
         return self.planner.seed(reversed(page.items), schedules)
 
-    def schedule_of(self, provider: str) -> PollSchedule:
-        """The schedule polls of ``provider``'s jobs follow (the policy's, else the provider's)."""
-        return self._policy.schedule or self._providers[provider].capabilities.schedule
+    def schedule_of(self, provider: str, model: str | None = None) -> PollSchedule:
+        """The schedule polls of ``provider``'s jobs follow: the policy's, else the one the
+        provider declares for ``model`` (models render at their own pace), else its own."""
+        if self._policy.schedule is not None:
+            return self._policy.schedule
+        adapter = self._providers[provider]
+        known = adapter.capabilities_for(model) if model is not None else None
+        return (known or adapter.capabilities).schedule
 
     async def submit(self, task: Task, images: Sequence[ImageData] = ()) -> Task:
         """Send the create for ``task`` in two phases and record the provider's answer.
@@ -359,14 +364,25 @@ class TaskOperations:
         """Mark ``task`` CANCELLED if it is unchanged, then ask the provider to stop its job.
 
         Raises :class:`ConflictError` when the task moved on since it was read. A provider that
-        cannot cancel, or fails to, leaves the job to finish on its own (logged).
+        fails to cancel leaves the job to finish on its own (logged); one that cannot cancel at
+        all leaves it too, and the task's error (``not_stopped``) says so.
         """
-        if task.submission_id is None and task.external_id is None:
+        provider = self._providers.get(task.provider)
+        sent = task.external_id or task.submission_id
+        if provider is not None and sent and not provider.capabilities.can_cancel:
+            # the job goes on at the provider: the task says so instead of looking stopped
+            job = f"job {task.external_id!r}" if task.external_id else "the job it may have started"
+            note = TaskError(
+                code="not_stopped",
+                message=f"cancelled here only: provider {task.provider!r} cannot stop {job}, "
+                "which may still run and be billed; its video will not be fetched",
+            )
+            return await self._write(task, status=TaskStatus.CANCELLED, error=note)
+        if not sent:
             # never sent: nothing is owed
             cancelled = await self._write(task, status=TaskStatus.CANCELLED, cost=None)
         else:
             cancelled = await self._write(task, status=TaskStatus.CANCELLED)
-        provider = self._providers.get(cancelled.provider)
         if provider is not None and cancelled.external_id and provider.capabilities.can_cancel:
             await _best_effort(provider.cancel(cancelled.external_id), cancelled, "cancel")
         return cancelled
@@ -483,12 +499,15 @@ class TaskOperations:
             None if job.status is None else status,
             job.progress or 0,
             now.timestamp(),
-            schedule=self.schedule_of(task.provider),
+            schedule=self.schedule_of(task.provider, task.model),
             hint=job.poll_after,
             hint_is_floor=capabilities.poll_hint_is_floor,
             min_interval=capabilities.min_poll_interval,
         )
-        next_poll_at = now + timedelta(seconds=delay)
+        # the floor counts from the answer, not from the request: what the provider sees is the
+        # gap between two requests' arrivals, and the first may have travelled slower
+        floor_at = self.clock() + timedelta(seconds=capabilities.min_poll_interval)
+        next_poll_at = max(now + timedelta(seconds=delay), floor_at)
         changes.update(
             {
                 "status": status,
@@ -599,7 +618,7 @@ class TaskOperations:
     def estimate(self, task: Task) -> TaskCost | None:
         """What ``task`` should cost at its provider, by the price table (a price by compute
         time expects the time the schedule believes a job takes)."""
-        expected = self.schedule_of(task.provider).expected_seconds
+        expected = self.schedule_of(task.provider, task.model).expected_seconds
         return self.prices.estimate(
             self.price_names(task.provider), task, expected_compute=expected
         )
@@ -729,7 +748,7 @@ class TaskOperations:
             submitted_at=task.submitted_at.timestamp(),
             started_at=task.started_at.timestamp() if task.started_at else None,
             completed_at=finished.timestamp(),
-            schedule=self.schedule_of(task.provider),
+            schedule=self.schedule_of(task.provider, task.model),
         )
 
 

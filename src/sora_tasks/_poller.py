@@ -24,6 +24,7 @@ from ._policy import PollingPolicy
 from ._states import Phase, phase_of
 from .providers._base import Provider
 from .storage._base import TaskStore
+from .storage._lanes import engine_work
 
 __all__ = ["Engine"]
 
@@ -89,7 +90,13 @@ class Engine:
         On stop it claims nothing more, lets in-flight calls finish for up to
         ``shutdown_grace`` seconds, then cancels the rest; a cancelled call hands its task back
         at once (lease released, due now) so that a peer resumes it without waiting.
+        Its store calls are marked as the engine's, so that a store can keep connections free for
+        the API calls of the same process.
         """
+        with engine_work():
+            await self._run()
+
+    async def _run(self) -> None:
         await self._learn_from_store()
         # fast_acquire: a free slot must not cost a trip through the event loop on every poll
         self._limiters = {

@@ -23,8 +23,8 @@ from ._exceptions import (
 )
 from ._frame import Frame, complete_frame, parse_size
 from ._images import decode_image, sniff_image_type
-from ._models import GenerationRequest, ImageData, Limits, ReferenceImage
-from .providers._base import Provider, ProviderCapabilities
+from ._models import GenerationRequest, ImageData, Limits, MediaType, ReferenceImage
+from .providers._base import Provider, ProviderCapabilities, SubmitRequest
 
 __all__ = ["PreparedRequest", "decode_image", "parse_size", "prepare", "sniff_image_type"]
 
@@ -114,7 +114,7 @@ def prepare(
                 field="reference_image",
                 limit=frame.size,
             )
-    return PreparedRequest(
+    prepared = PreparedRequest(
         prompt=prompt,
         model=model,
         frame=frame,
@@ -126,6 +126,33 @@ def prepare(
         last_frame=images.decode("last_frame", request.last_frame),
         reference_images=tuple(images.decode_all("reference_images", request.reference_images)),
         provider_options=dict(request.provider_options),
+    )
+    if known:
+        provider.check(_as_submit(prepared, request.media_type))
+    return prepared
+
+
+def _as_submit(prepared: PreparedRequest, media_type: MediaType) -> SubmitRequest:
+    """The create the request will become, for :meth:`Provider.check` (no task exists yet)."""
+    first = prepared.image
+    return SubmitRequest(
+        task_id="",
+        idempotency_key="",
+        prompt=prepared.prompt,
+        model=prepared.model,
+        size=prepared.frame.size,
+        aspect_ratio=prepared.frame.aspect_ratio,
+        resolution=prepared.frame.resolution,
+        seconds=prepared.seconds,
+        media_type=media_type,
+        image=first if isinstance(first, ImageData) else None,
+        image_url=first if isinstance(first, str) else None,
+        negative_prompt=prepared.negative_prompt,
+        seed=prepared.seed,
+        audio=prepared.audio,
+        last_frame=prepared.last_frame,
+        reference_images=prepared.reference_images,
+        provider_options=prepared.provider_options or {},
     )
 
 

@@ -1,7 +1,8 @@
 """Every shipped adapter passes the provider conformance kit, and so does the fake.
 
-The OpenAI Videos, relay and Replicate adapters run it against the shipped simulator over a real
-socket; ``FakeProvider`` runs it in process, scripted through its behaviour API.
+The OpenAI Videos, relay, Replicate, Runway and Veo adapters run it against the shipped
+simulator over a real socket; ``FakeProvider`` runs it in process, scripted through its
+behaviour API.
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ from sora_tasks.testing import (
     Received,
     RelaySimulatorHarness,
     ReplicateSimulatorHarness,
+    RunwaySimulatorHarness,
+    VeoSimulatorHarness,
     sample_video,
 )
 from sora_tasks.testing.conformance import ProviderConformance
@@ -57,6 +60,27 @@ class TestReplicateConformance(ProviderConformance):
     @pytest.fixture
     def harness(self) -> Iterator[ProviderHarness]:
         with ReplicateSimulatorHarness.serve() as harness:
+            yield harness
+
+
+class TestVeoConformance(ProviderConformance):
+    @pytest.fixture
+    def harness(self) -> Iterator[ProviderHarness]:
+        with VeoSimulatorHarness.serve() as harness:
+            yield harness
+
+
+class TestVeoVertexConformance(ProviderConformance):
+    @pytest.fixture
+    def harness(self) -> Iterator[ProviderHarness]:
+        with VeoSimulatorHarness.serve(vertex=True) as harness:
+            yield harness
+
+
+class TestRunwayConformance(ProviderConformance):
+    @pytest.fixture
+    def harness(self) -> Iterator[ProviderHarness]:
+        with RunwaySimulatorHarness.serve() as harness:
             yield harness
 
 

@@ -22,6 +22,8 @@ from sora_tasks.providers import (
     MultipartRelayProvider,
     OpenAIVideosProvider,
     ReplicateProvider,
+    RunwayProvider,
+    VeoProvider,
 )
 from sora_tasks.testing import FakeProvider
 
@@ -106,6 +108,21 @@ def test_an_aggregators_conventional_variable_configures_it() -> None:
     assert CANARY not in repr(built)
 
 
+def test_gemini_api_key_alone_configures_veo(tmp_path: Path) -> None:
+    settings = load_settings(Flags(), env={"GEMINI_API_KEY": CANARY})
+    assert settings.providers["veo"].type == "veo"
+    assert secret(settings, "veo") == CANARY
+    built = build_provider("veo", settings.providers["veo"])
+    assert isinstance(built, VeoProvider) and CANARY not in repr(built)
+    config = write(
+        tmp_path / "c.toml",
+        '[providers.google]\ntype = "veo"\nmodel = "veo-3.1-fast-generate-preview"\n',
+    )
+    named = load_settings(Flags(config=config), env={"GEMINI_API_KEY": CANARY})
+    fast = build_provider("google", named.providers["google"])
+    assert fast.capabilities.default_model == "veo-3.1-fast-generate-preview"
+
+
 def test_a_file_names_a_model_on_an_aggregator(tmp_path: Path) -> None:
     config = write(
         tmp_path / "c.toml",
@@ -118,6 +135,31 @@ def test_a_file_names_a_model_on_an_aggregator(tmp_path: Path) -> None:
     assert provider.capabilities.default_model == "google/veo-3.1-fast"
     left_out = load_settings(Flags(config=config), env={})
     assert any("TEAM_REPLICATE is not set" in note for note in left_out.notes)
+
+
+def test_runways_conventional_variable_configures_it() -> None:
+    settings = load_settings(Flags(), env={"RUNWAYML_API_SECRET": CANARY})
+    assert settings.default_provider == "runway"
+    assert secret(settings, "runway") == CANARY
+    built = build_provider("runway", settings.providers["runway"])
+    assert isinstance(built, RunwayProvider)
+    assert built.capabilities.default_model == "gen4_turbo"
+    assert CANARY not in repr(built)
+
+
+def test_a_file_names_a_model_on_runway(tmp_path: Path) -> None:
+    config = write(
+        tmp_path / "c.toml",
+        '[providers.runway-veo]\ntype = "runway"\nmodel = "veo3.1"\n'
+        'base_url = "http://127.0.0.1:9/runway/v1"\n',
+    )
+    settings = load_settings(Flags(config=config), env={"RUNWAYML_API_SECRET": CANARY})
+    provider = build_provider("runway-veo", settings.providers["runway-veo"])
+    assert isinstance(provider, RunwayProvider)
+    assert provider.capabilities.default_model == "veo3.1"
+    assert "127.0.0.1:9/runway/v1" in repr(provider)
+    left_out = load_settings(Flags(config=config), env={})
+    assert any("RUNWAYML_API_SECRET is not set" in note for note in left_out.notes)
 
 
 def test_a_file_names_several_providers_with_keys_taken_from_the_environment(

@@ -17,7 +17,7 @@ from sora_tasks import (
     TaskStatus,
 )
 from sora_tasks._prices import provider_kind
-from sora_tasks.providers import FalProvider, OpenAIVideosProvider
+from sora_tasks.providers import FalProvider, OpenAIVideosProvider, RunwayProvider, VeoProvider
 from sora_tasks.testing import FakeBehaviour, FakeProvider
 
 pytestmark = pytest.mark.anyio
@@ -170,3 +170,15 @@ async def test_failing_over_prices_the_task_at_the_provider_that_takes_it() -> N
     assert task.provider == "cheap"
     assert task.cost is not None and task.cost.amount == 0.4
     assert "the cheap one" in task.cost.source
+
+
+def test_the_shipped_table_prices_the_first_party_adapters_default_models() -> None:
+    shipped = PriceTable.shipped()
+    for provider in (
+        VeoProvider(api_key="k"),
+        RunwayProvider(api_key="k"),
+        FalProvider(api_key="k"),
+    ):
+        model = provider.capabilities.default_model
+        price = shipped.price_for([provider_kind(provider)], model, None, None)
+        assert price is not None, (provider_kind(provider), model)

@@ -93,10 +93,14 @@ def test_subpackage_exports_named_in_the_design() -> None:
         "SubmitRequest",
         "ContentStream",
         "FalProvider",
+        "VeoProvider",
     } <= set(sora_tasks.providers.__all__)
-    assert {"FakeProvider", "FalSimulatorHarness", "create_simulator_app"} <= set(
-        sora_tasks.testing.__all__
-    )
+    assert {
+        "FakeProvider",
+        "FalSimulatorHarness",
+        "VeoSimulatorHarness",
+        "create_simulator_app",
+    } <= set(sora_tasks.testing.__all__)
 
 
 def test_every_error_derives_from_the_root() -> None:

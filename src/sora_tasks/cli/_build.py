@@ -17,6 +17,8 @@ from ..providers import (
     OpenAIVideosProvider,
     RelayConfig,
     ReplicateProvider,
+    RunwayProvider,
+    VeoProvider,
 )
 from ..providers._base import Provider
 from ..providers.openai import DEFAULT_BASE_URL
@@ -52,14 +54,19 @@ def build_provider(name: str, settings: ProviderSettings) -> Provider:
             name=name,
             **options,
         )
-    if settings.type in ("replicate", "fal"):
+    if settings.type in ("replicate", "fal", "runway", "veo"):
         extra: dict[str, Any] = {
             key: value
             for key, value in {"model": settings.model, "base_url": settings.base_url}.items()
             if value is not None
         }
-        kind = ReplicateProvider if settings.type == "replicate" else FalProvider
-        return kind(settings.api_key, name=name, **extra, **options)
+        if settings.type == "replicate":
+            return ReplicateProvider(settings.api_key, name=name, **extra, **options)
+        if settings.type == "fal":
+            return FalProvider(settings.api_key, name=name, **extra, **options)
+        if settings.type == "veo":
+            return VeoProvider(settings.api_key, name=name, **extra, **options)
+        return RunwayProvider(settings.api_key, name=name, **extra, **options)
     assert settings.base_url is not None
     try:
         dialect = RelayConfig.model_validate(settings.dialect)

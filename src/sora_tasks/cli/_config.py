@@ -47,7 +47,9 @@ OPENAI = "openai"
 KEY_VARIABLES: Mapping[str, str] = {
     "openai": "OPENAI_API_KEY",
     "replicate": "REPLICATE_API_TOKEN",
+    "veo": "GEMINI_API_KEY",
     "fal": "FAL_KEY",
+    "runway": "RUNWAYML_API_SECRET",
 }
 LOCAL_CONFIG = Path("sora-tasks.toml")
 
@@ -66,12 +68,13 @@ class ProviderSettings(_Strict):
     """One named provider of the file: ``[providers.<name>]``.
 
     ``dialect`` holds :class:`~sora_tasks.providers.RelayConfig` fields for ``type = "relay"``;
-    ``model`` is the default model of an aggregator (``type = "replicate"`` or ``"fal"``). A
-    provider's key is read from ``api_key_env``, else from its conventional variable
-    (``REPLICATE_API_TOKEN``, ``FAL_KEY``, ...).
+    ``model`` is the default model (``type = "replicate"``, ``"fal"``, ``"runway"`` or
+    ``"veo"``). A provider's key is read from ``api_key_env``, else from its conventional
+    variable (``REPLICATE_API_TOKEN``, ``FAL_KEY``, ``RUNWAYML_API_SECRET``, ``GEMINI_API_KEY``,
+    ...).
     """
 
-    type: Literal["openai", "relay", "fake", "replicate", "fal"]
+    type: Literal["openai", "relay", "fake", "replicate", "fal", "runway", "veo"]
     base_url: str | None = None
     model: str | None = None
     api_key_env: str | None = None

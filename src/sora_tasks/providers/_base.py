@@ -197,6 +197,14 @@ class Provider(abc.ABC):
             return capabilities
         return None
 
+    def check(self, request: SubmitRequest) -> None:  # noqa: B027 - optional hook
+        """Refuse a request the capabilities allow but the provider's rules between fields do
+        not (Veo renders 1080p only at 8 seconds, say), with an :class:`InvalidRequestError`.
+
+        The manager calls it before anything is stored (``task_id`` and ``idempotency_key`` are
+        empty then); the default accepts everything.
+        """
+
     @abc.abstractmethod
     async def submit(self, request: SubmitRequest) -> ProviderJob:
         """Start a job. Raise :class:`SubmissionUncertainError` when it may have started anyway."""

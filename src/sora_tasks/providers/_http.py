@@ -157,6 +157,7 @@ class ProviderClient:
         max_redirects: int = 5,
         sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
         random_source: Callable[[], float] = random.random,
+        auth: httpx2.Auth | None = None,
     ) -> None:
         _require_httpx2(client)
         if max_retries < 0 or max_redirects < 0:
@@ -190,9 +191,20 @@ class ProviderClient:
         self._max_redirects = max_redirects
         self._sleep = sleep
         self._random = random_source
+        self._auth: httpx2.Auth | Any = httpx2.USE_CLIENT_DEFAULT if auth is None else auth
 
     def __repr__(self) -> str:
         return f"<ProviderClient {self.provider!r} {self._base}>"
+
+    @property
+    def call_timeout(self) -> float:
+        """Seconds one :meth:`request` may take in all."""
+        return self._call_timeout
+
+    @property
+    def max_response_bytes(self) -> int:
+        """The largest body :meth:`request` reads."""
+        return self._max_response_bytes
 
     def url(self, path: str) -> str:
         """An API ``path`` (already quoted) under ``base_url``, even with a leading slash."""
@@ -236,16 +248,26 @@ class ProviderClient:
 
     @asynccontextmanager
     async def stream(
-        self, url: str, *, params: Mapping[str, str] | None = None, resumes: int = 3
+        self,
+        url: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        resumes: int = 3,
+        method: str = "GET",
+        json: object = None,
     ) -> AsyncIterator[ContentStream]:
         """GET ``url`` as a stream, following redirects; credentials only to our own origin.
 
         A body that breaks off is asked for again, up to ``resumes`` times: from where it broke
-        off when the server serves byte ranges, else whole (see :mod:`._content`).
+        off when the server serves byte ranges, else whole (see :mod:`._content`). ``method``
+        and ``json`` stream the answer of a read that is sent as a POST (Vertex AI's
+        ``fetchPredictOperation``); it must be safe to send again.
         """
         parsed = httpx2.URL(url)
-        target = _Target("GET", parsed, own_origin=origin(parsed) == self._origin)
+        target = _Target(method, parsed, own_origin=origin(parsed) == self._origin)
         kwargs: dict[str, Any] = {"params": params, "headers": {"Accept-Encoding": "identity"}}
+        if json is not None:
+            kwargs["json"] = json
 
         async def reopen(headers: Mapping[str, str]) -> httpx2.Response:
             again = {**kwargs, "headers": {**kwargs["headers"], **headers}}
@@ -347,7 +369,8 @@ class ProviderClient:
             hops += 1
             own = origin(next_request.url) == self._origin
             target = _Target("GET", next_request.url, own_origin=own)
-            kwargs = {**kwargs, "params": None}
+            kwargs = {key: value for key, value in kwargs.items() if key != "json"}
+            kwargs["params"] = None
 
     async def _send(self, target: _Target, *, kwargs: dict[str, Any]) -> httpx2.Response:
         headers = self._own_headers if target.own_origin else self._foreign_headers
@@ -368,7 +391,7 @@ class ProviderClient:
                 redact_headers(request.headers.multi_items(), self._sensitive),
                 extra={"provider": self.provider, "action": "http"},
             )
-        auth = httpx2.USE_CLIENT_DEFAULT if target.own_origin else None
+        auth = self._auth if target.own_origin else None
         # always a stream: a JSON body is read here, under the size limit (see _read_body)
         return await self._client.send(request, stream=True, follow_redirects=False, auth=auth)
 

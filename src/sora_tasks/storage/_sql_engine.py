@@ -11,12 +11,20 @@ from sqlalchemy import URL, event, make_url
 from sqlalchemy.engine import Connection
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
-from sqlalchemy.pool import ConnectionPoolEntry
+from sqlalchemy.pool import ConnectionPoolEntry, Pool, QueuePool
 
-__all__ = ["BEGIN_OPTION", "default_sqlite_url", "make_engine", "masked_url", "resolve_url"]
+__all__ = [
+    "BEGIN_OPTION",
+    "default_sqlite_url",
+    "engine_slots",
+    "make_engine",
+    "masked_url",
+    "resolve_url",
+]
 
 BEGIN_OPTION: Final = "sora_tasks_begin"
-"""Execution option naming the SQLite ``BEGIN`` mode of a connection's next transaction."""
+"""Execution option naming the SQLite ``BEGIN`` mode of a connection's next transaction
+(``None``: no ``BEGIN``, each statement on its own)."""
 
 _BUSY_TIMEOUT_MS: Final = 30_000
 _ASYNC_DRIVERS: Final = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+asyncpg"}
@@ -60,6 +68,27 @@ def make_engine(url: URL, **engine_kwargs: Any) -> AsyncEngine:
     return engine
 
 
+def engine_slots(pool: Pool, reserved: int | None) -> int | None:
+    """How many of ``pool``'s connections the polling engine may hold at once.
+
+    ``reserved`` connections are kept for other callers; the engine keeps at least one. By
+    default the overflow is reserved (at least one connection): the engine keeps to the pool's
+    persistent connections, so it never makes the pool open and close overflow connections for
+    it. ``None`` for pools without a bound (``NullPool``, an unlimited overflow) or of one shared
+    connection, where there is nothing to reserve.
+    """
+    if reserved is not None and reserved < 0:
+        raise ValueError(f"reserved_connections must be 0 or more, not {reserved}")
+    if not isinstance(pool, QueuePool):
+        return None
+    overflow = pool._max_overflow  # not public, but the only place the pool keeps it
+    if overflow < 0:
+        return None
+    capacity = pool.size() + overflow
+    reserve = max(1, overflow) if reserved is None else reserved
+    return max(1, capacity - reserve)
+
+
 def _configure_sqlite_connection(
     dbapi_connection: DBAPIConnection, _: ConnectionPoolEntry, *, busy_ms: int
 ) -> None:
@@ -78,4 +107,5 @@ def _configure_sqlite_connection(
 
 def _begin_sqlite_transaction(connection: Connection) -> None:
     mode = connection.get_execution_options().get(BEGIN_OPTION, "DEFERRED")
-    connection.exec_driver_sql(f"BEGIN {mode}")
+    if mode is not None:  # None: no transaction, every statement commits on its own
+        connection.exec_driver_sql(f"BEGIN {mode}")

@@ -27,7 +27,7 @@ from .._models import ImageData, Task, TaskPage, TaskQuery, TaskStats, TaskStatu
 from .._states import TaskChanges, apply
 from . import _sql_queries as q
 from ._base import check_budget, encode_cursor, stats_from
-from ._sql_engine import BEGIN_OPTION, make_engine, masked_url, resolve_url
+from ._sql_engine import BEGIN_OPTION, engine_slots, make_engine, masked_url, resolve_url
 from ._sql_errors import missing_schema, unavailable_kind
 from ._sql_migrate import schema_behind, upgrade_to_head
 from ._sql_rows import (
@@ -38,8 +38,14 @@ from ._sql_rows import (
     task_from_row,
     task_to_row,
 )
+from ._sql_turns import ConnectionTurns
 
 __all__ = ["SQLStore"]
+
+_AUTOCOMMIT: dict[str, dict[str, Any]] = {
+    "postgresql": {"isolation_level": "AUTOCOMMIT"},
+    "sqlite": {BEGIN_OPTION: None},
+}
 
 
 class SQLStore:
@@ -53,14 +59,36 @@ class SQLStore:
 
     Due tasks are handed out under leases whose times come from the database clock, and the
     ``version`` column is the fencing token every conditional write checks.
+
+    API calls made in the same process as a polling engine stay fast while it works:
+    ``reserved_connections`` of the pool are kept from the engine (by default the overflow, 10 of
+    the default 5 + 10, and at least one; the engine keeps at least one); while API calls are
+    being served the engine runs at most two transactions at once, and each waits up to
+    ``api_first`` seconds for open API transactions to end (``0`` turns both off). On SQLite,
+    writers of the process take turns for the database's single write lock before they take a
+    connection, never while holding one. Reads run without a transaction of their own: each
+    statement sees what is committed when it starts.
     """
 
     def __init__(
-        self, url: str | URL | None = None, *, create: bool = True, **engine_kwargs: Any
+        self,
+        url: str | URL | None = None,
+        *,
+        create: bool = True,
+        reserved_connections: int | None = None,
+        api_first: float = 0.05,
+        **engine_kwargs: Any,
     ) -> None:
+        if api_first < 0:
+            raise ValueError(f"api_first must be 0 seconds or more, not {api_first}")
         self._url = resolve_url(url)
         self._engine = make_engine(self._url, **engine_kwargs)
         self._dialect = self._engine.dialect.name
+        self._turns = ConnectionTurns(
+            engine_slots=engine_slots(self._engine.pool, reserved_connections),
+            single_writer=self._dialect == "sqlite",
+            api_first=api_first,
+        )
         self._migrate_on_first_use = create and self._dialect == "sqlite"
         self._schema_checked = False
         self._ready_lock = anyio.Lock()
@@ -350,6 +378,11 @@ class SQLStore:
     async def _transaction(self, *, write: bool) -> AsyncIterator[AsyncConnection]:
         if not self._location_checked:
             self._check_location()
+        async with self._turns.take(write=write), self._connected(write=write) as conn:
+            yield conn
+
+    @asynccontextmanager
+    async def _connected(self, *, write: bool) -> AsyncIterator[AsyncConnection]:
         committing = False
         try:
             # a statement interrupted by cancellation leaves the driver's connection to be
@@ -360,6 +393,11 @@ class SQLStore:
                         # IMMEDIATE takes the write lock at BEGIN, so a read-then-write
                         # transaction waits its turn instead of failing to upgrade its lock
                         await conn.execution_options(**{BEGIN_OPTION: "IMMEDIATE"})
+                    elif not write and (autocommit := _AUTOCOMMIT.get(self._dialect)):
+                        # a read needs no BEGIN and COMMIT of its own: each of its statements sees
+                        # committed data, as in PostgreSQL's READ COMMITTED, and two round trips
+                        # (SQLite: thread hops) fewer is what a loaded event loop charges most for
+                        await conn.execution_options(**autocommit)
                     async with conn.begin():
                         yield conn
                         committing = True

@@ -54,7 +54,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         f"  OpenAI Videos shape: base_url={url}/v1\n"
         f"  multipart relay:     {url}{args.relay_path}\n"
         f"  Replicate shape:     base_url={url}/replicate/v1\n"
+        f"  Veo (Gemini API):    base_url={url}/veo/v1beta\n"
+        f"  Veo (Vertex AI):     base_url={url}/vertex/v1, storage_url={url}\n"
         f"  fal queue:           base_url={url}/fal\n"
+        f"  Runway shape:        base_url={url}/runway/v1\n"
     )
     sys.stdout.flush()
     # uvicorn shuts down cleanly on Ctrl-C, then re-raises it: that is a normal stop here
@@ -83,7 +86,10 @@ def _faults(specs: Sequence[str], *, retry_after: float, delay: float) -> dict[s
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m sora_tasks.testing",
-        description="Serve the sora_tasks provider simulator (OpenAI Videos, relay, Replicate).",
+        description=(
+            "Serve the sora_tasks provider simulator (OpenAI Videos, relay, Replicate, fal, Runway,"
+            " Veo)."
+        ),
     )
     parser.add_argument("--host", default="127.0.0.1", help="interface to listen on")
     parser.add_argument("--port", type=int, default=8000, help="port (0 picks a free one)")

@@ -1,5 +1,6 @@
-"""A provider simulator: an ASGI app speaking the OpenAI Videos, multipart relay, Replicate and
-fal shapes (the last two under ``/replicate/v1`` and ``/fal``).
+"""A provider simulator: an ASGI app speaking the OpenAI Videos, multipart relay, Replicate, fal
+Runway and Veo shapes (the last four under ``/replicate/v1``, ``/fal``, ``/runway/v1`` and
+``/veo/v1beta`` with ``/vertex/v1``).
 
 It is what the integration tests, the benchmarks and users' own tests run against. Jobs advance
 with a clock (no background tasks), prompts can be made to fail moderation, and faults can be
@@ -22,6 +23,8 @@ from . import _simulator_fal as fal_shape
 from . import _simulator_openai as openai_shape
 from . import _simulator_relay as relay_shape
 from . import _simulator_replicate as replicate_shape
+from . import _simulator_runway as runway_shape
+from . import _simulator_veo as veo_shape
 from ._simulator_asgi import (
     HTTPFault,
     Receive,
@@ -49,8 +52,17 @@ __all__ = ["Faults", "SimulatorApp", "create_simulator_app"]
 Handler = Callable[..., Reply]
 
 _PUBLIC_ROUTES = frozenset(
-    {"relay_download", "files", "replicate_files", "fal_files", "fal_cdn_upload", "fal_cdn_files"}
+    {
+        "relay_download",
+        "files",
+        "replicate_files",
+        "fal_files",
+        "fal_cdn_upload",
+        "fal_cdn_files",
+        "runway_files",
+    }
 )
+_CREDENTIALS = ("authorization", "x-goog-api-key")
 
 
 def create_simulator_app(
@@ -171,8 +183,8 @@ class SimulatorApp:
                 method=request.method,
                 path=request.path,
                 query=request.query,
-                headers={k: v for k, v in request.headers.items() if k != "authorization"},
-                has_authorization="authorization" in request.headers,
+                headers={k: v for k, v in request.headers.items() if k not in _CREDENTIALS},
+                has_authorization=any(name in request.headers for name in _CREDENTIALS),
                 status=status,
                 fault=fault,
             )
@@ -199,7 +211,7 @@ class SimulatorApp:
         if (rejecting := plan.take(route, "rejections")) is not None:
             return _rejected(route, rejecting.rejection_status), None, "rejections"
         if plan.take(route, "echoed_keys") is not None:
-            return _echoed_key(route, openai_shape.bearer_token(request)), None, "echoed_keys"
+            return _echoed_key(route, _sent_key(route, request)), None, "echoed_keys"
         reply = _call(handler, self.state, request)
         if 200 <= reply.status < 300:
             if plan.take(route, "dropped_responses") is not None:
@@ -212,6 +224,9 @@ class SimulatorApp:
         key = self.config.api_key
         if key is None:
             return True
+        if route.startswith("veo_"):
+            given = request.headers.get("x-goog-api-key") or request.query.get("key", "")
+            return hmac.compare_digest(given.encode(), key.encode())
         sent = request.headers.get("authorization", "")
         accepted = [f"Key {key}" if _is_fal(route) else f"Bearer {key}"]
         if route.startswith("relay_"):
@@ -262,7 +277,9 @@ def _route_table(relay_path: str) -> list[tuple[re.Pattern[str], dict[str, tuple
         ),
         (re.compile(files + r"/(?P<task_id>[^/]+)\.mp4"), {"GET": ("files", relay_shape.file)}),
         *_replicate_routes(),
+        *_veo_routes(),
         *_fal_routes(),
+        *_runway_routes(),
     ]
 
 
@@ -295,6 +312,60 @@ def _replicate_routes() -> list[tuple[re.Pattern[str], dict[str, tuple[str, Hand
             re.compile(re.escape(files) + one + r"/output\.mp4"),
             {"GET": ("replicate_files", shape.file)},
         ),
+    ]
+
+
+def _veo_routes() -> list[tuple[re.Pattern[str], dict[str, tuple[str, Handler]]]]:
+    api = re.escape(veo_shape.VEO_PATH)
+    model = r"/models/(?P<model>[a-z0-9][a-z0-9.-]*)"
+    vertex = (
+        re.escape(veo_shape.VERTEX_PATH)
+        + r"/projects/(?P<project>[a-z0-9-]+)/locations/(?P<location>[a-z0-9-]+)"
+        + r"/publishers/google"
+        + model
+    )
+    return [
+        (
+            re.compile(api + model + ":predictLongRunning"),
+            {"POST": ("veo_create", veo_shape.create)},
+        ),
+        (
+            re.compile(api + model + r"/operations/(?P<task_id>[^/]+)"),
+            {"GET": ("veo_get", veo_shape.get)},
+        ),
+        (
+            re.compile(api + r"/files/(?P<task_id>[^/:]+):download"),
+            {"GET": ("veo_files", veo_shape.file)},
+        ),
+        (
+            re.compile(vertex + ":predictLongRunning"),
+            {"POST": ("vertex_create", veo_shape.vertex_create)},
+        ),
+        (
+            re.compile(vertex + ":fetchPredictOperation"),
+            {"POST": ("vertex_get", veo_shape.vertex_fetch)},
+        ),
+        (
+            re.compile(re.escape(veo_shape.STORAGE_PATH) + r"/b/(?P<bucket>[^/]+)/o/(?P<name>.+)"),
+            {"GET": ("vertex_storage", veo_shape.storage_object)},
+        ),
+    ]
+
+
+def _runway_routes() -> list[tuple[re.Pattern[str], dict[str, tuple[str, Handler]]]]:
+    api, files = re.escape(runway_shape.RUNWAY_PATH), re.escape(runway_shape.RUNWAY_FILES_PATH)
+    one = r"/(?P<task_id>[^/]+)"
+    shape = runway_shape
+    return [
+        (
+            re.compile(api + r"/(?P<endpoint>image_to_video|text_to_video)"),
+            {"POST": ("runway_create", shape.create)},
+        ),
+        (
+            re.compile(api + "/tasks" + one),
+            {"GET": ("runway_get", shape.get), "DELETE": ("runway_delete", shape.delete)},
+        ),
+        (re.compile(files + one + r"/output\.mp4"), {"GET": ("runway_files", shape.file)}),
     ]
 
 
@@ -346,11 +417,15 @@ def _is_fal(route: str) -> bool:
 
 
 def _unauthorized(route: str) -> Reply:
+    if route.startswith(("veo_", "vertex_")):
+        return veo_shape.error(401, "API key not valid. Please pass a valid API key.").reply
     if route.startswith("replicate_"):
         detail = "You did not pass a valid authentication token"
         return replicate_shape.problem(401, "Unauthenticated", detail).reply
     if _is_fal(route):
         return fal_shape.error(401, "No user found for Key ID and Secret").reply
+    if route.startswith("runway_"):
+        return runway_shape.error(401, "Invalid API key").reply
     if _is_relay(route):
         return relay_shape.error(401, "invalid api key").reply
     return openai_shape.error(401, "Incorrect API key provided.", code="invalid_api_key").reply
@@ -358,11 +433,17 @@ def _unauthorized(route: str) -> Reply:
 
 def _rate_limited(route: str, retry_after: float) -> Reply:
     headers = (("retry-after", f"{retry_after:g}"),)
+    if route.startswith("veo_"):
+        return veo_shape.error(
+            429, "Resource has been exhausted (e.g. check quota).", headers
+        ).reply
     if route.startswith("replicate_"):
         detail = f"Request was throttled. Your rate limit resets in ~{math.ceil(retry_after)}s."
         return replicate_shape.problem(429, "Request was throttled.", detail, headers).reply
     if _is_fal(route):
         return fal_shape.error(429, "Too many requests", headers).reply
+    if route.startswith("runway_"):
+        return runway_shape.error(429, "You have exceeded your daily task limit.", headers).reply
     if _is_relay(route):
         return relay_shape.error(429, "rate limited, retry later", headers).reply
     return openai_shape.error(
@@ -371,11 +452,15 @@ def _rate_limited(route: str, retry_after: float) -> Reply:
 
 
 def _server_error(route: str, status: int = 500) -> Reply:
+    if route.startswith(("veo_", "vertex_")):
+        return veo_shape.error(status, "An internal error has occurred.").reply
     if route.startswith("replicate_"):
         detail = "An unexpected error occurred; please retry."
         return replicate_shape.problem(status, "Internal server error", detail).reply
     if _is_fal(route):
         return fal_shape.error(status, "Internal server error").reply
+    if route.startswith("runway_"):
+        return runway_shape.error(status, "An unexpected error occurred.").reply
     if _is_relay(route):
         return relay_shape.error(status, "internal error").reply
     return openai_shape.error(
@@ -384,11 +469,15 @@ def _server_error(route: str, status: int = 500) -> Reply:
 
 
 def _rejected(route: str, status: int) -> Reply:
+    if route.startswith(("veo_", "vertex_")):
+        return veo_shape.error(status, "Request contains an invalid argument.").reply
     if route.startswith("replicate_"):
         detail = "input: Additional property is not allowed"
         return replicate_shape.problem(status, "Input validation failed", detail).reply
     if _is_fal(route):
         return fal_shape.error(status, "The request was rejected as invalid").reply
+    if route.startswith("runway_"):
+        return runway_shape.error(status, "Validation of body failed").reply
     if _is_relay(route):
         return relay_shape.error(status, "invalid request").reply
     return openai_shape.error(
@@ -397,10 +486,14 @@ def _rejected(route: str, status: int) -> Reply:
 
 
 def _echoed_key(route: str, key: str) -> Reply:
+    if route.startswith(("veo_", "vertex_")):
+        return veo_shape.error(400, f"API key {key} not valid for this request.").reply
     if route.startswith("replicate_"):
         return replicate_shape.problem(400, f"Bad token {key}", f"Token {key} was refused").reply
     if _is_fal(route):
         return fal_shape.error(400, f"Bad request made with key {key}").reply
+    if route.startswith("runway_"):
+        return runway_shape.error(400, f"The API key {key} is not valid for this request").reply
     if _is_relay(route):
         return relay_shape.error(400, f"bad request for key {key}").reply
     return openai_shape.error(
@@ -408,15 +501,25 @@ def _echoed_key(route: str, key: str) -> Reply:
     ).reply
 
 
+def _sent_key(route: str, request: Request) -> str:
+    if route.startswith("veo_"):
+        return request.headers.get("x-goog-api-key") or request.query.get("key", "")
+    return openai_shape.bearer_token(request)
+
+
 def _create_subject(route: str, request: Request) -> str:
     """A JSON create's prompt (what the tally files its faults under); ``""`` otherwise."""
-    if route not in ("create", "relay_create", "replicate_create", "fal_submit"):
+    creates = ("create", "relay_create", "replicate_create", "fal_submit", "runway_create")
+    if route not in (*creates, "veo_create", "vertex_create"):
         return ""
     if request.content_type != "application/json":
         return ""
     try:
         body = json.loads(request.body)
-        prompt = (body.get("input") or {} if route == "replicate_create" else body).get("prompt")
+        if route in ("veo_create", "vertex_create"):
+            body = (body.get("instances") or [{}])[0]
+        fields = body.get("input") or {} if route == "replicate_create" else body
+        prompt = fields.get("promptText" if route == "runway_create" else "prompt")
     except (ValueError, AttributeError):
         return ""
     return prompt if isinstance(prompt, str) else ""

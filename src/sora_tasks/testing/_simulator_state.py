@@ -24,7 +24,7 @@ __all__ = ["JobView", "Pin", "RequestRecord", "SimulatedJob", "SimulatorState"]
 
 Phase = Literal["queued", "in_progress", "completed", "failed", "cancelled"]
 """Where a simulated job stands (a harness maps its API's status words onto these)."""
-Shape = Literal["openai", "relay", "replicate", "fal"]
+Shape = Literal["openai", "relay", "replicate", "fal", "runway", "veo"]
 
 _REQUEST_LOG_SIZE = 10_000
 

@@ -20,7 +20,8 @@ class Tally:
     the most requests on that route for that job (or task) id ever in flight at the same time — a
     request is in flight from its arrival until its answer is sent or its client goes away;
     ``faults[(route, subject, kind)]`` counts faults fired, ``subject`` being the job id, or for a
-    create the prompt of a JSON body (``""`` when unknown).
+    create the prompt of a JSON body (``""`` when unknown); ``fast_polls[id]`` counts status
+    requests that came sooner after the previous one than the provider asks (see :meth:`polled`).
     """
 
     def __init__(self) -> None:
@@ -29,6 +30,8 @@ class Tally:
         self.faults: Counter[tuple[str, str, str]] = Counter()
         self.peak_in_flight: Counter[tuple[str, str]] = Counter()
         self._in_flight: Counter[tuple[str, str]] = Counter()
+        self.fast_polls: Counter[str] = Counter()
+        self._last_poll: dict[str, float] = {}
 
     def created(self, prompt: str) -> None:
         """Count one job created for ``prompt``."""
@@ -39,6 +42,15 @@ class Tally:
         """Count one ``kind`` fault fired on ``route`` for ``subject``."""
         with self._lock:
             self.faults[(route, subject, kind)] += 1
+
+    def polled(self, job_id: str, at: float, floor: float) -> None:
+        """A status request for ``job_id`` at clock time ``at``; one less than ``floor``
+        seconds after the previous one counts in ``fast_polls``."""
+        with self._lock:
+            last = self._last_poll.get(job_id)
+            if last is not None and at - last < floor:
+                self.fast_polls[job_id] += 1
+            self._last_poll[job_id] = at
 
     def enter(self, route: str, job_id: str) -> None:
         """A request about ``job_id`` on ``route`` arrived; raise its peak if need be."""

@@ -181,17 +181,22 @@ class ProviderConformance:
             assert received.audio is value
 
     async def test_submit_last_frame(self, kit: Kit) -> None:
-        """A last frame arrives as its bytes (or its URL) where the model takes one."""
+        """A last frame arrives as its bytes (or its URL) where the model takes one, after a
+        first frame when the model takes one (some take a last frame only after a first)."""
         if not kit.capabilities.last_frame:
             pytest.skip(f"{kit.model} takes no last_frame")
         size = kit.request().size
         if "image_upload" in kit.harness.features and kit.capabilities.image_upload:
             image = kit.image(size, shade=30)
-            _, received = await kit.submit(kit.request(last_frame=image))
+            first = kit.image(size, shade=200)
+            _, received = await kit.submit(kit.request(image=first, last_frame=image))
             assert received.last_frame == image.data
+            assert received.image == first.data
         else:
             url = _IMAGE_URL.format(name="last-frame")
-            _, received = await kit.submit(kit.request(last_frame=url))
+            first_url = _IMAGE_URL.format(name="first-frame")
+            with_first = {"image_url": first_url} if kit.capabilities.image_url else {}
+            _, received = await kit.submit(kit.request(last_frame=url, **with_first))
             assert received.last_frame == url
 
     async def test_submit_reference_images(self, kit: Kit) -> None:
