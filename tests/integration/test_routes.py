@@ -18,7 +18,13 @@ from sora_tasks import (
     TaskManager,
     TaskStatus,
 )
-from sora_tasks.providers import Backoff, OpenAIVideosProvider
+from sora_tasks.providers import (
+    Backoff,
+    OpenAIVideosProvider,
+    ReplicateProvider,
+    RunwayProvider,
+    VeoProvider,
+)
 from sora_tasks.testing import create_simulator_app
 from sora_tasks.testing._simulator import Faults, SimulatorApp
 from sora_tasks.testing._simulator_asgi import ASGIApp, Receive, Scope, Send
@@ -222,3 +228,38 @@ async def test_the_end_of_the_route_leaves_the_task_to_try_again(
     assert task.submission_id is None  # waiting to be sent again, later
     assert task.poll_failures == 1
     assert [(s.provider, s.code) for s in task.skipped] == [("first", "unavailable")]
+
+
+async def test_veo_3_1_through_three_providers_lands_on_the_one_that_answers(
+    serve: Serve,
+) -> None:
+    # Veo 3.1 directly (down), through Replicate (rate limited) and through Runway (up): each
+    # provider gets the request as it takes it, and the task is priced where it lands
+    app = create_simulator_app(
+        api_key=KEY,
+        queue_seconds=0,
+        render_seconds=3600,
+        faults={"replicate_create": Faults(rate_limits=sys.maxsize, retry_after=0)},
+    )
+    url = serve(app)
+    providers = {
+        "veo": VeoProvider(KEY, base_url=closed_port_url(), backoff=FAST),
+        "replicate": ReplicateProvider(KEY, base_url=f"{url}/replicate/v1", backoff=FAST),
+        "runway": RunwayProvider(KEY, base_url=f"{url}/runway/v1", backoff=FAST),
+    }
+    routes = {"veo-3.1": ["veo", "replicate:google/veo-3.1", "runway:veo3.1"]}
+    async with TaskManager(providers=providers, routes=routes, poll=False) as manager:
+        task = await manager.create("a calico cat", provider="veo-3.1", seconds=8)
+    assert [(s.provider, s.code) for s in task.skipped] == [
+        ("veo", "unreachable"),
+        ("replicate", "rate_limited"),
+    ]
+    assert [(step.provider, step.model) for step in task.route_steps] == [
+        ("veo", "veo-3.1-generate-preview"),
+        ("replicate", "google/veo-3.1"),
+        ("runway", "veo3.1"),
+    ]
+    assert (task.provider, task.model, task.external_id is not None) == ("runway", "veo3.1", True)
+    assert len(app.state.records("runway_create")) == 1
+    assert task.cost is not None and task.cost.amount == 3.2  # 8 s at Runway's 0.40 USD/s
+    assert "runwayml/skills" in task.cost.source
