@@ -8,7 +8,6 @@ API processes admitting at once cannot overspend together.
 
 from __future__ import annotations
 
-import logging
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -129,4 +128,4 @@ def announce(alerts: Sequence[BudgetAlert], hook: Callable[[BudgetAlert], object
         try:
             hook(alert)
         except Exception:
-            logger.log(logging.ERROR, "the budget alert hook failed", exc_info=True)
+            logger.exception("the budget alert hook failed")
