@@ -6,8 +6,11 @@ fetch the video before its link expires, and never pay twice for one job.
 
 import logging
 
+from ._budgets import BudgetAlert, BudgetLimit, Budgets
+from ._circuits import CircuitPolicy, CircuitState, ProviderHealth
 from ._events import TaskEvent
 from ._exceptions import (
+    BudgetExceededError,
     ConfigError,
     ConflictError,
     DownloadError,
@@ -49,7 +52,10 @@ from ._models import (
     Limits,
     MediaType,
     ReferenceImage,
+    RouteStep,
+    SkippedProvider,
     Task,
+    TaskCost,
     TaskError,
     TaskPage,
     TaskResult,
@@ -58,6 +64,7 @@ from ._models import (
 )
 from ._options import CreateOptions, ManagerOptions
 from ._policy import PollingPolicy
+from ._prices import Price, PriceTable, PriceTableError
 from ._schedule import PollSchedule
 from ._sync import SyncTaskManager
 from ._version import __version__
@@ -75,6 +82,12 @@ from ._webhooks import (
 logging.getLogger("sora_tasks").addHandler(logging.NullHandler())
 
 __all__ = [
+    "BudgetAlert",
+    "BudgetExceededError",
+    "BudgetLimit",
+    "Budgets",
+    "CircuitPolicy",
+    "CircuitState",
     "ConfigError",
     "ConflictError",
     "CreateOptions",
@@ -95,10 +108,14 @@ __all__ = [
     "MediaType",
     "PollSchedule",
     "PollingPolicy",
+    "Price",
+    "PriceTable",
+    "PriceTableError",
     "PromptError",
     "ProviderAuthError",
     "ProviderError",
     "ProviderHTTPError",
+    "ProviderHealth",
     "ProviderRateLimitError",
     "ProviderRejectedError",
     "ProviderResponseError",
@@ -106,6 +123,8 @@ __all__ = [
     "ProviderTransportError",
     "ProviderUnsupportedError",
     "ReferenceImage",
+    "RouteStep",
+    "SkippedProvider",
     "SoraTasksError",
     "StoreNotMigratedError",
     "StoreUnavailableError",
@@ -113,6 +132,7 @@ __all__ = [
     "SyncTaskManager",
     "SignedWebhooks",
     "Task",
+    "TaskCost",
     "TaskError",
     "TaskEvent",
     "TaskFailedError",

@@ -9,18 +9,20 @@ in priority order as running jobs finish.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 
 import anyio
 
+from ._budgets import BudgetAlert, Budgets, announce
 from ._events import EventHub
-from ._exceptions import UnknownProviderError
-from ._models import GenerationRequest, ImageData, Limits, Task
+from ._exceptions import InvalidRequestError, UnknownProviderError, UnsupportedParameterError
+from ._models import GenerationRequest, ImageData, Limits, RouteStep, SkippedProvider, Task
 from ._operations import TaskOperations
 from ._policy import PollingPolicy
 from ._poller import Engine
-from ._validation import describe, prepare
+from ._routes import RouteEntry
+from ._validation import PreparedRequest, describe, prepare
 from .providers._base import Provider
 from .storage._base import TaskStore
 
@@ -42,8 +44,14 @@ class Admission:
         operations: TaskOperations,
         engine: Engine,
         clock: Callable[[], datetime],
+        routes: Mapping[str, Sequence[RouteEntry]] | None = None,
+        budgets: Budgets | None = None,
+        on_budget_alert: Callable[[BudgetAlert], object] | None = None,
     ) -> None:
         self._store = store
+        self._budgets = budgets
+        self._on_budget_alert = on_budget_alert
+        self._routes = dict(routes or {})
         self._providers = providers
         self._default = default_provider
         self._limits = limits
@@ -59,8 +67,14 @@ class Admission:
         return await self._admit(task, images)
 
     async def submit_many(self, requests: Iterable[GenerationRequest]) -> list[Task]:
-        """Validate every request, then admit them all, ``max_concurrent_polls`` at a time."""
+        """Validate every request, then admit them all, ``max_concurrent_polls`` at a time.
+
+        Under budgets they are admitted one after another, in order, until one does not fit:
+        its :class:`BudgetExceededError` is raised, and the ones before it stay admitted.
+        """
         prepared = [self._new_task(request) for request in requests]
+        if self._budgets is not None:
+            return [await self._admit(task, images) for task, images in prepared]
         tasks: list[Task | None] = [None] * len(prepared)
         limiter = anyio.CapacityLimiter(self._policy.max_concurrent_polls)
 
@@ -75,14 +89,23 @@ class Admission:
 
     def _new_task(self, request: GenerationRequest) -> tuple[Task, list[ImageData]]:
         name = request.provider or self._default
-        try:
-            provider = self._providers[name]
-        except KeyError:
-            raise UnknownProviderError(
-                f"no provider named {name!r}; registered: {', '.join(sorted(self._providers))}",
-                field="provider",
-            ) from None
-        prepared = prepare(request, limits=self._limits, provider=provider, name=name)
+        route_name, route = name, self._routes.get(name)
+        if route is not None:
+            steps, prepared, skipped = self._plan(name, route, request)
+            name = steps[0].provider
+        else:
+            try:
+                provider = self._providers[name]
+            except KeyError:
+                known = ", ".join(sorted(self._providers))
+                if self._routes:
+                    known += f"; routes: {', '.join(sorted(self._routes))}"
+                raise UnknownProviderError(
+                    f"no provider named {name!r}; registered: {known}",
+                    field="provider",
+                ) from None
+            prepared = prepare(request, limits=self._limits, provider=provider, name=name)
+            steps, skipped = [], []
         now = self._clock()
         task = Task(
             provider=name,
@@ -111,13 +134,92 @@ class Admission:
             updated_at=now,
             deadline_at=now + (request.deadline or self._policy.deadline),
             next_poll_at=now,
+            route=route_name if route is not None else None,
+            route_steps=steps,
+            skipped=[
+                SkippedProvider(provider=provider, code="unsupported", reason=reason, at=now)
+                for provider, reason in skipped
+            ],
         )
-        return task, prepared.images
+        return task.model_copy(update={"cost": self._ops.estimate(task)}), prepared.images
+
+    async def _insert(self, task: Task, images: list[ImageData]) -> Task:
+        """Store ``task``, within the budgets when there are any (atomically, in the store)."""
+        checks = self._budgets.checks(task.user_id) if self._budgets is not None else []
+        if not checks:
+            return await self._store.insert(task, images=images)
+        assert self._budgets is not None
+        cost = task.cost
+        if cost is None:
+            raise InvalidRequestError(
+                f"no price is known for model {task.model!r} at provider {task.provider!r}, so "
+                "its cost cannot be kept within the budgets: add it to the price table",
+                field="model",
+            )
+        for check in checks:
+            if cost.currency != check.limit.currency:
+                raise InvalidRequestError(
+                    f"the task is priced in {cost.currency} but the budget is in "
+                    f"{check.limit.currency}",
+                    field="budget",
+                    limit=check.limit.currency,
+                )
+        spent = await self._store.insert_within_budget(task, checks=checks, images=images)
+        announce(self._budgets.alerts(checks, spent, cost.amount, task.id), self._on_budget_alert)
+        return task
+
+    def _plan(
+        self, name: str, route: Sequence[RouteEntry], request: GenerationRequest
+    ) -> tuple[list[RouteStep], PreparedRequest, list[tuple[str, str]]]:
+        """Check ``request`` against each provider of route ``name``, with the model it goes by
+        there: the steps that can take it, the request as the first one takes it, and why each
+        of the others cannot. Raises when none can, listing every provider's reason."""
+        steps: list[RouteStep] = []
+        first: PreparedRequest | None = None
+        refused: list[tuple[str, str]] = []
+        errors: list[InvalidRequestError] = []
+        for entry in route:
+            asked = (
+                request
+                if entry.model is None
+                else request.model_copy(update={"model": entry.model})
+            )
+            provider = self._providers[entry.provider]
+            try:
+                prepared = prepare(
+                    asked, limits=self._limits, provider=provider, name=entry.provider
+                )
+            except InvalidRequestError as exc:
+                refused.append((entry.provider, str(exc)))
+                errors.append(exc)
+                continue
+            first = first or prepared
+            steps.append(
+                RouteStep(
+                    provider=entry.provider,
+                    model=prepared.model,
+                    size=prepared.frame.size,
+                    seconds=prepared.seconds,
+                    aspect_ratio=prepared.frame.aspect_ratio,
+                    resolution=prepared.frame.resolution,
+                )
+            )
+        if first is None:
+            reasons = "; ".join(f"{provider}: {reason}" for provider, reason in refused)
+            fields = {error.field for error in errors}
+            kinds = {type(error) for error in errors}
+            kind = kinds.pop() if len(kinds) == 1 else UnsupportedParameterError
+            raise kind(
+                f"no provider of route {name!r} can take this request ({reasons})",
+                field=fields.pop() if len(fields) == 1 else "provider",
+                limit=[provider for provider, _ in refused],
+            )
+        return steps, first, refused
 
     async def _admit(self, task: Task, images: list[ImageData]) -> Task:
         if self._engine.max_in_flight(task.provider) is not None:
             # a capped provider: the engine submits in priority order as jobs finish
-            task = await self._store.insert(task, images=images)
+            task = await self._insert(task, images)
             self._events.publish(None, task)
             self._engine.wake()
             return task
@@ -131,7 +233,7 @@ class Admission:
                 "lease_expires_at": now + timedelta(seconds=self._policy.lease_seconds),
             }
         )
-        task = await self._store.insert(task, images=images)
+        task = await self._insert(task, images)
         self._events.publish(None, task)
         task = await self._ops.submit(task, images)
         self._engine.wake()

@@ -11,7 +11,8 @@ Every error derives from one root, so ``except SoraTasksError`` catches them all
     │   │   ├── UnsupportedImageTypeError   not an image, or not PNG/JPEG/WebP
     │   │   └── ImageDimensionsError        pixel size differs from the requested size
     │   ├── UnsupportedParameterError  model/size/seconds/media type the provider does not declare
-    │   └── UnknownProviderError       no provider registered under that name
+    │   ├── UnknownProviderError       no provider registered under that name
+    │   └── BudgetExceededError        the task would pass a spending limit
     ├── TaskNotFoundError              no such task (or it belongs to another user)
     ├── InvalidTransitionError         the state machine forbids the change
     ├── ConflictError                  a write lost a race (stale version or lease)
@@ -48,6 +49,7 @@ if TYPE_CHECKING:
     from ._models import Task
 
 __all__ = [
+    "BudgetExceededError",
     "ConfigError",
     "ConflictError",
     "DownloadError",
@@ -130,6 +132,30 @@ class UnsupportedParameterError(InvalidRequestError):
 
 class UnknownProviderError(InvalidRequestError):
     """No provider is registered under the requested name."""
+
+
+class BudgetExceededError(InvalidRequestError):
+    """The task's estimated cost would take spending past a limit; nothing was stored or sent.
+
+    ``limit`` is the limit's amount; ``spent`` what its window already holds, ``estimate`` the
+    task's cost, both in ``currency``; ``user_id`` is the user limited (``None``: everyone).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        limit: float,
+        spent: float,
+        estimate: float,
+        currency: str,
+        user_id: str | None,
+    ) -> None:
+        super().__init__(message, field="budget", limit=limit)
+        self.spent = spent
+        self.estimate = estimate
+        self.currency = currency
+        self.user_id = user_id
 
 
 class TaskNotFoundError(SoraTasksError, LookupError):

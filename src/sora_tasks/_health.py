@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
 from typing import Literal
 
 import anyio
 
+from ._circuits import ProviderHealth
 from ._exceptions import SoraTasksError
 from ._poller import Engine
 from ._secrets import scrub
@@ -30,7 +32,8 @@ class Health:
     cure. ``ready`` says the store answered within its time (``store`` is ``"ok"``, else why
     not; ``store_seconds`` is how long it took): route no traffic here until it is true again.
     A manager made with ``poll=False`` (an API process) has ``engine == "off"`` and is live
-    while open.
+    while open. ``providers`` holds each provider's circuit breaker as this process sees it;
+    an open circuit makes neither probe fail (a provider's outage is not this process's).
     """
 
     live: bool
@@ -38,6 +41,7 @@ class Health:
     engine: EngineState
     store: str
     store_seconds: float | None
+    providers: Mapping[str, ProviderHealth] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, object]:
         """The fields as a JSON-ready dict."""
@@ -51,6 +55,7 @@ async def check_health(
     open_: bool,
     polls: bool,
     store_timeout: float = DEFAULT_STORE_TIMEOUT,
+    providers: Mapping[str, ProviderHealth] | None = None,
 ) -> Health:
     """Ask the store for its clock (a round trip that touches no table) and read the engine."""
     state: EngineState
@@ -70,6 +75,7 @@ async def check_health(
         engine=state,
         store=store_state,
         store_seconds=seconds,
+        providers=dict(providers or {}),
     )
 
 

@@ -19,6 +19,8 @@ import pydantic
 from anyio.abc import TaskGroup
 
 from ._admission import Admission
+from ._budgets import BudgetAlert, Budgets
+from ._circuits import CircuitPolicy, HealthBook, ProviderHealth
 from ._download import check_target
 from ._events import EventHub, TaskEvent
 from ._exceptions import (
@@ -50,6 +52,8 @@ from ._operations import TaskOperations
 from ._options import CreateOptions, check_options
 from ._policy import PollingPolicy
 from ._poller import Engine
+from ._prices import PriceTable
+from ._routes import parse_routes
 from ._saved import SavedContent, saved_copy
 from ._states import Phase, phase_of
 from ._webhooks import WebhookReceiver, WebhookResult
@@ -90,13 +94,13 @@ class TaskManager:
             await manager.download(task.id, "cat.mp4")
 
     ``providers`` maps names to providers (a single provider is registered as ``"default"``);
-    requests name one or get ``default_provider`` (the first one). Without ``providers``, they
-    come from the environment and the config file as for the command line (``OPENAI_API_KEY``
-    with ``OPENAI_BASE_URL``, ``REPLICATE_API_TOKEN``, ``GEMINI_API_KEY`` or ``GOOGLE_API_KEY``,
-    ``FAL_KEY``, ``RUNWAYML_API_SECRET``, ``[providers.*]`` in ``sora-tasks.toml``):
-    :attr:`configuration_notes` says which were chosen, and why others were not.
-    With ``poll=False`` the manager only creates and reads tasks (for an API server whose
-    polling runs in worker processes).
+    requests name one (or a route) or get ``default_provider`` (the first one). Without
+    ``providers``, they come from the environment and the config file as for the command line
+    (``OPENAI_API_KEY`` with ``OPENAI_BASE_URL``, ``REPLICATE_API_TOKEN``, ``GEMINI_API_KEY`` or
+    ``GOOGLE_API_KEY``, ``FAL_KEY``, ``RUNWAYML_API_SECRET``, ``[providers.*]`` in
+    ``sora-tasks.toml``): :attr:`configuration_notes` says which were chosen, and why others
+    were not. With ``poll=False`` the manager only creates and reads tasks (for an API server
+    whose polling runs in worker processes).
     With ``download_dir``, the engine fetches every video as soon as its task completes (provider
     links expire, about an hour after completion for OpenAI-shaped APIs) to
     ``<download_dir>/<task id>.mp4`` (an image's extension for an image task). Downloads
@@ -108,6 +112,19 @@ class TaskManager:
     ``download_dir`` may be used together.
     Every method that takes ``user_id`` acts only on that user's tasks: another user's task is
     "not found".
+
+    ``routes`` give one name to a model several providers reach, ``{"veo-3.1": ["veo",
+    "fal:fal-ai/veo3.1"]}`` (a provider's name, with the model it goes by there after a colon
+    when it is not the request's or the provider's default): ``create(provider="veo-3.1")``
+    tries them in order, going on to the next only when a create certainly started no job (see
+    :class:`SkippedProvider`), and passing over providers whose circuit breaker is open
+    (``circuit``, a :class:`CircuitPolicy`; see :meth:`provider_health`).
+    Every task carries its ``cost``: estimated at creation from ``prices`` (default
+    :meth:`PriceTable.shipped`, which :meth:`PriceTable.extended` lays your own prices over),
+    then accounted from the seconds rendered once it completes; :meth:`stats` totals them.
+    ``budgets`` (:class:`Budgets`) caps spending per user and overall over a rolling window: a
+    create whose estimate does not fit raises :class:`BudgetExceededError`, storing and sending
+    nothing, and passing a share of a limit calls ``on_budget_alert`` with a :class:`BudgetAlert`.
     """
 
     def __init__(
@@ -126,6 +143,11 @@ class TaskManager:
         webhook_secrets: Mapping[str, str | pydantic.SecretStr] | None = None,
         archive: Archive | str | None = None,
         archive_key: str = DEFAULT_KEY_TEMPLATE,
+        routes: Mapping[str, Sequence[str]] | None = None,
+        circuit: CircuitPolicy | None = None,
+        prices: PriceTable | None = None,
+        budgets: Budgets | None = None,
+        on_budget_alert: Callable[[BudgetAlert], object] | None = None,
     ) -> None:
         self.configuration_notes: tuple[str, ...] = ()
         """How the providers were chosen when none were passed, and what was left out."""
@@ -149,12 +171,17 @@ class TaskManager:
         )
         if not self._providers:
             raise ValueError("TaskManager needs at least one provider")
-        if default_provider is not None and default_provider not in self._providers:
+        self._routes = parse_routes(routes or {}, self._providers)
+        if default_provider is not None and not (
+            default_provider in self._providers or default_provider in self._routes
+        ):
             raise UnknownProviderError(
-                f"default_provider {default_provider!r} is not among {sorted(self._providers)}",
+                f"default_provider {default_provider!r} is not among "
+                f"{sorted({*self._providers, *self._routes})}",
                 field="default_provider",
             )
         self._default = default_provider or next(iter(self._providers))
+        self._health = HealthBook(self._providers, circuit)
         self._archive = _archive(archive)
         check_key_template(archive_key)
         self._store = store if store is not None else InMemoryStore(clock=clock)
@@ -177,6 +204,8 @@ class TaskManager:
             checksum_downloads=checksum_downloads,
             archive=self._archive,
             archive_key=archive_key,
+            health=self._health,
+            prices=prices,
         )
         self._engine = Engine(
             store=self._store,
@@ -196,6 +225,9 @@ class TaskManager:
             operations=self._ops,
             engine=self._engine,
             clock=clock,
+            routes=self._routes,
+            budgets=budgets,
+            on_budget_alert=on_budget_alert,
         )
         self._exit_stack: AsyncExitStack | None = None
         self._webhooks = WebhookReceiver(self, webhook_secrets or {})
@@ -214,6 +246,18 @@ class TaskManager:
     def providers(self) -> Mapping[str, Provider]:
         """The registered providers, by name."""
         return dict(self._providers)
+
+    @property
+    def routes(self) -> dict[str, builtins.list[str]]:
+        """The routes, by name: the providers each tries in order (``name:model`` as given)."""
+        return {
+            name: [f"{e.provider}:{e.model}" if e.model else e.provider for e in entries]
+            for name, entries in self._routes.items()
+        }
+
+    def provider_health(self) -> dict[str, ProviderHealth]:
+        """Each provider's circuit breaker as this process sees it, by provider name."""
+        return self._health.snapshot()
 
     @property
     def archive(self) -> Archive | None:
@@ -290,7 +334,8 @@ class TaskManager:
 
     async def health(self, *, store_timeout: float = DEFAULT_STORE_TIMEOUT) -> Health:
         """Liveness (the engine loop is turning) and readiness (the store answers within
-        ``store_timeout`` seconds) of this manager; see :class:`~sora_tasks.Health`.
+        ``store_timeout`` seconds) of this manager, and each provider's circuit breaker; see
+        :class:`~sora_tasks.Health`.
 
         ``sora-tasks worker --health-port N`` serves the same over HTTP.
         """
@@ -300,6 +345,7 @@ class TaskManager:
             open_=self._exit_stack is not None,
             polls=self._poll or self._engine_started,
             store_timeout=store_timeout,
+            providers=self.provider_health(),
         )
 
     async def create(
@@ -381,6 +427,8 @@ class TaskManager:
 
         Tasks come back in the order of ``requests``. They obey the same admission rules as
         :meth:`create`: a provider at its ``max_in_flight`` gets the rest later, by priority.
+        Under ``budgets`` they are admitted in order until one does not fit, whose
+        :class:`BudgetExceededError` is raised (the ones before it stay admitted).
         """
         return await self._admission.submit_many(requests)
 
@@ -449,7 +497,7 @@ class TaskManager:
         return await self._webhooks.handle(provider, headers, body)
 
     async def stats(self, *, user_id: str | None = None) -> TaskStats:
-        """Counts by status and provider, success rate and render times."""
+        """Counts by status and provider, success rate, render times and cost totals."""
         return await self._store.stats(user_id=user_id)
 
     async def cancel(self, task_id: str, *, user_id: str | None = None) -> Task:

@@ -17,7 +17,10 @@ __all__ = [
     "Limits",
     "MediaType",
     "ReferenceImage",
+    "RouteStep",
+    "SkippedProvider",
     "Task",
+    "TaskCost",
     "TaskError",
     "TaskPage",
     "TaskQuery",
@@ -144,6 +147,51 @@ class TaskResult(_Frozen):
     thumbnail_uri: str | None = None
 
 
+class TaskCost(_Frozen):
+    """What a task costs, or is expected to: ``amount`` in ``currency``.
+
+    ``estimated`` holds until the figure rests on what was rendered (the provider's reported
+    usage, or the seconds of video delivered); ``source`` says where the figure came from (the
+    price table entry with its date and source, or the provider's usage).
+    """
+
+    amount: float = Field(ge=0)
+    currency: str = "USD"
+    estimated: bool = True
+    source: str
+
+
+class RouteStep(_Frozen):
+    """One provider a routed task may go to, with the request as that provider takes it.
+
+    A route may mix providers whose models take different names, frames or durations: each
+    step holds the values checked against its own provider's capabilities.
+    """
+
+    provider: str
+    model: str
+    size: str
+    seconds: int
+    aspect_ratio: str | None = None
+    resolution: str | None = None
+
+
+class SkippedProvider(_Frozen):
+    """A provider of the task's route that did not take the job, and why.
+
+    ``code`` is one of ``unsupported`` (the request does not fit its capabilities),
+    ``circuit_open`` (recent calls failed), ``unreachable`` (the connection was refused),
+    ``rate_limited`` (a 429 that did nothing), ``unavailable`` (a 503 that did nothing),
+    ``retired`` (the model or API is gone), ``auth`` (the credentials were refused) and
+    ``not_tried`` (left out because a create elsewhere may have started a job).
+    """
+
+    provider: str
+    code: str
+    reason: str
+    at: datetime
+
+
 class Task(_Frozen):
     """One generation job, tracked under our ``id`` and the provider's ``external_id``.
 
@@ -158,6 +206,9 @@ class Task(_Frozen):
     ``content_pending`` is set while a COMPLETED task's video is still to be
     saved by the engine (see ``download_dir``): until then the task may yet end FAILED with
     ``error.code == "expired"``.
+    A task created through a route records its name in ``route``, the providers it may still go
+    to in ``route_steps`` (in order, each with its own request) and every provider passed over in
+    ``skipped``; ``provider`` is the one that took (or is taking) the job.
     """
 
     id: str = Field(default_factory=new_task_id, pattern=r"^video_[0-9a-f-]{36}$")
@@ -199,6 +250,10 @@ class Task(_Frozen):
     lease_owner: str | None = None
     lease_expires_at: datetime | None = None
     content_pending: bool = False
+    route: str | None = None
+    route_steps: list[RouteStep] = Field(default_factory=list)
+    skipped: list[SkippedProvider] = Field(default_factory=list)
+    cost: TaskCost | None = None
     version: int = Field(1, ge=1)
 
     @property
@@ -286,6 +341,9 @@ class TaskStats(_Frozen):
 
     ``success_rate`` is completed / (completed + failed); render times run from creation to
     completion of COMPLETED tasks, in seconds. Each is ``None`` when there is nothing to measure.
+    ``cost_total`` sums the tasks' :class:`TaskCost` by currency (estimates included, until a
+    task's actual cost replaces its estimate); ``cost_by_user`` (``""`` for tasks without a
+    user), ``cost_by_provider`` and ``cost_by_model`` split it, then by currency.
     """
 
     total: int
@@ -295,3 +353,7 @@ class TaskStats(_Frozen):
     render_seconds_mean: float | None
     render_seconds_p50: float | None
     render_seconds_p90: float | None
+    cost_total: dict[str, float] = Field(default_factory=dict)
+    cost_by_user: dict[str, dict[str, float]] = Field(default_factory=dict)
+    cost_by_provider: dict[str, dict[str, float]] = Field(default_factory=dict)
+    cost_by_model: dict[str, dict[str, float]] = Field(default_factory=dict)

@@ -17,6 +17,7 @@ from typing import TypeVar, Unpack
 
 import anyio
 
+from ._circuits import HealthBook
 from ._deadlines import bounded
 from ._download import SavedFile, check_target, save_stream
 from ._download_pace import Pace
@@ -36,9 +37,22 @@ from ._exceptions import (
 from ._filenames import default_filename
 from ._lease import LeaseKeeper
 from ._logging import log_task
-from ._models import ImageData, Limits, Task, TaskError, TaskQuery, TaskResult, TaskStatus
+from ._models import (
+    ImageData,
+    Limits,
+    RouteStep,
+    SkippedProvider,
+    Task,
+    TaskCost,
+    TaskError,
+    TaskQuery,
+    TaskResult,
+    TaskStatus,
+)
 from ._planner import Planner, kind_of
 from ._policy import PollingPolicy
+from ._prices import PriceTable, provider_kind
+from ._routes import Refusal, refusal
 from ._saved import SavedContent
 from ._schedule import PollSchedule, Track
 from ._secrets import scrub
@@ -70,6 +84,8 @@ class TaskOperations:
     """The per-task use cases of the engine, shared by the manager and the dispatch loop.
 
     ``on_scheduled`` is told each ``next_poll_at`` written, so a dispatcher can wake early.
+    ``health`` holds the providers' circuit breakers, fed by every create and poll made here;
+    ``prices`` is the table task costs are estimated and accounted with.
     """
 
     def __init__(
@@ -85,6 +101,8 @@ class TaskOperations:
         checksum_downloads: bool = True,
         archive: Archive | None = None,
         archive_key: str = DEFAULT_KEY_TEMPLATE,
+        health: HealthBook | None = None,
+        prices: PriceTable | None = None,
     ) -> None:
         self._store = store
         self._providers = providers
@@ -98,6 +116,8 @@ class TaskOperations:
         self.archive = archive
         self._archive_key = archive_key
         self.on_scheduled: Callable[[datetime], None] = lambda _: None
+        self.health = health or HealthBook(providers)
+        self.prices = prices if prices is not None else PriceTable.shipped()
 
     async def learn_from_store(self, limit: int = 500) -> int:
         """Seed the schedule with the render times of the store's latest completed tasks."""
@@ -121,6 +141,18 @@ class TaskOperations:
 
         The submission id is stored before the request leaves; the external id right after.
         """
+        if task.route is not None and not self.health.allow(task.provider):
+            moved = await self._pass_open_circuits(task)
+            if moved is None:
+                closed = ProviderTransportError(
+                    f"every provider of route {task.route!r} from {task.provider!r} on has an "
+                    "open circuit",
+                    provider=task.provider,
+                )
+                return await self._not_sent(task, closed)
+            task = moved
+            if task.submission_id is None:
+                return task  # left WAITING for a provider with a cap
         provider = self._providers[task.provider]
         self._bound(task, create=True)  # no submission is recorded under a lease about to end
         if task.submission_id is None:
@@ -133,14 +165,20 @@ class TaskOperations:
             job = await self._call(task, "submit", lambda: provider.submit(request), create=True)
         except SubmissionUncertainError as exc:
             return await self._uncertain(task, exc)
-        except _NOT_SENT as exc:
-            return await self._not_sent(task, exc)
         except ProviderError as exc:
+            refused = refusal(exc) if task.route is not None else None
+            moved = await self._fail_over(task, refused) if refused is not None else None
+            if moved is not None:
+                if moved.submission_id is None:
+                    return moved  # left WAITING for a provider with a cap
+                return await self.submit(moved, images)
+            if isinstance(exc, _NOT_SENT):
+                return await self._not_sent(task, exc)
             code = (
                 exc.code if isinstance(exc, ProviderHTTPError) and exc.code else "submit_rejected"
             )
-            error = TaskError(code=code, message=str(exc), request_id=exc.request_id)
-            return await self._finish(task, TaskStatus.FAILED, error=error)
+            rejected = TaskError(code=code, message=str(exc), request_id=exc.request_id)
+            return await self._finish(task, TaskStatus.FAILED, error=rejected, spent=False)
         return await self._bind(task, job)
 
     async def poll(self, task: Task) -> Task:
@@ -351,7 +389,11 @@ class TaskOperations:
                 "which may still run and be billed; its video will not be fetched",
             )
             return await self._write(task, status=TaskStatus.CANCELLED, error=note)
-        cancelled = await self._write(task, status=TaskStatus.CANCELLED)
+        if not sent:
+            # never sent: nothing is owed
+            cancelled = await self._write(task, status=TaskStatus.CANCELLED, cost=None)
+        else:
+            cancelled = await self._write(task, status=TaskStatus.CANCELLED)
         external_id = cancelled.external_id
         if provider is not None and external_id and provider.capabilities.can_cancel:
             await _best_effort(lambda: provider.cancel(external_id), cancelled, "cancel")
@@ -364,8 +406,17 @@ class TaskOperations:
             return task
         return await self.collect(task)
 
+    async def _pin(self, task: Task) -> Task:
+        """Keep a routed task at its provider for good: a create sent there may have started
+        a job, so the providers after it on its route are dropped."""
+        later = _steps_after(task)
+        if not later:
+            return task
+        return await self._write(task, route_steps=task.route_steps[: -len(later)])
+
     async def resolve_uncertain(self, task: Task) -> Task:
         """Apply the submit-uncertain policy to a task whose create may have been sent."""
+        task = await self._pin(task)  # a create was sent (we may have died waiting for it)
         policy = self._policy.submit_uncertain
         if policy == "fail":
             return await self._finish(task, TaskStatus.FAILED, error=_uncertain_error(policy))
@@ -428,6 +479,11 @@ class TaskOperations:
                         "result": TaskResult(url=job.result_url, expires_at=job.expires_at),
                     }
                 )
+                rendered = self.prices.rendered(
+                    self.price_names(task.provider), task, compute_seconds=job.render_seconds
+                )
+                if rendered is not None:
+                    changes["cost"] = rendered
                 if self.collects:
                     # completion and "video still to save" land in one write, so a crash
                     # after it leaves the task due for any worker, not forgotten
@@ -515,7 +571,7 @@ class TaskOperations:
                 message=f"the create could not be sent: {exc}",
                 request_id=exc.request_id,
             )
-            return await self._finish(task, TaskStatus.FAILED, error=error)
+            return await self._finish(task, TaskStatus.FAILED, error=error, spent=False)
         delay = self._policy.backoff(failures)
         if isinstance(exc, ProviderHTTPError) and exc.retry_after is not None:
             delay = max(delay, exc.retry_after)
@@ -535,6 +591,78 @@ class TaskOperations:
             next_poll_at=self.clock() + timedelta(seconds=delay),
         )
 
+    async def _fail_over(self, task: Task, refused: Refusal) -> Task | None:
+        """Move a routed task whose create certainly started nothing to the next provider of
+        its route, recording why each provider was passed over; ``None`` at the route's end.
+
+        A provider with a cap gets the task WAITING, for the engine to submit within the cap.
+        """
+        passed, current = [*task.skipped], task.provider
+        for step in _steps_after(task):
+            passed.append(_skip(current, refused, self.clock()))
+            current = step.provider
+            if not self.health.allow(current):
+                state = self.health.state(current).value
+                refused = Refusal("circuit_open", f"its circuit is {state}: recent calls failed")
+                continue
+            log_task(
+                logging.WARNING,
+                f"passing over {task.provider} ({passed[-1].reason}); trying {current}",
+                task,
+                action="route",
+            )
+            changes: TaskChanges = {
+                "provider": current,
+                "model": step.model,
+                "size": step.size,
+                "seconds": step.seconds,
+                "aspect_ratio": step.aspect_ratio,
+                "resolution": step.resolution,
+                "skipped": passed,
+                "submitted_at": self.clock(),
+                "submission_id": f"sub_{uuid.uuid4().hex}",
+            }
+            changes["cost"] = self.estimate(task.model_copy(update=dict(changes)))
+            if self._capped(current):
+                changes.update(
+                    {
+                        "submission_id": None,
+                        "lease_owner": None,
+                        "lease_expires_at": None,
+                        "next_poll_at": self.clock(),
+                    }
+                )
+                moved = await self._write(task, **changes)
+                self.on_scheduled(self.clock())
+                return moved
+            return await self._write(task, **changes)
+        return None
+
+    def estimate(self, task: Task) -> TaskCost | None:
+        """What ``task`` should cost at its provider, by the price table (a price by compute
+        time expects the time the schedule believes a job takes)."""
+        expected = self.schedule_of(task.provider, task.model).expected_seconds
+        return self.prices.estimate(
+            self.price_names(task.provider), task, expected_compute=expected
+        )
+
+    def price_names(self, provider: str) -> list[str]:
+        """The names ``provider``'s prices are listed under: its own, then its adapter kind."""
+        return [provider, provider_kind(self._providers[provider])]
+
+    def _capped(self, provider: str) -> bool:
+        """Whether ``provider``'s jobs wait for room under a cap (as ``Engine.max_in_flight``)."""
+        if provider in self._policy.max_in_flight:
+            return True
+        return self._providers[provider].capabilities.max_in_flight is not None
+
+    async def _pass_open_circuits(self, task: Task) -> Task | None:
+        """A routed task moved past the providers whose circuits are open; ``None`` if none
+        of those left on its route may be tried now."""
+        state = self.health.state(task.provider).value
+        refused = Refusal("circuit_open", f"its circuit is {state}: recent calls failed")
+        return await self._fail_over(task, refused)
+
     async def _uncertain(self, task: Task, exc: SubmissionUncertainError) -> Task:
         log_task(
             logging.WARNING,
@@ -543,6 +671,7 @@ class TaskOperations:
             action="submit",
             request_id=exc.request_id,
         )
+        task = await self._pin(task)
         if self._policy.submit_uncertain == "fail":
             error = _uncertain_error("fail", exc.request_id)
             return await self._finish(task, TaskStatus.FAILED, error=error)
@@ -559,8 +688,14 @@ class TaskOperations:
         return await self._finish(task, TaskStatus.FAILED, error=error)
 
     async def _finish(
-        self, task: Task, status: TaskStatus, *, error: TaskError | None = None
+        self,
+        task: Task,
+        status: TaskStatus,
+        *,
+        error: TaskError | None = None,
+        spent: bool = True,
     ) -> Task:
+        """End ``task``; ``spent=False`` when it certainly started no job (nothing is owed)."""
         error = _scrubbed(error) if error is not None else None
         log_task(
             logging.INFO,
@@ -570,6 +705,8 @@ class TaskOperations:
             code=error.code if error else None,
             request_id=error.request_id if error else None,
         )
+        if not spent:
+            return await self._write(task, status=status, error=error, cost=None)
         return await self._write(task, status=status, error=error)
 
     async def _call(
@@ -587,6 +724,17 @@ class TaskOperations:
         little later, still inside the lease, is the backstop for providers that do not say
         they honour it (``Provider.honours_call_bounds``).
         """
+        try:
+            result = await self._bounded_call(task, operation, call, create=create)
+        except ProviderError as exc:
+            self.health.record(task.provider, exc)
+            raise
+        self.health.record(task.provider, None)
+        return result
+
+    async def _bounded_call(
+        self, task: Task, operation: str, call: Callable[[], Awaitable[_T]], *, create: bool
+    ) -> _T:
         seconds, backstop = self._bound(task, create=create)
         with provider_span(operation, task):
             if self._providers[task.provider].honours_call_bounds:
@@ -640,6 +788,20 @@ class TaskOperations:
             completed_at=finished.timestamp(),
             schedule=self.schedule_of(task.provider, task.model),
         )
+
+
+def _steps_after(task: Task) -> list[RouteStep]:
+    """The steps of ``task``'s route after the provider it is at now."""
+    providers = [step.provider for step in task.route_steps]
+    if task.provider not in providers:
+        return []
+    return task.route_steps[providers.index(task.provider) + 1 :]
+
+
+def _skip(provider: str, refused: Refusal, now: datetime) -> SkippedProvider:
+    return SkippedProvider(
+        provider=provider, code=refused.code, reason=scrub(refused.reason)[:500], at=now
+    )
 
 
 def _track(task: Task) -> Track:

@@ -20,7 +20,10 @@ from ._models import Limits, MediaType
 from ._policy import PollingPolicy
 
 if TYPE_CHECKING:
+    from ._budgets import BudgetAlert, Budgets
+    from ._circuits import CircuitPolicy
     from ._events import TaskEvent
+    from ._prices import PriceTable
     from .archive._base import Archive
     from .providers._base import Provider
     from .storage._base import TaskStore
@@ -68,6 +71,11 @@ class ManagerOptions(TypedDict, total=False):
     webhook_secrets: Mapping[str, str | pydantic.SecretStr] | None
     archive: Archive | str | None
     archive_key: str
+    routes: Mapping[str, Sequence[str]] | None
+    circuit: CircuitPolicy | None
+    prices: PriceTable | None
+    budgets: Budgets | None
+    on_budget_alert: Callable[[BudgetAlert], object] | None
 
 
 def check_options(function: str, given: Iterable[str], allowed: type[Any]) -> None:

@@ -3,7 +3,9 @@
 The command line reads it for every command, and ``TaskManager()`` without providers reads it
 the same way (:mod:`sora_tasks._build`). The file (``--config``, else ``$SORA_TASKS_CONFIG``,
 else ``./sora-tasks.toml``, else ``config.toml`` in the user config directory) may name several
-providers. Keys are referred to by the name of the environment variable that holds them
+providers, and routes over them (``[routes]`` ``veo = ["veo", "fal:fal-ai/veo3.1"]``), a price
+table of its own laid over the shipped one (``prices = "prices.csv"``) and spending limits
+(``[budgets]``). Keys are referred to by the name of the environment variable that holds them
 (``api_key_env``); a key written in the file itself is accepted with a warning. Nothing here
 ever puts a key in a message.
 """
@@ -20,15 +22,18 @@ from typing import Any, Literal, TypeVar
 import pydantic
 from pydantic import BaseModel, ConfigDict, SecretStr
 
+from ._budgets import BudgetLimit, Budgets
 from ._durations import parse_duration
 from ._exceptions import ConfigError
 from ._models import Limits
 from ._policy import PollingPolicy
+from ._prices import PriceTable
 
 __all__ = [
     "FAKE",
     "KEY_VARIABLES",
     "OPENAI",
+    "BudgetSettings",
     "ConfigError",
     "Flags",
     "ProviderSettings",
@@ -87,6 +92,34 @@ class ProviderSettings(_Strict):
     dialect: dict[str, Any] = pydantic.Field(default_factory=dict)
 
 
+class BudgetSettings(_Strict):
+    """The ``[budgets]`` table: limits per user and overall, over one rolling ``window``."""
+
+    per_user: float | None = pydantic.Field(None, gt=0)
+    overall: float | None = pydantic.Field(None, gt=0)
+    window: str = "1d"
+    currency: str = "USD"
+    alert_at: tuple[float, ...] = (0.8,)
+
+    def budgets(self) -> Budgets:
+        """The :class:`Budgets` this table describes."""
+        try:
+            window = parse_duration(self.window)
+
+            def limit(amount: float | None) -> BudgetLimit | None:
+                if amount is None:
+                    return None
+                return BudgetLimit(amount, window=window, currency=self.currency)
+
+            return Budgets(
+                per_user=limit(self.per_user),
+                overall=limit(self.overall),
+                alert_at=self.alert_at,
+            )
+        except ValueError as exc:
+            raise ConfigError(f"budgets: {exc}") from None
+
+
 class _File(_Strict):
     default_provider: str | None = None
     database_url: str | None = None
@@ -94,6 +127,9 @@ class _File(_Strict):
     archive: str | None = None
     archive_key: str | None = None
     providers: dict[str, ProviderSettings] = pydantic.Field(default_factory=dict)
+    routes: dict[str, list[str]] = pydantic.Field(default_factory=dict)
+    prices: Path | None = None
+    budgets: BudgetSettings | None = None
     policy: dict[str, Any] = pydantic.Field(default_factory=dict)
     limits: dict[str, Any] = pydantic.Field(default_factory=dict)
 
@@ -118,6 +154,9 @@ class Settings:
 
     providers: Mapping[str, ProviderSettings]
     default_provider: str
+    routes: Mapping[str, list[str]] = field(default_factory=dict)
+    prices: PriceTable | None = None
+    budgets: Budgets | None = None
     database_url: str | None = None
     download_dir: Path | None = None
     archive: str | None = None
@@ -174,13 +213,17 @@ def load_settings(flags: Flags, env: Mapping[str, str] | None = None) -> Setting
     fallback = not providers
     if default == FAKE and FAKE not in providers:
         providers[FAKE] = ProviderSettings(type="fake")
-    if default not in providers:
-        known = ", ".join(sorted(providers))
+    routes = _routes(file.routes, providers, {*file.providers, *KEY_VARIABLES}, notes)
+    if default not in providers and default not in routes:
+        known = ", ".join(sorted({*providers, *routes}))
         hint = " (set OPENAI_API_KEY and OPENAI_BASE_URL to use it)" if default == OPENAI else ""
         raise ConfigError(f"no provider named {default!r}{hint}; configured: {known}")
     return Settings(
         providers=providers,
         default_provider=default,
+        routes=routes,
+        prices=_prices(file.prices, path),
+        budgets=file.budgets.budgets() if file.budgets is not None else None,
         database_url=database_url(
             flags.database_url or env.get("SORA_TASKS_DATABASE_URL") or file.database_url
         ),
@@ -248,6 +291,43 @@ def _providers(
 def _first_set(variables: tuple[str, ...], env: Mapping[str, str]) -> str | None:
     """The first of ``variables`` that is set (not empty) in ``env``."""
     return next((name for name in variables if env.get(name)), None)
+
+
+def _prices(table: Path | None, config: Path | None) -> PriceTable | None:
+    """The shipped price table with the file's own laid over it (relative to the file)."""
+    if table is None:
+        return None
+    if not table.is_absolute() and config is not None:
+        table = config.parent / table
+    try:
+        return PriceTable.shipped().extended(PriceTable.load(table))
+    except OSError as exc:
+        raise ConfigError(f"prices: cannot read {str(table)!r}: {exc.strerror}") from None
+
+
+def _routes(
+    declared: Mapping[str, list[str]],
+    providers: Mapping[str, ProviderSettings],
+    known: set[str],
+    notes: list[str],
+) -> dict[str, list[str]]:
+    """The file's routes, each without the providers left out (a key not set): a route keeps
+    working on the providers that are configured, and says which are missing. A provider the
+    file does not declare at all is an error."""
+    routes: dict[str, list[str]] = {}
+    for name, steps in declared.items():
+        names = [step.partition(":")[0].strip() for step in steps]
+        for provider in names:
+            if provider not in providers and provider not in known:
+                raise ConfigError(f"route {name!r} names provider {provider!r}, not declared")
+        kept = [step for step, provider in zip(steps, names, strict=True) if provider in providers]
+        missing = [step for step in steps if step not in kept]
+        if missing:
+            notes.append(f"route {name!r} goes without {', '.join(missing)} (not configured)")
+        if not kept:
+            raise ConfigError(f"route {name!r}: none of its providers is configured")
+        routes[name] = kept
+    return routes
 
 
 def _resolve(

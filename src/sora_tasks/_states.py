@@ -6,7 +6,8 @@ Every store applies every write through :func:`apply`, so the rules hold whateve
 - terminal statuses (COMPLETED, FAILED, CANCELLED) absorb: once there, status, progress and error
   are frozen; the result (where the file went), metadata and scheduling fields may still change;
 - progress never decreases, and COMPLETED means 100;
-- the provider's ``external_id``, once bound, never changes;
+- the provider's ``external_id``, once bound, never changes, and neither does the provider (nor
+  the request as that provider takes it): a routed task moves only while no job is bound;
 - a COMPLETED task whose content is still to be saved (``content_pending``) is not done yet: it
   stays due for the engine and may still end FAILED (its video could not be saved in time).
 
@@ -24,7 +25,16 @@ from datetime import datetime
 from typing import Any, Final, TypedDict
 
 from ._exceptions import InvalidTransitionError
-from ._models import Metadata, Task, TaskError, TaskResult, TaskStatus
+from ._models import (
+    Metadata,
+    RouteStep,
+    SkippedProvider,
+    Task,
+    TaskCost,
+    TaskError,
+    TaskResult,
+    TaskStatus,
+)
 
 __all__ = [
     "ALLOWED_TRANSITIONS",
@@ -74,6 +84,16 @@ class TaskChanges(TypedDict, total=False):
     lease_owner: str | None
     lease_expires_at: datetime | None
     content_pending: bool
+    # a routed task moves to the next provider of its route while no job is bound to it
+    provider: str
+    model: str
+    size: str
+    seconds: int
+    aspect_ratio: str | None
+    resolution: str | None
+    route_steps: list[RouteStep]
+    skipped: list[SkippedProvider]
+    cost: TaskCost | None
 
 
 class Phase(enum.StrEnum):
@@ -166,6 +186,10 @@ def is_claimable(task: Task, now: datetime) -> bool:
 
 
 _FIELDS: Final = frozenset(TaskChanges.__annotations__)
+# what moves with a routed task to the next provider of its route
+_ROUTED: Final = frozenset(
+    {"provider", "model", "size", "seconds", "aspect_ratio", "resolution", "route_steps"}
+)
 # external_id stays writable so that a job started just as its task was cancelled is still
 # recorded (and can be cancelled at the provider); the binding rule below keeps it write-once
 _MUTABLE_WHEN_TERMINAL: Final = frozenset(
@@ -180,6 +204,7 @@ _MUTABLE_WHEN_TERMINAL: Final = frozenset(
         "lease_expires_at",
         "poll_failures",
         "content_pending",
+        "cost",  # the actual cost is often known only once the task has ended
     }
 )
 
@@ -242,6 +267,13 @@ def apply(task: Task, changes: TaskChanges, *, now: datetime) -> Task:
     if task.external_id is not None and external_id != task.external_id:
         raise InvalidTransitionError(
             f"task {task.id} is already bound to provider job {task.external_id!r}"
+        )
+    moved = {key for key in _ROUTED if key in update and update[key] != getattr(task, key)}
+    if moved and (task.external_id is not None or external_id is not None):
+        # ids are provider-scoped: a job, once it exists, is polled where it was created
+        raise InvalidTransitionError(
+            f"task {task.id} is bound to a provider job; its {', '.join(sorted(moved))} "
+            "can no longer change"
         )
 
     pending = bool(update.get("content_pending", task.content_pending))

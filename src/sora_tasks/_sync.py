@@ -25,6 +25,7 @@ from typing import Concatenate, ParamSpec, Self, TypeVar, Unpack
 
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 
+from ._circuits import ProviderHealth
 from ._events import TaskEvent
 from ._exceptions import ManagerNotRunningError
 from ._manager import TaskManager
@@ -192,6 +193,15 @@ class SyncTaskManager:
         opened = self.manager.open_content(task_id, user_id=user_id)
         with portal.wrap_async_context_manager(opened) as stream:
             yield _blocking_chunks(portal, stream.aiter_bytes())
+
+    @property
+    def routes(self) -> dict[str, list[str]]:
+        """See :attr:`TaskManager.routes`."""
+        return self.manager.routes
+
+    def provider_health(self) -> dict[str, ProviderHealth]:
+        """See :meth:`TaskManager.provider_health` (it does not block)."""
+        return self.manager.provider_health()
 
     def seed_schedule(self, tasks: Iterable[Task]) -> int:
         """See :meth:`TaskManager.seed_schedule` (it does not block)."""

@@ -24,6 +24,7 @@ from fastapi import FastAPI, Header, HTTPException
 
 from sora_tasks import (
     PollingPolicy,
+    PriceTable,
     ProviderServerError,
     StoreUnavailableError,
     Task,
@@ -43,11 +44,17 @@ pytestmark = pytest.mark.anyio
 FAST = PollingPolicy(retry_interval=0.01, idle_wait=0.05, reconcile_delay=0)
 QUICK = FakeBehaviour(render_for=0.05, poll_after=0.01)
 SLOW = FakeBehaviour(render_for=3600, poll_after=0.01)
+PRICES = PriceTable.from_csv(
+    "provider,model,resolution,audio,per_second,per_job,currency,effective,source\n"
+    "fake,*,*,*,0.25,,USD,2026-01-01,a test price\n"
+)
 KEY = b"a 32-byte signing key for tests!"
 SECRET = "whsec_" + base64.b64encode(KEY).decode()
 TASK_FIELDS = {
     "videoId",
     "userId",
+    "route",
+    "cost",
     "status",
     "mediaType",
     "prompt",
@@ -145,6 +152,7 @@ async def running(
         poll=poll,
         webhook_secrets={"fake": SECRET},
         download_dir=download_dir,
+        prices=PRICES,
     )
 
     @asynccontextmanager
@@ -201,6 +209,18 @@ async def test_the_full_lifecycle() -> None:
         stats = (await api.get("/stats")).json()
         assert stats["total"] == 1 and stats["byStatus"]["COMPLETED"] == 1
         assert stats["byStatus"]["FAILED"] == 0 and stats["successRate"] == 1.0
+        assert task["cost"] == {
+            "amount": 2.0,
+            "currency": "USD",
+            "estimated": True,
+            "source": "estimate: 8 s, fake * * audio=* at 0.25 USD/s "
+            "(seen 2026-01-01; a test price)",
+        }
+        assert done["cost"]["amount"] == 2.0 and done["cost"]["estimated"] is False
+        assert stats["costTotal"] == {"USD": 2.0}
+        assert stats["costByUser"] == {"u1": {"USD": 2.0}}
+        assert stats["costByProvider"] == {"fake": {"USD": 2.0}}
+        assert stats["costByModel"] == {done["model"]: {"USD": 2.0}}
 
         again = await api.client.post(
             f"/api/video/tasks/{task['videoId']}/cancel", headers={"x-user": "u1"}

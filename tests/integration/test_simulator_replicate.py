@@ -13,7 +13,7 @@ from typing import Any
 import httpx2
 import pytest
 
-from sora_tasks import TaskManager, TaskStatus
+from sora_tasks import PriceTable, TaskManager, TaskStatus
 from sora_tasks._exceptions import (
     ProviderAuthError,
     ProviderRejectedError,
@@ -110,6 +110,27 @@ async def test_the_manager_takes_a_prediction_from_create_to_a_saved_video(
     sent = body["input"]
     assert (sent["prompt"], sent["duration"]) == ("a calico cat playing piano", 8)
     assert sent.get("aspect_ratio", "16:9") == "16:9" and sent.get("resolution", "720p") == "720p"
+
+
+async def test_a_price_by_compute_time_is_accounted_from_the_reported_usage(
+    serve: Serve,
+) -> None:
+    app = create_simulator_app(api_key=KEY, queue_seconds=0.05, render_seconds=0.3)
+    provider = ReplicateProvider(KEY, base_url=f"{serve(app)}/replicate/v1", backoff=FAST)
+    prices = PriceTable.from_csv(
+        "provider,model,resolution,audio,per_second,per_job,per_compute_second,currency,"
+        "effective,source\n"
+        "replicate,google/veo-3.1,*,*,,,2.0,USD,2026-01-01,hardware by the second\n"
+    )
+    async with TaskManager(providers={"replicate": provider}, policy=POLICY, prices=prices) as m:
+        task = await m.create("a calico cat playing piano", seconds=8)
+        done = await m.wait(task.id, timeout=30)
+    assert task.cost is not None and task.cost.estimated
+    assert task.cost.amount == 2.0 * QUICK.expected_seconds  # what the schedule expects
+    assert done.cost is not None and not done.cost.estimated
+    assert "s of compute reported" in done.cost.source
+    # metrics.predict_time: the 0.3 s the simulator renders for, and no longer than the wait
+    assert 2.0 * 0.25 <= done.cost.amount <= 2.0 * 5.0
 
 
 async def test_the_manager_cancels_at_replicate(serve: Serve) -> None:

@@ -425,3 +425,28 @@ def test_fal_key_alone_configures_a_fal_provider() -> None:
     assert settings.providers["fal"].type == "fal" and secret(settings, "fal") == CANARY
     built = build_provider("fal", settings.providers["fal"])
     assert isinstance(built, FalProvider) and CANARY not in repr(built)
+
+
+ROUTED = (
+    '[providers.veo]\ntype = "replicate"\napi_key_env = "TEAM_REPLICATE"\n'
+    '[providers.backup]\ntype = "fake"\n'
+    '[routes]\n"veo-3.1" = ["veo:google/veo-3.1", "backup"]\n'
+)
+
+
+def test_a_file_names_routes_over_its_providers(tmp_path: Path) -> None:
+    config = write(tmp_path / "c.toml", ROUTED)
+    flags = Flags(config=config, provider="veo-3.1")
+    settings = load_settings(flags, env={"TEAM_REPLICATE": CANARY})
+    assert settings.routes == {"veo-3.1": ["veo:google/veo-3.1", "backup"]}
+    assert settings.default_provider == "veo-3.1"
+    # a provider left out for want of its key leaves the route to the others, and says so
+    short = load_settings(flags, env={})
+    assert short.routes == {"veo-3.1": ["backup"]}
+    assert any("route 'veo-3.1' goes without veo:google/veo-3.1" in n for n in short.notes)
+
+
+def test_a_route_naming_an_undeclared_provider_is_an_error(tmp_path: Path) -> None:
+    config = write(tmp_path / "c.toml", '[routes]\nveo = ["fake", "nope"]\n')
+    with pytest.raises(ConfigError, match="route 'veo' names provider 'nope', not declared"):
+        load_settings(Flags(config=config), env={})

@@ -46,8 +46,16 @@ async def test_an_open_polling_manager_is_live_and_ready() -> None:
     async with TaskManager(providers=FakeProvider()) as manager:
         health = await manager.health()
     assert health == Health(
-        live=True, ready=True, engine="running", store="ok", store_seconds=health.store_seconds
+        live=True,
+        ready=True,
+        engine="running",
+        store="ok",
+        store_seconds=health.store_seconds,
+        providers=health.providers,
     )
+    assert [(name, item.state.value) for name, item in health.providers.items()] == [
+        ("default", "closed")
+    ]
     assert health.store_seconds is not None
     assert health.store_seconds >= 0
 

@@ -64,6 +64,7 @@ app.command()(_tasks.wait)
 app.command()(_tasks.download)
 app.command()(_tasks.cancel)
 app.command()(_ops.stats)
+app.command()(_ops.health)
 app.command()(_ops.cleanup)
 app.command()(_ops.worker)
 app.command(

@@ -1,4 +1,4 @@
-"""Operator commands: stats, cleanup, worker, simulate, db upgrade, db copy."""
+"""Operator commands: stats, health, cleanup, worker, simulate, db upgrade, db copy."""
 
 from __future__ import annotations
 
@@ -11,17 +11,46 @@ from typing import Annotated
 import typer
 
 from .._build import build_store, open_manager
+from .._circuits import ProviderHealth
 from .._durations import parse_duration
 from .._models import TaskStats
 from .._settings import database_url
 from ..storage import copy_tasks
 from ._common import ConfigOption, DatabaseOption, JsonOption, UserOption, prepare, run
 from ._health import serve_health
-from ._output import USAGE, fail, print_json, say, show_stats
+from ._output import USAGE, fail, print_json, say, show_health, show_stats
 
-__all__ = ["cleanup", "db_copy", "db_upgrade", "simulate", "stats", "worker"]
+__all__ = ["cleanup", "db_copy", "db_upgrade", "health", "simulate", "stats", "worker"]
 
 _LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+def health(
+    config: ConfigOption = None,
+    database_url: DatabaseOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """The configured providers with their circuit breakers, and the routes over them.
+
+    Circuits live in each process: this one's start closed. A worker or an API server
+    (``TaskManager.provider_health()``) shows what its own calls have seen.
+    """
+    settings = prepare(config, database_url, None)
+
+    async def main() -> tuple[dict[str, list[str]], dict[str, ProviderHealth]]:
+        async with open_manager(settings) as manager:
+            return manager.routes, manager.provider_health()
+
+    routes, circuits = run(main)
+    if json_output:
+        print_json(
+            {
+                "providers": {name: dataclasses.asdict(item) for name, item in circuits.items()},
+                "routes": dict(routes),
+            }
+        )
+    else:
+        show_health(routes, circuits)
 
 
 def stats(
@@ -30,7 +59,7 @@ def stats(
     database_url: DatabaseOption = None,
     json_output: JsonOption = False,
 ) -> None:
-    """Counts by status and provider, success rate and render times."""
+    """Counts by status and provider, success rate, render times and costs."""
     settings = prepare(config, database_url, None)
 
     async def main() -> TaskStats:

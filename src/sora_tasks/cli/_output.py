@@ -7,7 +7,7 @@ cannot restyle or swallow anything; lines are not wrapped, so one error stays on
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import NoReturn
 
@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from .._circuits import ProviderHealth
 from .._models import Task, TaskPage, TaskStats, TaskStatus
 
 __all__ = [
@@ -28,6 +29,7 @@ __all__ = [
     "print_json",
     "say",
     "show_page",
+    "show_health",
     "show_stats",
     "show_task",
 ]
@@ -125,7 +127,7 @@ def show_page(page: TaskPage) -> None:
 
 
 def show_stats(stats: TaskStats) -> None:
-    """Counts by status and provider, and render times."""
+    """Counts by status and provider, render times and cost totals."""
     grid = Table.grid(padding=(0, 2))
     grid.add_column(style="bold")
     grid.add_column()
@@ -141,7 +143,36 @@ def show_stats(stats: TaskStats) -> None:
         ("render p90", stats.render_seconds_p90),
     ):
         grid.add_row(label, "-" if value is None else f"{value:.1f} s")
+    grid.add_row("cost", _money(stats.cost_total))
+    for kind, groups in (
+        ("user", stats.cost_by_user),
+        ("provider", stats.cost_by_provider),
+        ("model", stats.cost_by_model),
+    ):
+        for key, amounts in groups.items():
+            grid.add_row(f"cost {kind} {key or '(none)'}", _money(amounts))
     out.print(grid)
+
+
+def show_health(routes: Mapping[str, list[str]], circuits: Mapping[str, ProviderHealth]) -> None:
+    """Each provider's circuit, then each route."""
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="bold")
+    grid.add_column()
+    for name, health in circuits.items():
+        state = health.state.value
+        if health.retry_in is not None:
+            state += f" (probe in {health.retry_in:.0f} s)"
+        if health.consecutive_failures:
+            state += f", {health.consecutive_failures} failures in a row"
+        grid.add_row(f"provider {name}", state)
+    for name, steps in routes.items():
+        grid.add_row(f"route {name}", " → ".join(steps))
+    out.print(grid)
+
+
+def _money(amounts: dict[str, float]) -> str:
+    return ", ".join(f"{amount:,.2f} {currency}" for currency, amount in amounts.items()) or "-"
 
 
 def _when(moment: datetime | None) -> str | None:

@@ -10,6 +10,7 @@ from pydantic.alias_generators import to_camel
 from .._models import MediaType, Task, TaskStats, TaskStatus
 
 __all__ = [
+    "CostBody",
     "CreateTaskBody",
     "ErrorBody",
     "ProblemAnswer",
@@ -66,6 +67,15 @@ class ErrorBody(_Out):
     message: str
 
 
+class CostBody(_Out):
+    """What a task costs, or is expected to (``estimated``), and where the figure came from."""
+
+    amount: float
+    currency: str
+    estimated: bool
+    source: str
+
+
 class TaskBody(_Out):
     """One task as the API shows it. ``videoUrl`` is this API's content route once COMPLETED."""
 
@@ -88,6 +98,8 @@ class TaskBody(_Out):
     error: ErrorBody | None
     external_task_id: str | None
     provider: str
+    route: str | None
+    cost: CostBody | None
     metadata: dict[str, JsonValue]
     created_at: datetime
     updated_at: datetime
@@ -118,6 +130,8 @@ class TaskBody(_Out):
             else None,
             external_task_id=task.external_id,
             provider=task.provider,
+            route=task.route,
+            cost=CostBody(**task.cost.model_dump()) if task.cost is not None else None,
             metadata=task.metadata,
             created_at=task.created_at,
             updated_at=task.updated_at,
@@ -134,7 +148,8 @@ class TaskListBody(_Out):
 
 
 class StatsBody(_Out):
-    """Counts by status (all five, zeros included) and provider, success rate, render times."""
+    """Counts by status (all five, zeros included) and provider, success rate, render times,
+    and cost totals by currency: overall, then by user, provider and model."""
 
     total: int
     by_status: dict[TaskStatus, int]
@@ -143,6 +158,10 @@ class StatsBody(_Out):
     render_seconds_mean: float | None
     render_seconds_p50: float | None
     render_seconds_p90: float | None
+    cost_total: dict[str, float]
+    cost_by_user: dict[str, dict[str, float]]
+    cost_by_provider: dict[str, dict[str, float]]
+    cost_by_model: dict[str, dict[str, float]]
 
     @classmethod
     def of(cls, stats: TaskStats) -> StatsBody:
@@ -155,6 +174,10 @@ class StatsBody(_Out):
             render_seconds_mean=stats.render_seconds_mean,
             render_seconds_p50=stats.render_seconds_p50,
             render_seconds_p90=stats.render_seconds_p90,
+            cost_total=stats.cost_total,
+            cost_by_user=stats.cost_by_user,
+            cost_by_provider=stats.cost_by_provider,
+            cost_by_model=stats.cost_by_model,
         )
 
 

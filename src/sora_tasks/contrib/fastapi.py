@@ -35,6 +35,7 @@ from pydantic.alias_generators import to_camel
 from starlette.types import Message, Receive, Scope, Send
 
 from .._exceptions import (
+    BudgetExceededError,
     ImageTooLargeError,
     InvalidRequestError,
     ProviderError,
@@ -79,6 +80,7 @@ _STATUS: tuple[tuple[type[SoraTasksError], int], ...] = (
     (PayloadTooLargeError, 413),
     (UnsupportedMediaTypeError, 415),
     (ImageTooLargeError, 413),
+    (BudgetExceededError, 402),
     (InvalidRequestError, 400),
     (WebhookVerificationError, 400),
     (TaskNotFoundError, 404),

@@ -11,15 +11,18 @@ import base64
 import binascii
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Protocol, Unpack, runtime_checkable
 
-from .._exceptions import InvalidRequestError
+from .._budgets import BudgetCheck, describe_window
+from .._exceptions import BudgetExceededError, InvalidRequestError
 from .._models import ImageData, Task, TaskPage, TaskQuery, TaskStats, TaskStatus
 from .._states import TaskChanges
 
 __all__ = [
+    "CostRow",
+    "check_budget",
     "TaskStore",
     "decode_cursor",
     "encode_cursor",
@@ -46,6 +49,23 @@ class TaskStore(Protocol):
 
         ``images`` hold the bytes of the images ``task.image_hashes`` names; an image a task no
         longer needs is removed by :meth:`delete_finished` once no other task names it.
+        """
+        ...
+
+    async def insert_within_budget(
+        self,
+        task: Task,
+        *,
+        checks: Sequence[BudgetCheck],
+        images: Sequence[ImageData] = (),
+    ) -> list[float]:
+        """:meth:`insert` ``task`` only if its cost fits every limit of ``checks``, atomically
+        with any other insert checked against them; return what each limit's window held
+        before it.
+
+        A limit's window holds the costs (in the limit's currency) of the tasks created within
+        ``limit.window`` of the store's clock, of ``check.user_id`` or of everyone. Raises
+        :class:`BudgetExceededError` for the first limit the task would pass, storing nothing.
         """
         ...
 
@@ -121,6 +141,26 @@ class TaskStore(Protocol):
         ...
 
 
+def check_budget(task: Task, checks: Sequence[BudgetCheck], spent: Sequence[float]) -> None:
+    """Raise :class:`BudgetExceededError` if ``task``'s cost passes a limit, given ``spent``."""
+    cost = task.cost.amount if task.cost is not None else 0.0
+    for check, before in zip(checks, spent, strict=True):
+        limit = check.limit
+        if before + cost <= limit.amount + 1e-9:
+            continue
+        who = f"user {check.user_id!r}" if check.user_id is not None else "all users together"
+        raise BudgetExceededError(
+            f"this task ({cost:.2f} {limit.currency}) would take {who} past the limit of "
+            f"{limit.amount:.2f} {limit.currency} per {describe_window(limit.window)}: "
+            f"{before:.2f} {limit.currency} spent already",
+            limit=limit.amount,
+            spent=before,
+            estimate=cost,
+            currency=limit.currency,
+            user_id=check.user_id,
+        )
+
+
 def encode_cursor(task: Task) -> str:
     """The opaque cursor that resumes a listing right after ``task``."""
     raw = json.dumps([task.created_at.isoformat(), task.id], separators=(",", ":"))
@@ -147,10 +187,25 @@ def percentile(sorted_values: Sequence[float], fraction: float) -> float | None:
     return sorted_values[low] * (1 - weight) + sorted_values[high] * weight
 
 
+CostRow = tuple[str | None, str, str, str, float]
+"""One sum of task costs: user id, provider, model, currency and amount."""
+
+
 def stats_from(
-    by_status: dict[TaskStatus, int], by_provider: dict[str, int], render_seconds: Sequence[float]
+    by_status: dict[TaskStatus, int],
+    by_provider: dict[str, int],
+    render_seconds: Sequence[float],
+    costs: Iterable[CostRow] = (),
 ) -> TaskStats:
-    """Build :class:`TaskStats` from counts and the sorted render times of completed tasks."""
+    """Build :class:`TaskStats` from counts, the sorted render times of completed tasks and
+    sums of task costs (any grouping finer than user, provider, model and currency)."""
+    totals: dict[str, float] = {}
+    groups: tuple[dict[str, dict[str, float]], ...] = ({}, {}, {})
+    for user, provider, model, currency, amount in costs:
+        totals[currency] = totals.get(currency, 0.0) + amount
+        for group, key in zip(groups, (user or "", provider, model), strict=True):
+            by_currency = group.setdefault(key, {})
+            by_currency[currency] = by_currency.get(currency, 0.0) + amount
     full = {status: by_status.get(status, 0) for status in TaskStatus}
     finished = full[TaskStatus.COMPLETED] + full[TaskStatus.FAILED]
     return TaskStats(
@@ -161,4 +216,13 @@ def stats_from(
         render_seconds_mean=sum(render_seconds) / len(render_seconds) if render_seconds else None,
         render_seconds_p50=percentile(render_seconds, 0.5),
         render_seconds_p90=percentile(render_seconds, 0.9),
+        cost_total=_rounded(totals),
+        cost_by_user={key: _rounded(value) for key, value in sorted(groups[0].items())},
+        cost_by_provider={key: _rounded(value) for key, value in sorted(groups[1].items())},
+        cost_by_model={key: _rounded(value) for key, value in sorted(groups[2].items())},
     )
+
+
+def _rounded(amounts: dict[str, float]) -> dict[str, float]:
+    # sums of binary fractions drift: a cent's millionth is no part of any price
+    return {currency: round(amount, 6) for currency, amount in sorted(amounts.items())}

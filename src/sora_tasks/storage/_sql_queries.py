@@ -28,6 +28,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.elements import ColumnElement
 
+from .._budgets import BudgetCheck
 from .._models import TaskQuery
 from .._states import ENGINE_PHASES, Phase
 from ._base import decode_cursor
@@ -36,6 +37,9 @@ from ._sql_schema import UTCDateTime, images, in_phase, is_due, task_images, tas
 __all__ = [
     "claim_due",
     "claim_submissions",
+    "cost_sums",
+    "lock_budgets",
+    "spent_within",
     "count_by",
     "count_in_flight",
     "db_now",
@@ -138,6 +142,17 @@ def count_by(column: str, user_id: str | None) -> Select[Any]:
     """Task counts grouped by ``status`` or ``provider``, for one user or all."""
     key = tasks.c[column]
     stmt = select(key, func.count()).group_by(key)
+    return stmt if user_id is None else stmt.where(tasks.c.user_id == user_id)
+
+
+def cost_sums(user_id: str | None) -> Select[Any]:
+    """Task costs summed by user, provider, model and currency, for one user or all."""
+    keys = (tasks.c.user_id, tasks.c.provider, tasks.c.model, tasks.c.cost_currency)
+    stmt = (
+        select(*keys, func.sum(tasks.c.cost_amount))
+        .where(tasks.c.cost_amount.is_not(None))
+        .group_by(*keys)
+    )
     return stmt if user_id is None else stmt.where(tasks.c.user_id == user_id)
 
 
@@ -254,6 +269,21 @@ def lock_images(*, shared: bool) -> Select[Any]:
     key = func.hashtext(literal("sora_tasks.images"))
     lock = func.pg_advisory_xact_lock_shared if shared else func.pg_advisory_xact_lock
     return select(lock(key))
+
+
+def lock_budgets() -> Select[Any]:
+    """PostgreSQL: serialise budget checks (and the inserts they admit) until the transaction
+    ends, across every process on the database."""
+    return select(func.pg_advisory_xact_lock(func.hashtext(literal("sora_tasks.budgets"))))
+
+
+def spent_within(dialect: str, check: BudgetCheck) -> Select[Any]:
+    """The costs, in the limit's currency, of the tasks created within its window."""
+    since = db_now(dialect, plus_seconds=-check.limit.window.total_seconds())
+    stmt = select(func.coalesce(func.sum(tasks.c.cost_amount), 0.0)).where(
+        tasks.c.cost_currency == check.limit.currency, tasks.c.created_at >= since
+    )
+    return stmt if check.user_id is None else stmt.where(tasks.c.user_id == check.user_id)
 
 
 def lock_provider_admission(provider: str) -> Select[Any]:

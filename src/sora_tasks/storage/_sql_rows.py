@@ -16,19 +16,23 @@ __all__ = [
     "task_to_row",
 ]
 
-_NESTED = ("reference_image", "last_frame", "result", "error")
+_NESTED = ("reference_image", "last_frame", "result", "error", "cost")
+_LISTS = ("reference_images", "route_steps", "skipped")
 _FIELDS = tuple(Task.model_fields)
 
 
 def task_to_row(task: Task) -> dict[str, Any]:
     """The column values of ``task``, including the derived lookup columns."""
-    row = task.model_dump(mode="python", exclude={*_NESTED, "reference_images"})
+    row = task.model_dump(mode="python", exclude={*_NESTED, *_LISTS})
     row["status"] = task.status.value
     row["media_type"] = task.media_type.value
     for name in _NESTED:
         value = getattr(task, name)
         row[name] = None if value is None else value.model_dump(mode="json")
-    row["reference_images"] = [image.model_dump(mode="json") for image in task.reference_images]
+    for name in _LISTS:
+        row[name] = [item.model_dump(mode="json") for item in getattr(task, name)]
+    row["cost_amount"] = task.cost.amount if task.cost is not None else None
+    row["cost_currency"] = task.cost.currency if task.cost is not None else None
     image = task.reference_image
     row["image_sha256"] = image.sha256 if image is not None else None
     row["render_seconds"] = (

@@ -143,6 +143,13 @@ tasks = Table(
     Column("lease_expires_at", UTCDateTime),
     Column("content_pending", Boolean, nullable=False, server_default=false()),
     Column("version", Integer, nullable=False),
+    Column("route", String(64)),
+    Column("route_steps", _Json, nullable=False, server_default=text("'[]'")),
+    Column("skipped", _Json, nullable=False, server_default=text("'[]'")),
+    Column("cost", _Json),
+    # the cost's amount and currency again, as plain columns, so totals are SQL sums
+    Column("cost_amount", Float),
+    Column("cost_currency", String(8)),
     UniqueConstraint("provider", "external_id"),
     Index(None, "external_id"),
     Index(None, "user_id", "created_at", "id"),

@@ -7,10 +7,11 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Unpack
 
+from .._budgets import BudgetCheck
 from .._exceptions import ConflictError, DuplicateExternalIdError, TaskNotFoundError
 from .._models import ImageData, Task, TaskPage, TaskQuery, TaskStats, TaskStatus
 from .._states import ENGINE_PHASES, Phase, TaskChanges, apply, is_claimable, phase_of
-from ._base import decode_cursor, encode_cursor, stats_from
+from ._base import CostRow, check_budget, decode_cursor, encode_cursor, stats_from
 
 __all__ = ["InMemoryStore"]
 
@@ -52,6 +53,30 @@ class InMemoryStore:
             self._images.setdefault(image.sha256, image)
         self._store(task)
         return task
+
+    async def insert_within_budget(
+        self,
+        task: Task,
+        *,
+        checks: Sequence[BudgetCheck],
+        images: Sequence[ImageData] = (),
+    ) -> list[float]:
+        """See :meth:`TaskStore.insert_within_budget` (no await between check and insert)."""
+        now = self._clock()
+        spent = [self._spent(check, now - check.limit.window) for check in checks]
+        check_budget(task, checks, spent)
+        await self.insert(task, images=images)
+        return spent
+
+    def _spent(self, check: BudgetCheck, since: datetime) -> float:
+        return sum(
+            task.cost.amount
+            for task in self._tasks.values()
+            if task.cost is not None
+            and task.cost.currency == check.limit.currency
+            and task.created_at >= since
+            and (check.user_id is None or task.user_id == check.user_id)
+        )
 
     async def get(self, task_id: str) -> Task:
         """See :meth:`TaskStore.get`."""
@@ -111,14 +136,18 @@ class InMemoryStore:
         by_status: dict[TaskStatus, int] = {}
         by_provider: dict[str, int] = {}
         renders: list[float] = []
+        costs: list[CostRow] = []
         for task in self._tasks.values():
             if user_id is not None and task.user_id != user_id:
                 continue
+            if task.cost is not None:
+                cost = task.cost
+                costs.append((task.user_id, task.provider, task.model, cost.currency, cost.amount))
             by_status[task.status] = by_status.get(task.status, 0) + 1
             by_provider[task.provider] = by_provider.get(task.provider, 0) + 1
             if task.status is TaskStatus.COMPLETED and task.completed_at is not None:
                 renders.append((task.completed_at - task.created_at).total_seconds())
-        return stats_from(by_status, by_provider, sorted(renders))
+        return stats_from(by_status, by_provider, sorted(renders), costs)
 
     async def get_image(self, sha256: str) -> ImageData:
         """See :meth:`TaskStore.get_image`."""

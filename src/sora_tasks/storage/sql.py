@@ -15,6 +15,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from .._budgets import BudgetCheck
 from .._exceptions import (
     ConflictError,
     DuplicateExternalIdError,
@@ -25,7 +26,7 @@ from .._exceptions import (
 from .._models import ImageData, Task, TaskPage, TaskQuery, TaskStats, TaskStatus
 from .._states import TaskChanges, apply
 from . import _sql_queries as q
-from ._base import encode_cursor, stats_from
+from ._base import check_budget, encode_cursor, stats_from
 from ._sql_engine import BEGIN_OPTION, engine_slots, make_engine, masked_url, resolve_url
 from ._sql_errors import missing_schema, unavailable_kind
 from ._sql_migrate import schema_behind, upgrade_to_head
@@ -113,16 +114,48 @@ class SQLStore:
         """Store a new task; see :meth:`TaskStore.insert`."""
         try:
             async with self._write() as conn:
-                if images and self._dialect == "postgresql":
-                    await conn.execute(q.lock_images(shared=True))
-                for image in images:
-                    await conn.execute(q.insert_image(self._dialect, image_to_row(image)))
-                await conn.execute(q.insert_task(task_to_row(task)))
-                if links := further_images(task):
-                    await conn.execute(q.insert_task_images(links))
+                await self._insert_rows(conn, task, images)
         except IntegrityError:
             await self._raise_insert_conflict(task)
         return task
+
+    async def _insert_rows(
+        self, conn: AsyncConnection, task: Task, images: Sequence[ImageData]
+    ) -> None:
+        if images and self._dialect == "postgresql":
+            await conn.execute(q.lock_images(shared=True))
+        for image in images:
+            await conn.execute(q.insert_image(self._dialect, image_to_row(image)))
+        await conn.execute(q.insert_task(task_to_row(task)))
+        if links := further_images(task):
+            await conn.execute(q.insert_task_images(links))
+
+    async def insert_within_budget(
+        self,
+        task: Task,
+        *,
+        checks: Sequence[BudgetCheck],
+        images: Sequence[ImageData] = (),
+    ) -> list[float]:
+        """See :meth:`TaskStore.insert_within_budget`.
+
+        The sums and the insert share one transaction that holds the budget lock (an advisory
+        lock on PostgreSQL, ``BEGIN IMMEDIATE`` on SQLite), so concurrent admissions are
+        checked one after another, each seeing the ones before it.
+        """
+        try:
+            async with self._write() as conn:
+                if self._dialect == "postgresql":
+                    await conn.execute(q.lock_budgets())
+                spent = [
+                    float((await conn.execute(q.spent_within(self._dialect, check))).scalar_one())
+                    for check in checks
+                ]
+                check_budget(task, checks, spent)
+                await self._insert_rows(conn, task, images)
+        except IntegrityError:
+            await self._raise_insert_conflict(task)
+        return spent
 
     async def get(self, task_id: str) -> Task:
         """See :meth:`TaskStore.get`."""
@@ -184,10 +217,15 @@ class SQLStore:
             statuses = (await conn.execute(q.count_by("status", user_id))).all()
             providers = (await conn.execute(q.count_by("provider", user_id))).all()
             renders = await self._render_stats(conn, user_id)
+            costs = (await conn.execute(q.cost_sums(user_id))).all()
         counts = stats_from(
             {TaskStatus(status): n for status, n in statuses},
             {str(provider): int(n) for provider, n in providers},
             (),
+            [
+                (user, provider, model, currency, float(amount))
+                for user, provider, model, currency, amount in costs
+            ],
         )
         return counts.model_copy(update=renders)
 

@@ -33,7 +33,9 @@ except ImportError:
         f'{__name__} needs pytest: pip install "sora-tasks[testing]"'
     ) from None
 
+from .._budgets import BudgetCheck, BudgetLimit
 from .._exceptions import (
+    BudgetExceededError,
     ConflictError,
     DuplicateExternalIdError,
     InvalidRequestError,
@@ -44,7 +46,10 @@ from .._models import (
     ImageData,
     MediaType,
     ReferenceImage,
+    RouteStep,
+    SkippedProvider,
     Task,
+    TaskCost,
     TaskError,
     TaskQuery,
     TaskResult,
@@ -544,3 +549,34 @@ class StoreConformance:
         assert await store.delete_finished(before=await store.now() + timedelta(seconds=1)) == 1
         with pytest.raises(LookupError):
             await store.get_image(guide.sha256)
+
+    async def test_routes_and_costs_come_back_and_add_up(self, store: TaskStore) -> None:
+        now = await store.now()
+        steps = [RouteStep(provider=name, model="m", size="1280x720", seconds=4) for name in "ab"]
+        skipped = [SkippedProvider(provider="a", code="unreachable", reason="refused", at=now)]
+        cost = TaskCost(amount=1.5, source="contract")
+        task = await store.insert(make_task(now, route="r", route_steps=steps, user_id="u1"))
+        moved = await store.update(task.id, provider="b", skipped=skipped, cost=cost)
+        assert await store.get(task.id) == moved
+        assert (moved.provider, moved.route_steps, moved.skipped) == ("b", steps, skipped)
+        await store.insert(make_task(now, cost=TaskCost(amount=2.0, source="contract")))
+        stats = await store.stats()
+        assert stats.cost_total == {"USD": 3.5}
+        assert stats.cost_by_user == {"": {"USD": 2.0}, "u1": {"USD": 1.5}}
+
+    async def test_budgets_admit_exactly_up_to_the_limit(self, store: TaskStore) -> None:
+        now = await store.now()
+        checks = [BudgetCheck("u1", BudgetLimit(2.0)), BudgetCheck(None, BudgetLimit(10.0))]
+        one = TaskCost(amount=1.0, source="contract")
+        await store.insert(make_task(now - timedelta(days=2), user_id="u1", cost=one))
+        spent = [
+            await store.insert_within_budget(make_task(now, user_id="u1", cost=one), checks=checks)
+            for _ in range(2)
+        ]
+        assert spent == [[0.0, 0.0], [1.0, 1.0]]  # the task two days old is out of the window
+        refused = make_task(now, user_id="u1", cost=one)
+        with pytest.raises(BudgetExceededError) as caught:
+            await store.insert_within_budget(refused, checks=checks)
+        assert (caught.value.limit, caught.value.spent, caught.value.estimate) == (2.0, 2.0, 1.0)
+        with pytest.raises(TaskNotFoundError):
+            await store.get(refused.id)
