@@ -507,6 +507,8 @@ def run_cli(workdir: Path, url: str, canary: str) -> subprocess.CompletedProcess
     env.update(
         SORA_TASKS_DATABASE_URL=url,
         OPENAI_API_KEY=canary,
+        # OpenAI's own endpoint is retired: a key alone is refused, so name a server
+        OPENAI_BASE_URL="http://127.0.0.1:9/v1",
         XDG_DATA_HOME=str(workdir / "data"),
         XDG_CONFIG_HOME=str(workdir / "config"),
     )
