@@ -436,6 +436,15 @@ class TaskOperations:
                     logging.WARNING, "the matching job is another task's", task, action="reconcile"
                 )
                 task = await self._store.get(task.id)
+        now = self.clock()
+        sent = task.submitted_at or now
+        if now < sent + timedelta(seconds=self._policy.reconcile_window):
+            # a create the client gave up on may still be running at the provider: its job can
+            # appear later, and resubmitting or failing now would leave it paid for and unused
+            again = now + timedelta(seconds=max(self._policy.reconcile_delay, 0.1))
+            return await self._write(
+                task, lease_owner=None, lease_expires_at=None, next_poll_at=again
+            )
         if policy == "resubmit":
             log_task(
                 logging.WARNING, "resubmitting after an uncertain submit", task, action="resubmit"

@@ -27,6 +27,9 @@ class PollingPolicy(BaseModel):
     - ``submit_uncertain`` decides what happens when a create may or may not have reached the
       provider: ``"fail"`` (the default) never risks a second charge; ``"reconcile"`` looks the job
       up at the provider; ``"resubmit"`` reconciles, then sends again with the same idempotency key.
+      A create the client gave up on may still be running at the provider, so the job is looked
+      for again every ``reconcile_delay`` until ``reconcile_window`` seconds after the create was
+      sent; only then does the policy's end (FAILED, or a resubmit) apply.
     - ``lease_seconds`` is how long a claimed task stays reserved to one worker: a dead worker's
       tasks are taken over after it. ``shutdown_grace`` is how long a stopping engine lets
       in-flight calls finish before it cancels them and hands their tasks back.
@@ -57,6 +60,7 @@ class PollingPolicy(BaseModel):
     max_poll_failures: int = Field(10, ge=1)
     submit_uncertain: SubmitUncertainPolicy = "fail"
     reconcile_delay: float = Field(5.0, ge=0)
+    reconcile_window: float = Field(120.0, ge=0)
     lease_seconds: float = Field(120.0, gt=0)
     batch_size: int = Field(100, ge=1)
     max_in_flight: dict[str, int] = Field(default_factory=dict)

@@ -39,6 +39,8 @@ def fleet_policy(config: dict[str, Any]) -> PollingPolicy:
         max_in_flight={PROVIDER: int(config["max_in_flight"])},
         submit_uncertain="reconcile",
         reconcile_delay=0.5,
+        # a slow create lands up to its delay (the lease and a half) after it was sent
+        reconcile_window=8.0,
     )
 
 

@@ -50,15 +50,44 @@ def request_for(task: Task) -> SubmitRequest:
     )
 
 
-async def run_until_done(store: InMemoryStore, fake: FakeProvider, task: Task, policy: str) -> Task:
+async def run_until_done(
+    store: InMemoryStore, fake: FakeProvider, task: Task, policy: str, *, window: float = 0.0
+) -> Task:
     async with TaskManager(
         providers={"fake": fake},
         store=store,
         policy=PollingPolicy(
-            retry_interval=0.01, idle_wait=0.02, reconcile_delay=0, submit_uncertain=policy
+            retry_interval=0.01,
+            idle_wait=0.02,
+            reconcile_delay=0,
+            reconcile_window=window,
+            submit_uncertain=policy,
         ),
     ) as manager:
         return await manager.wait(task.id, timeout=10)
+
+
+class LateJob(FakeProvider):
+    """A provider still working on a create its client gave up on: the job appears later."""
+
+    def __init__(self, request: SubmitRequest) -> None:
+        super().__init__(behaviour=QUICK)
+        self.request, self.finds = request, 0
+
+    async def find(self, request: SubmitRequest) -> ProviderJob | None:
+        self.finds += 1
+        if self.finds == 3:
+            await self.submit(self.request)  # the slow create lands at last
+        return await super().find(request)
+
+
+async def test_reconcile_keeps_looking_while_the_create_may_still_be_running() -> None:
+    store = InMemoryStore()
+    task = await store.insert(orphan(submitted_at=datetime.now(UTC)))
+    late = LateJob(request_for(task))
+    done = await run_until_done(store, late, task, "reconcile", window=60)
+    assert done.status is TaskStatus.COMPLETED
+    assert late.finds >= 3 and len(late.submissions) == 1  # the one the provider was working on
 
 
 async def test_default_policy_never_resends_an_uncertain_create() -> None:

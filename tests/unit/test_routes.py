@@ -234,7 +234,11 @@ async def test_a_create_left_in_flight_by_a_dead_worker_pins_the_task_to_its_pro
     await store.insert(orphan)
     a, b = FakeProvider(behaviour=DOWN), FakeProvider(behaviour=QUICK)
     policy = PollingPolicy(
-        submit_uncertain="resubmit", reconcile_delay=0, idle_wait=0.02, max_poll_failures=1
+        submit_uncertain="resubmit",
+        reconcile_delay=0,
+        reconcile_window=0,
+        idle_wait=0.02,
+        max_poll_failures=1,
     )
     routes = {"r": ["a", "b"]}
     async with TaskManager(
