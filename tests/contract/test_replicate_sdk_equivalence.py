@@ -9,10 +9,8 @@ a deadline, which that client cannot send.
 from __future__ import annotations
 
 import base64
-import json
-from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -23,6 +21,7 @@ from sora_tasks._models import ImageData
 from sora_tasks.providers import ReplicateProvider, SubmitRequest
 from sora_tasks.testing import serve_in_thread
 from tests.images import make_image
+from tests.recording import Recorded, Recorder
 
 pytestmark = pytest.mark.anyio
 
@@ -31,71 +30,30 @@ VERSION = "5c7d5dc6dd8bf75c1acaa8565735e7986bc5b66206b55cca93cb72c9bf15ccaa"
 HOOK = "https://hooks.example.test/replicate"
 MATTERS = ("authorization", "content-type", "prefer", "cancel-after")
 
-Scope = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
-Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
-
-@dataclass(frozen=True)
-class Recorded:
-    method: str
-    path: str
-    headers: dict[str, str]
-    body: bytes
-
-    def matters(self) -> dict[str, str]:
-        return {name: self.headers[name] for name in MATTERS if name in self.headers}
-
-    def json(self) -> object:
-        return json.loads(self.body) if self.body else None
-
-
-class Recorder:
-    """Keeps every request and answers with a prediction (``canceled`` for a cancel)."""
-
-    def __init__(self) -> None:
-        self.requests: list[Recorded] = []
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "lifespan":
-            while (message := await receive())["type"] != "lifespan.shutdown":
-                await send({"type": "lifespan.startup.complete"})
-            await send({"type": "lifespan.shutdown.complete"})
-            return
-        body = b""
-        more = True
-        while more:
-            message = await receive()
-            body += message.get("body", b"")
-            more = message.get("more_body", False)
-        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
-        self.requests.append(Recorded(scope["method"], scope["path"], headers, body))
-        status = "canceled" if scope["path"].endswith("/cancel") else "starting"
-        payload = json.dumps(
-            {
-                "id": "eqprediction",
-                "model": "google/veo-3.1",
-                "version": "hidden",
-                "input": {},
-                "output": None,
-                "error": None,
-                "logs": "",
-                "status": status,
-                "created_at": "2026-11-30T05:00:00Z",
-                "data_removed": False,
-                "urls": {"get": "x", "cancel": "y", "web": "z"},
-            }
-        ).encode()
-        headers_out = [(b"content-type", b"application/json")]
-        await send({"type": "http.response.start", "status": 201, "headers": headers_out})
-        await send({"type": "http.response.body", "body": payload})
+def prediction(request: Recorded) -> tuple[int, object]:
+    """A prediction (``canceled`` for a cancel), as Replicate answers a create, read or cancel."""
+    status = "canceled" if request.path.endswith("/cancel") else "starting"
+    return 201, {
+        "id": "eqprediction",
+        "model": "google/veo-3.1",
+        "version": "hidden",
+        "input": {},
+        "output": None,
+        "error": None,
+        "logs": "",
+        "status": status,
+        "created_at": "2026-11-30T05:00:00Z",
+        "data_removed": False,
+        "urls": {"get": "x", "cancel": "y", "web": "z"},
+    }
 
 
 @asynccontextmanager
 async def clients(
     **ours: Any,
 ) -> AsyncIterator[tuple[Client, ReplicateProvider, Recorder]]:
-    recorder = Recorder()
+    recorder = Recorder(prediction)
     with serve_in_thread(recorder) as url:
         sdk = Client(api_token=TOKEN, base_url=url)
         adapter = ReplicateProvider(TOKEN, base_url=f"{url}/v1", max_retries=0, **ours)
@@ -123,7 +81,7 @@ def request(**overrides: Any) -> SubmitRequest:
 
 def assert_same(theirs: Recorded, ours: Recorded) -> None:
     assert (ours.method, ours.path) == (theirs.method, theirs.path)
-    assert ours.matters() == theirs.matters()
+    assert ours.matters(MATTERS) == theirs.matters(MATTERS)
     assert ours.json() == theirs.json()
 
 

@@ -8,10 +8,8 @@ test dependency only; the library never imports it.
 from __future__ import annotations
 
 import base64
-import json
-from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -21,75 +19,32 @@ from sora_tasks._models import ImageData
 from sora_tasks.providers import RunwayProvider, SubmitRequest
 from sora_tasks.testing import serve_in_thread
 from tests.images import make_image
+from tests.recording import Recorded, Recorder
 
 pytestmark = pytest.mark.anyio
 
 SECRET = "key_equivalence-test"
 MATTERS = ("authorization", "content-type", "x-runway-version")
 
-Scope = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
-Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
-
-@dataclass(frozen=True)
-class Recorded:
-    method: str
-    path: str
-    headers: dict[str, str]
-    body: bytes
-
-    def matters(self) -> dict[str, str]:
-        # the SDK names a JSON content type even on a DELETE without a body; nothing reads it
-        names = MATTERS if self.body else tuple(n for n in MATTERS if n != "content-type")
-        return {name: self.headers[name] for name in names if name in self.headers}
-
-    def json(self) -> object:
-        return json.loads(self.body) if self.body else None
-
-
-class Recorder:
-    """Keeps every request; answers a create with an id, a read with a task, a delete with 204."""
-
-    def __init__(self) -> None:
-        self.requests: list[Recorded] = []
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "lifespan":
-            while (message := await receive())["type"] != "lifespan.shutdown":
-                await send({"type": "lifespan.startup.complete"})
-            await send({"type": "lifespan.shutdown.complete"})
-            return
-        body = b""
-        more = True
-        while more:
-            message = await receive()
-            body += message.get("body", b"")
-            more = message.get("more_body", False)
-        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
-        self.requests.append(Recorded(scope["method"], scope["path"], headers, body))
-        if scope["method"] == "DELETE":
-            await send({"type": "http.response.start", "status": 204, "headers": []})
-            await send({"type": "http.response.body", "body": b""})
-            return
-        answer: dict[str, object] = {"id": "eqtask"}
-        if scope["method"] == "GET":
-            answer = {
-                "id": "eqtask",
-                "status": "RUNNING",
-                "progress": 0.25,
-                "createdAt": "2026-11-30T05:00:00.000Z",
-                "estimatedCost": {"credits": 40},
-            }
-        payload = json.dumps(answer).encode()
-        headers_out = [(b"content-type", b"application/json")]
-        await send({"type": "http.response.start", "status": 200, "headers": headers_out})
-        await send({"type": "http.response.body", "body": payload})
+def task(request: Recorded) -> tuple[int, object]:
+    """Runway's answers: an id to a create, a task to a read, nothing (204) to a delete."""
+    if request.method == "DELETE":
+        return 204, None
+    if request.method == "GET":
+        return 200, {
+            "id": "eqtask",
+            "status": "RUNNING",
+            "progress": 0.25,
+            "createdAt": "2026-11-30T05:00:00.000Z",
+            "estimatedCost": {"credits": 40},
+        }
+    return 200, {"id": "eqtask"}
 
 
 @asynccontextmanager
 async def clients() -> AsyncIterator[tuple[AsyncRunwayML, RunwayProvider, Recorder]]:
-    recorder = Recorder()
+    recorder = Recorder(task)
     with serve_in_thread(recorder) as url:
         sdk = AsyncRunwayML(api_key=SECRET, base_url=url, max_retries=0)
         adapter = RunwayProvider(SECRET, base_url=f"{url}/v1", max_retries=0)
@@ -115,7 +70,7 @@ def request(**overrides: Any) -> SubmitRequest:
 
 def assert_same(theirs: Recorded, ours: Recorded) -> None:
     assert (ours.method, ours.path) == (theirs.method, theirs.path)
-    assert ours.matters() == theirs.matters()
+    assert ours.matters(MATTERS) == theirs.matters(MATTERS)
     assert ours.json() == theirs.json()
 
 

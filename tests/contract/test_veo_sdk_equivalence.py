@@ -11,10 +11,8 @@ the test pins the 2.x line.
 
 from __future__ import annotations
 
-import json
-from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -25,6 +23,7 @@ from google.oauth2.credentials import Credentials
 from sora_tasks.providers import SubmitRequest, VeoProvider
 from sora_tasks.testing import serve_in_thread
 from sora_tasks.testing._conformance_support import make_image
+from tests.recording import Recorded, Recorder
 
 pytestmark = pytest.mark.anyio
 
@@ -36,68 +35,28 @@ VERTEX_MODEL = "veo-3.1-generate-001"
 PREFIX = "projects/eq-project/locations/us-central1/publishers/google/models/"
 MATTERS = ("x-goog-api-key", "authorization", "content-type")
 
-Scope = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
-Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
-
-@dataclass(frozen=True)
-class Recorded:
-    method: str
-    path: str
-    headers: dict[str, str]
-    body: bytes
-
-    def matters(self) -> dict[str, str]:
-        return {name: self.headers[name] for name in MATTERS if name in self.headers}
-
-    def json(self) -> object:
-        return json.loads(self.body) if self.body else None
-
-
-class Recorder:
-    """Keeps every request; answers a create with a new operation and a read with it done."""
-
-    def __init__(self) -> None:
-        self.requests: list[Recorded] = []
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "lifespan":
-            while (message := await receive())["type"] != "lifespan.shutdown":
-                await send({"type": "lifespan.startup.complete"})
-            await send({"type": "lifespan.shutdown.complete"})
-            return
-        body = b""
-        more = True
-        while more:
-            message = await receive()
-            body += message.get("body", b"")
-            more = message.get("more_body", False)
-        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
-        path: str = scope["path"]
-        self.requests.append(Recorded(scope["method"], path, headers, body))
-        vertex = "/projects/" in path
-        model = VERTEX_MODEL if vertex else MODEL
-        name = f"{PREFIX if vertex else 'models/'}{model}/operations/eqop"
-        operation: dict[str, Any] = {"name": name}
-        if not path.endswith(":predictLongRunning"):
-            video = {"gcsUri": "gs://eq-bucket/eq/sample_0.mp4", "mimeType": "video/mp4"}
-            uri = "https://generativelanguage.googleapis.com/v1beta/files/eqfile:download?alt=media"
-            operation["done"] = True
-            operation["response"] = (
-                {"videos": [video]}
-                if vertex
-                else {"generateVideoResponse": {"generatedSamples": [{"video": {"uri": uri}}]}}
-            )
-        payload = json.dumps(operation).encode()
-        headers_out = [(b"content-type", b"application/json")]
-        await send({"type": "http.response.start", "status": 200, "headers": headers_out})
-        await send({"type": "http.response.body", "body": payload})
+def operation(request: Recorded) -> tuple[int, object]:
+    """A new operation for a create, the same operation done (with its video) for a read."""
+    vertex = "/projects/" in request.path
+    model = VERTEX_MODEL if vertex else MODEL
+    name = f"{PREFIX if vertex else 'models/'}{model}/operations/eqop"
+    answer: dict[str, Any] = {"name": name}
+    if not request.path.endswith(":predictLongRunning"):
+        video = {"gcsUri": "gs://eq-bucket/eq/sample_0.mp4", "mimeType": "video/mp4"}
+        uri = "https://generativelanguage.googleapis.com/v1beta/files/eqfile:download?alt=media"
+        answer["done"] = True
+        answer["response"] = (
+            {"videos": [video]}
+            if vertex
+            else {"generateVideoResponse": {"generatedSamples": [{"video": {"uri": uri}}]}}
+        )
+    return 200, answer
 
 
 @asynccontextmanager
 async def gemini() -> AsyncIterator[tuple[genai.Client, VeoProvider, Recorder]]:
-    recorder = Recorder()
+    recorder = Recorder(operation)
     with serve_in_thread(recorder) as url:
         options = types.HttpOptions(base_url=url, api_version="v1beta")
         sdk = genai.Client(api_key=KEY, http_options=options)
@@ -111,7 +70,7 @@ async def gemini() -> AsyncIterator[tuple[genai.Client, VeoProvider, Recorder]]:
 
 @asynccontextmanager
 async def vertex() -> AsyncIterator[tuple[genai.Client, VeoProvider, Recorder]]:
-    recorder = Recorder()
+    recorder = Recorder(operation)
     credentials = Credentials(token=TOKEN)  # type: ignore[no-untyped-call]  # valid as it is
     with serve_in_thread(recorder) as url:
         options = types.HttpOptions(base_url=url, api_version="v1")
@@ -154,10 +113,10 @@ def request(**overrides: Any) -> SubmitRequest:
 
 def same(ours: Recorded, theirs: Recorded) -> None:
     assert (ours.method, ours.path) == (theirs.method, theirs.path)
-    wanted = theirs.matters()
+    wanted = theirs.matters(MATTERS)
     if not theirs.body:
         wanted.pop("content-type", None)  # the SDK labels even a GET with no body as JSON
-    assert ours.matters() == wanted
+    assert ours.matters(MATTERS) == wanted
     assert ours.json() == _documented(theirs.json())
 
 
@@ -201,7 +160,7 @@ async def test_a_text_to_video_create_and_its_read_match_the_sdk() -> None:
     same(ours_create, theirs_create)
     same(ours_read, theirs_read)
     assert ours_create.path == f"/v1beta/models/{MODEL}:predictLongRunning"
-    assert ours_create.matters()["x-goog-api-key"] == KEY
+    assert ours_create.matters(MATTERS)["x-goog-api-key"] == KEY
     assert job.external_id == operation.name
     assert done.result_url is not None and done.result_url.endswith("eqfile:download?alt=media")
 
@@ -264,5 +223,5 @@ async def test_vertex_calls_match_the_sdk() -> None:
     same(ours_read, theirs_read)
     assert ours_create.path == f"/v1/{PREFIX}{VERTEX_MODEL}:predictLongRunning"
     assert ours_read.path == f"/v1/{PREFIX}{VERTEX_MODEL}:fetchPredictOperation"
-    assert ours_create.matters()["authorization"] == f"Bearer {TOKEN}"
+    assert ours_create.matters(MATTERS)["authorization"] == f"Bearer {TOKEN}"
     assert done.result_url == "gs://eq-bucket/eq/sample_0.mp4"
