@@ -17,12 +17,12 @@ from pydantic import JsonValue
 from ..providers._base import Provider
 from ..providers._fal_models import FAL_MODELS, FalModel
 from ..providers.fal import FalProvider
-from ._harness import Feature, Operation, ProviderHarness, Received
+from ._harness import Feature, Operation, Received
+from ._harness_served import ServedHarness
 from ._server import serve_in_thread
 from ._simulator import SimulatorApp, create_simulator_app
 from ._simulator_fal import FAL_CDN, FAL_PATH
-from ._simulator_faults import Faults
-from ._simulator_state import Phase, Pin
+from ._simulator_state import Phase
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -47,7 +47,7 @@ _FEATURES: tuple[Feature, ...] = (
 )
 
 
-class FalSimulatorHarness(ProviderHarness):
+class FalSimulatorHarness(ServedHarness):
     """A :class:`FalProvider` talking to a simulator served on 127.0.0.1 for the test's life.
 
     Keyword arguments go to :func:`create_simulator_app` (``render_seconds``, ``fail_prompts``,
@@ -76,6 +76,7 @@ class FalSimulatorHarness(ProviderHarness):
         # a fresh fake key per harness, which the kit hunts for in everything the adapter gives
         self.secret = "fal-key-canary-" + secrets.token_hex(12)
         self.app: SimulatorApp = create_simulator_app(api_key=self.secret, **simulator)
+        self.routes = _ROUTES
         self._stack = ExitStack()
         self.url = self._stack.enter_context(serve_in_thread(self.app)) + FAL_PATH
         self._options = dict(adapter_options or {})
@@ -87,41 +88,21 @@ class FalSimulatorHarness(ProviderHarness):
         self._provider = self._build(self.url)
         self._others: list[Provider] = []
 
-    @property
-    def provider(self) -> Provider:
-        """The adapter under test."""
-        return self._provider
-
     def provider_at(self, base_url: str) -> Provider:
         """A second adapter configured alike, pointed at ``base_url``."""
         other = self._build(base_url)
         self._others.append(other)
         return other
 
-    async def pin(self, external_id: str, pin: Pin) -> None:
-        """Force the job into ``pin``'s state."""
-        self.app.state.pin(_request_id(external_id), pin)
-
-    def inject(self, operation: Operation, faults: Faults) -> None:
-        """Arm ``faults`` on the fal routes for ``operation``."""
-        for route in _ROUTES[operation]:
-            self.app.state.faults.set(route, faults)
-
-    def sent(self, operation: Operation) -> int:
-        """Requests for ``operation`` that reached the simulator."""
-        return sum(self.app.state.hits[route] for route in _ROUTES[operation])
+    def job_id(self, external_id: str) -> str:
+        """The request id at the end of the queue path is the simulator's job."""
+        return _request_id(external_id)
 
     def received(self, external_id: str) -> Received:
         """The submitted input, read back through the model's field names."""
-        job = self.app.state.jobs[_request_id(external_id)]
+        job = self.app.state.jobs[self.job_id(external_id)]
         fields: dict[str, JsonValue] = json.loads(json.dumps(dict(job.fields)))
         return _received(fields, job.model, FAL_MODELS.get(job.model), self._uploaded)
-
-    def content(self, external_id: str) -> bytes:
-        """The bytes served as the job's video."""
-        config = self.app.config
-        body = b"".join(config.content.chunks())
-        return body + _request_id(external_id).encode() if config.unique_content else body
 
     def signed_webhook(
         self, external_id: str, *, status: str = "OK", at: float | None = None

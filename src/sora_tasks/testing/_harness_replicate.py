@@ -3,7 +3,6 @@ Replicate shape, which the test serves on a real socket."""
 
 from __future__ import annotations
 
-import base64
 import secrets
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -16,27 +15,27 @@ from .._retry import Backoff
 from ..providers import ReplicateProvider
 from ..providers._base import Provider
 from ..providers._replicate_models import REPLICATE_MODELS
-from ._harness import Feature, Operation, ProviderHarness, Received
+from ._harness import Feature, Operation, Received
+from ._harness_served import ServedHarness, wire_flag, wire_image, wire_number, wire_text
 from ._server import serve_in_thread
 from ._simulator import SimulatorApp, create_simulator_app
-from ._simulator_faults import Faults
 from ._simulator_replicate import REPLICATE_PATH
-from ._simulator_state import Phase, Pin
+from ._simulator_state import Phase
 
 __all__ = ["ReplicateSimulatorHarness"]
 
 # in-call retries that wait next to nothing, so a conformance run stays fast
 _FAST_BACKOFF = Backoff(initial=0.01, maximum=0.05, jitter=0.0)
 
-_ROUTES: Mapping[Operation, str] = {
-    "create": "replicate_create",
-    "status": "replicate_get",
-    "content": "replicate_files",
-    "cancel": "replicate_cancel",
+_ROUTES: Mapping[Operation, tuple[str, ...]] = {
+    "create": ("replicate_create",),
+    "status": ("replicate_get",),
+    "content": ("replicate_files",),
+    "cancel": ("replicate_cancel",),
 }
 
 
-class ReplicateSimulatorHarness(ProviderHarness):
+class ReplicateSimulatorHarness(ServedHarness):
     """A :class:`ReplicateProvider` against a served simulator app.
 
     Build it with :meth:`serve` (which serves a new simulator for the duration of a ``with``), or
@@ -69,6 +68,7 @@ class ReplicateSimulatorHarness(ProviderHarness):
         **provider_options: Any,
     ) -> None:
         self.app = app
+        self.routes = _ROUTES
         self.base_url = base_url
         self.secret = secret
         self.call_timeout = call_timeout
@@ -102,11 +102,6 @@ class ReplicateSimulatorHarness(ProviderHarness):
         with serve_in_thread(app) as base_url:
             yield cls(app, base_url, secret=secret, call_timeout=call_timeout, **provider_options)
 
-    @property
-    def provider(self) -> Provider:
-        """The adapter, pointed at the served simulator."""
-        return self._provider
-
     def provider_at(self, base_url: str) -> Provider:
         """A :class:`ReplicateProvider` configured alike, at the server ``base_url``."""
         options = {"backoff": _FAST_BACKOFF, **self._options}
@@ -116,18 +111,6 @@ class ReplicateSimulatorHarness(ProviderHarness):
             call_timeout=self.call_timeout,
             **options,
         )
-
-    async def pin(self, external_id: str, pin: Pin) -> None:
-        """See :meth:`ProviderHarness.pin`."""
-        self.app.state.pin(external_id, pin)
-
-    def inject(self, operation: Operation, faults: Faults) -> None:
-        """See :meth:`ProviderHarness.inject`."""
-        self.app.state.faults.set(_ROUTES[operation], faults)
-
-    def sent(self, operation: Operation) -> int:
-        """See :meth:`ProviderHarness.sent`."""
-        return self.app.state.hits[_ROUTES[operation]]
 
     def received(self, external_id: str) -> Received:
         """The prediction's input, read back through the model table."""
@@ -147,43 +130,17 @@ class ReplicateSimulatorHarness(ProviderHarness):
             model=model,
             seconds=seconds if isinstance(seconds, int) else None,
             size=size.replace("*", "x") if isinstance(size, str) else None,
-            aspect_ratio=_text(fields.pop("aspect_ratio", None)),
-            resolution=_text(fields.pop("resolution", None)),
-            negative_prompt=_text(fields.pop(spec.negative_prompt_field or "", None)),
-            seed=_number(fields.pop(spec.seed_field or "", None)),
-            audio=_flag(fields.pop(spec.audio_field or "", None)),
-            image=_image(fields.pop(spec.image_field or "", None)),
-            last_frame=_image(fields.pop(spec.last_frame_field or "", None)),
+            aspect_ratio=wire_text(fields.pop("aspect_ratio", None)),
+            resolution=wire_text(fields.pop("resolution", None)),
+            negative_prompt=wire_text(fields.pop(spec.negative_prompt_field or "", None)),
+            seed=wire_number(fields.pop(spec.seed_field or "", None)),
+            audio=wire_flag(fields.pop(spec.audio_field or "", None)),
+            image=wire_image(fields.pop(spec.image_field or "", None)),
+            last_frame=wire_image(fields.pop(spec.last_frame_field or "", None)),
             reference_images=tuple(
                 image
-                for image in map(_image, references if isinstance(references, list) else [])
+                for image in map(wire_image, references if isinstance(references, list) else [])
                 if image is not None
             ),
             options=fields,
         )
-
-    def content(self, external_id: str) -> bytes:
-        """The bytes the simulator serves as the prediction's output."""
-        config = self.app.state.config
-        body = b"".join(config.content.chunks())
-        return body + external_id.encode() if config.unique_content else body
-
-
-def _image(value: object) -> bytes | str | None:
-    if not isinstance(value, str):
-        return None
-    if value.startswith("data:") and ";base64," in value:
-        return base64.b64decode(value.split(";base64,", 1)[1])
-    return value
-
-
-def _text(value: object) -> str | None:
-    return value if isinstance(value, str) else None
-
-
-def _number(value: object) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
-def _flag(value: object) -> bool | None:
-    return value if isinstance(value, bool) else None

@@ -3,7 +3,6 @@ Runway shape, which the test serves on a real socket."""
 
 from __future__ import annotations
 
-import base64
 import secrets
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -15,28 +14,28 @@ from pydantic import JsonValue
 from .._retry import Backoff
 from ..providers import RunwayProvider
 from ..providers._base import Provider
-from ._harness import Feature, Operation, ProviderHarness, Received
+from ._harness import Feature, Operation, Received
+from ._harness_served import ServedHarness, wire_flag, wire_image, wire_number, wire_text
 from ._server import serve_in_thread
 from ._simulator import SimulatorApp, create_simulator_app
-from ._simulator_faults import Faults
 from ._simulator_runway import RUNWAY_PATH
-from ._simulator_state import Phase, Pin
+from ._simulator_state import Phase
 
 __all__ = ["RunwaySimulatorHarness"]
 
 # in-call retries that wait next to nothing, so a conformance run stays fast
 _FAST_BACKOFF = Backoff(initial=0.01, maximum=0.05, jitter=0.0)
 
-_ROUTES: Mapping[Operation, str] = {
-    "create": "runway_create",
-    "status": "runway_get",
-    "content": "runway_files",
-    "cancel": "runway_delete",
+_ROUTES: Mapping[Operation, tuple[str, ...]] = {
+    "create": ("runway_create",),
+    "status": ("runway_get",),
+    "content": ("runway_files",),
+    "cancel": ("runway_delete",),
 }
 _MAPPED = ("model", "promptText", "promptImage", "ratio", "duration")
 
 
-class RunwaySimulatorHarness(ProviderHarness):
+class RunwaySimulatorHarness(ServedHarness):
     """A :class:`RunwayProvider` against a served simulator app.
 
     Build it with :meth:`serve` (which serves a new simulator for the duration of a ``with``), or
@@ -75,6 +74,7 @@ class RunwaySimulatorHarness(ProviderHarness):
         **provider_options: Any,
     ) -> None:
         self.app = app
+        self.routes = _ROUTES
         self.base_url = base_url
         self.secret = secret
         self.model = model
@@ -116,29 +116,12 @@ class RunwaySimulatorHarness(ProviderHarness):
                 **provider_options,
             )
 
-    @property
-    def provider(self) -> Provider:
-        """The adapter, pointed at the served simulator."""
-        return self._provider
-
     def provider_at(self, base_url: str) -> Provider:
         """A :class:`RunwayProvider` configured alike, at the server ``base_url``."""
         options = {"backoff": _FAST_BACKOFF, "model": self.model, **self._options}
         return RunwayProvider(
             self.secret, base_url=base_url + RUNWAY_PATH, call_timeout=self.call_timeout, **options
         )
-
-    async def pin(self, external_id: str, pin: Pin) -> None:
-        """See :meth:`ProviderHarness.pin`."""
-        self.app.state.pin(external_id, pin)
-
-    def inject(self, operation: Operation, faults: Faults) -> None:
-        """See :meth:`ProviderHarness.inject`."""
-        self.app.state.faults.set(_ROUTES[operation], faults)
-
-    def sent(self, operation: Operation) -> int:
-        """See :meth:`ProviderHarness.sent`."""
-        return self.app.state.hits[_ROUTES[operation]]
 
     def received(self, external_id: str) -> Received:
         """The task's create body, read back into the library's terms."""
@@ -162,36 +145,10 @@ class RunwaySimulatorHarness(ProviderHarness):
             model=str(body.get("model")),
             seconds=seconds if isinstance(seconds, int) else None,
             size=ratio.replace(":", "x") if isinstance(ratio, str) else None,
-            negative_prompt=_text(body.get("negativePrompt")),
-            seed=_number(body.get("seed")),
-            audio=_flag(body.get("audio")),
-            image=_image(first),
-            last_frame=_image(last),
+            negative_prompt=wire_text(body.get("negativePrompt")),
+            seed=wire_number(body.get("seed")),
+            audio=wire_flag(body.get("audio")),
+            image=wire_image(first),
+            last_frame=wire_image(last),
             options=options,
         )
-
-    def content(self, external_id: str) -> bytes:
-        """The bytes the simulator serves as the task's output."""
-        config = self.app.state.config
-        body = b"".join(config.content.chunks())
-        return body + external_id.encode() if config.unique_content else body
-
-
-def _image(value: object) -> bytes | str | None:
-    if not isinstance(value, str):
-        return None
-    if value.startswith("data:") and ";base64," in value:
-        return base64.b64decode(value.split(";base64,", 1)[1])
-    return value
-
-
-def _text(value: object) -> str | None:
-    return value if isinstance(value, str) else None
-
-
-def _number(value: object) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
-def _flag(value: object) -> bool | None:
-    return value if isinstance(value, bool) else None

@@ -16,11 +16,11 @@ from pydantic import JsonValue
 from .._retry import Backoff
 from ..providers import VeoProvider
 from ..providers._base import Provider
-from ._harness import Feature, Operation, ProviderHarness, Received
+from ._harness import Feature, Operation, Received
+from ._harness_served import ServedHarness, wire_flag, wire_number, wire_text
 from ._server import serve_in_thread
 from ._simulator import SimulatorApp, create_simulator_app
-from ._simulator_faults import Faults
-from ._simulator_state import Phase, Pin
+from ._simulator_state import Phase
 from ._simulator_veo import VEO_PATH, VERTEX_PATH
 
 __all__ = ["StaticCredentials", "VeoSimulatorHarness"]
@@ -28,22 +28,22 @@ __all__ = ["StaticCredentials", "VeoSimulatorHarness"]
 # in-call retries that wait next to nothing, so a conformance run stays fast
 _FAST_BACKOFF = Backoff(initial=0.01, maximum=0.05, jitter=0.0)
 
-_ROUTES: Mapping[Operation, str] = {
-    "create": "veo_create",
-    "status": "veo_get",
-    "content": "veo_files",
-    "cancel": "veo_cancel",  # Veo has none: nothing is ever sent there
+_ROUTES: Mapping[Operation, tuple[str, ...]] = {
+    "create": ("veo_create",),
+    "status": ("veo_get",),
+    "content": ("veo_files",),
+    "cancel": ("veo_cancel",),  # Veo has none: nothing is ever sent there
 }
-_VERTEX_ROUTES: Mapping[Operation, str] = {
-    "create": "vertex_create",
-    "status": "vertex_get",
-    "content": "vertex_get",  # the video comes inline in the operation
-    "cancel": "vertex_cancel",
+_VERTEX_ROUTES: Mapping[Operation, tuple[str, ...]] = {
+    "create": ("vertex_create",),
+    "status": ("vertex_get",),
+    "content": ("vertex_get",),  # the video comes inline in the operation
+    "cancel": ("vertex_cancel",),
 }
 _MAPPED_PARAMETERS = ("sampleCount", "durationSeconds", "aspectRatio", "resolution")
 
 
-class VeoSimulatorHarness(ProviderHarness):
+class VeoSimulatorHarness(ServedHarness):
     """A :class:`VeoProvider` against a served simulator app.
 
     Build it with :meth:`serve`, or from an ``app`` already served at ``base_url`` (the server's
@@ -72,7 +72,7 @@ class VeoSimulatorHarness(ProviderHarness):
         **provider_options: Any,
     ) -> None:
         self.vertex = vertex
-        self._routes = _VERTEX_ROUTES if vertex else _ROUTES
+        self.routes = _VERTEX_ROUTES if vertex else _ROUTES
         self.app = app
         self.base_url = base_url
         self.secret = secret
@@ -115,11 +115,6 @@ class VeoSimulatorHarness(ProviderHarness):
                 **provider_options,
             )
 
-    @property
-    def provider(self) -> Provider:
-        """The adapter, pointed at the served simulator."""
-        return self._provider
-
     def provider_at(self, base_url: str) -> Provider:
         """A :class:`VeoProvider` configured alike, at the server ``base_url``."""
         options = {"backoff": _FAST_BACKOFF, **self._options}
@@ -137,21 +132,13 @@ class VeoSimulatorHarness(ProviderHarness):
             self.secret, base_url=base_url + VEO_PATH, call_timeout=self.call_timeout, **options
         )
 
-    async def pin(self, external_id: str, pin: Pin) -> None:
-        """See :meth:`ProviderHarness.pin` (the operation name's last part is the job)."""
-        self.app.state.pin(external_id.rsplit("/", 1)[-1], pin)
-
-    def inject(self, operation: Operation, faults: Faults) -> None:
-        """See :meth:`ProviderHarness.inject`."""
-        self.app.state.faults.set(self._routes[operation], faults)
-
-    def sent(self, operation: Operation) -> int:
-        """See :meth:`ProviderHarness.sent`."""
-        return self.app.state.hits[self._routes[operation]]
+    def job_id(self, external_id: str) -> str:
+        """The operation name's last part is the simulator's job."""
+        return external_id.rsplit("/", 1)[-1]
 
     def received(self, external_id: str) -> Received:
         """The operation's instance and parameters, read back into the library's terms."""
-        job = self.app.state.jobs[external_id.rsplit("/", 1)[-1]]
+        job = self.app.state.jobs[self.job_id(external_id)]
         body: Mapping[str, Any] = job.fields["body"]  # type: ignore[assignment]
         instance: Mapping[str, Any] = body["instances"][0]
         parameters: dict[str, JsonValue] = dict(body.get("parameters", {}))
@@ -163,11 +150,11 @@ class VeoSimulatorHarness(ProviderHarness):
             str(instance.get("prompt", "")),
             model=str(job.fields["model"]),
             seconds=seconds if isinstance(seconds, int) else None,
-            aspect_ratio=_text(body.get("parameters", {}).get("aspectRatio")),
-            resolution=_text(body.get("parameters", {}).get("resolution")),
-            negative_prompt=_text(parameters.pop("negativePrompt", None)),
-            seed=_number(parameters.pop("seed", None)),
-            audio=_flag(parameters.pop("generateAudio", None)),
+            aspect_ratio=wire_text(body.get("parameters", {}).get("aspectRatio")),
+            resolution=wire_text(body.get("parameters", {}).get("resolution")),
+            negative_prompt=wire_text(parameters.pop("negativePrompt", None)),
+            seed=wire_number(parameters.pop("seed", None)),
+            audio=wire_flag(parameters.pop("generateAudio", None)),
             image=_image(instance.get("image")),
             last_frame=_image(instance.get("lastFrame")),
             reference_images=tuple(
@@ -177,13 +164,6 @@ class VeoSimulatorHarness(ProviderHarness):
             ),
             options=parameters,
         )
-
-    def content(self, external_id: str) -> bytes:
-        """The bytes the simulator serves as the operation's video."""
-        job_id = external_id.rsplit("/", 1)[-1]
-        config = self.app.state.config
-        body = b"".join(config.content.chunks())
-        return body + job_id.encode() if config.unique_content else body
 
 
 class StaticCredentials:
@@ -210,15 +190,3 @@ def _image(value: object) -> bytes | None:
         return None
     encoded = value.get("bytesBase64Encoded")
     return base64.b64decode(encoded) if isinstance(encoded, str) else None
-
-
-def _text(value: object) -> str | None:
-    return value if isinstance(value, str) else None
-
-
-def _number(value: object) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
-def _flag(value: object) -> bool | None:
-    return value if isinstance(value, bool) else None
