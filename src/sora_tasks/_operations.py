@@ -113,6 +113,7 @@ class TaskOperations:
         self._download_dir = download_dir
         self._checksum = checksum_downloads
         self.planner = Planner()
+        self._schedules: dict[tuple[str, str | None], PollSchedule] = {}
         self.archive = archive
         self._archive_key = archive_key
         self.on_scheduled: Callable[[datetime], None] = lambda _: None
@@ -132,9 +133,13 @@ class TaskOperations:
         provider declares for ``model`` (models render at their own pace), else its own."""
         if self._policy.schedule is not None:
             return self._policy.schedule
-        adapter = self._providers[provider]
-        known = adapter.capabilities_for(model) if model is not None else None
-        return (known or adapter.capabilities).schedule
+        # asked on every poll, and adapters build a model's capabilities anew each time
+        schedule = self._schedules.get((provider, model))
+        if schedule is None:
+            adapter = self._providers[provider]
+            known = adapter.capabilities_for(model) if model is not None else None
+            schedule = self._schedules[provider, model] = (known or adapter.capabilities).schedule
+        return schedule
 
     async def submit(self, task: Task, images: Sequence[ImageData] = ()) -> Task:
         """Send the create for ``task`` in two phases and record the provider's answer.

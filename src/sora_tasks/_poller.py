@@ -84,6 +84,10 @@ class Engine:
             # the schedule starts from the declared expectations instead: slower, never wrong
             logger.warning("could not read past render times (%s); starting unlearned", exc)
             return
+        except Exception:
+            # learning is an optimisation: whatever a custom store raises must not stop the worker
+            logger.exception("reading past render times failed; starting unlearned")
+            return
         logger.debug("schedule seeded with %d past render times", learned)
 
     @property

@@ -10,10 +10,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sora_tasks import TaskStatus
+from sora_tasks import PollingPolicy, TaskManager, TaskStatus
+from sora_tasks._models import TaskPage, TaskQuery
 from sora_tasks._planner import Planner
 from sora_tasks._priors import JobKind, ProgressCurve, RenderPrior, ScheduleMemory
 from sora_tasks._schedule import PollSchedule, Track, next_delay
+from sora_tasks.storage import InMemoryStore
+from sora_tasks.testing import FakeBehaviour, FakeProvider
 
 S = PollSchedule()
 KIND = JobKind("p", "m", "720p", 8)
@@ -228,3 +231,17 @@ def test_every_render_shape_is_followed_to_its_end_with_few_polls(
     assert polls[len(polls) // 2] <= 16
     # without progress only the learned prior guides: lateness is judged against the length
     assert delays[len(delays) // 2] <= max(3.0, median / (25 if shape(0.5) is None else 50))
+
+
+@pytest.mark.anyio
+async def test_a_store_that_cannot_list_past_tasks_does_not_stop_the_worker() -> None:
+    class Broken(InMemoryStore):
+        async def list(self, query: TaskQuery) -> TaskPage:
+            raise RuntimeError("a custom store's own failure")
+
+    fake = FakeProvider(behaviour=FakeBehaviour(render_for=0.05, poll_after=0.01))
+    policy = PollingPolicy(retry_interval=0.01, idle_wait=0.05, reconcile_delay=0)
+    async with TaskManager(providers={"fake": fake}, store=Broken(), policy=policy) as manager:
+        task = await manager.create("a cat")
+        done = await manager.wait(task.id, timeout=10)
+    assert done.status is TaskStatus.COMPLETED
