@@ -19,7 +19,7 @@ import anyio
 import httpx2
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import text
+from sqlalchemy import URL, text
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
@@ -37,8 +37,9 @@ from tests.sse import Message, messages
 pytestmark = pytest.mark.anyio
 
 FAST = PollingPolicy(retry_interval=0.01, idle_wait=0.05, reconcile_delay=0)
-# progress moves in a few visible steps, then the job completes
 RENDER = FakeBehaviour(render_for=0.4, poll_after=0.05, progress_step=25)
+# long enough for several polls to see progress even on a loaded machine
+STEPS = FakeBehaviour(render_for=1.2, poll_after=0.05, progress_step=25)
 SLOW = FakeBehaviour(render_for=3600, poll_after=0.05)
 FINAL = {"COMPLETED", "FAILED", "CANCELLED"}
 
@@ -122,7 +123,7 @@ async def eventually(check: Callable[[], Awaitable[bool]], *, timeout: float, wh
 async def test_one_task_streams_its_state_then_each_change_and_ends_after_the_final_one(
     store: TaskStore,
 ) -> None:
-    async with live(store) as api:
+    async with live(store, fake=FakeProvider(behaviour=STEPS)) as api:
         task = await api.create()
         received: list[Message] = []
         with anyio.fail_after(10):
@@ -143,6 +144,9 @@ async def test_one_task_streams_its_state_then_each_change_and_ends_after_the_fi
         ]
         progress = [data["progress"] for data in shown]
         assert progress == sorted(progress) and len(set(progress)) >= 3  # it moved, live
+        # a write nobody can see (a worker's lease on the task) is not an event
+        visible = [{**data, "updatedAt": None} for data in shown]
+        assert all(a != b for a, b in itertools.pairwise(visible))
         # the final event is exactly what the REST route answers
         assert shown[-1] == await api.rest(task["videoId"])
         ids = [event.id for event in events]
@@ -224,59 +228,58 @@ async def test_the_users_stream_carries_only_that_users_tasks_and_does_not_end(
 
 
 async def test_a_reconnecting_client_misses_no_final_state_and_gets_nothing_stale(
-    tmp_path: Path, request: pytest.FixtureRequest
+    sql_url: URL,
 ) -> None:
     """The browser's case over a real socket: read a little, drop the connection mid-stream,
     let the tasks move on, come back with ``Last-Event-ID``."""
-    async with database_url("sqlite", tmp_path, request) as url:
-        fake = FakeProvider(behaviour=FakeBehaviour(render_for=0.6, poll_after=0.05))
-        async with live(SQLStore(url), fake=fake) as api:
-            hub = api.manager._events._subscribers  # the streams' wake-up subscriptions
-            baseline = len(hub)
-            tasks = [await api.create(prompt=f"task {n}") for n in range(6)]
-            latest: dict[str, Json] = {}
-            last_id = ""
-            with anyio.fail_after(10):
-                async with api.stream("/events") as response:
-                    async for message in messages(response):
-                        if message.comment is None:
-                            latest[message.json()["videoId"]] = message.json()
-                            last_id = message.id or ""
-                        if len(latest) >= 3:
-                            break  # mid-stream: most tasks are still rendering
-            unfinished = [t for t in latest.values() if t["status"] not in FINAL]
-            assert unfinished, "the client dropped out while tasks were still running"
-            watched = unfinished[0]
+    fake = FakeProvider(behaviour=FakeBehaviour(render_for=0.6, poll_after=0.05))
+    async with live(SQLStore(sql_url), fake=fake) as api:
+        hub = api.manager._events._subscribers  # the streams' wake-up subscriptions
+        baseline = len(hub)
+        tasks = [await api.create(prompt=f"task {n}") for n in range(6)]
+        latest: dict[str, Json] = {}
+        last_id = ""
+        with anyio.fail_after(10):
+            async with api.stream("/events") as response:
+                async for message in messages(response):
+                    if message.comment is None:
+                        latest[message.json()["videoId"]] = message.json()
+                        last_id = message.id or ""
+                    if len(latest) >= 3:
+                        break  # mid-stream: most tasks are still rendering
+        unfinished = [t for t in latest.values() if t["status"] not in FINAL]
+        assert unfinished, "the client dropped out while tasks were still running"
+        watched = unfinished[0]
 
-            async def stream_ended() -> bool:
-                return len(hub) == baseline
+        async def stream_ended() -> bool:
+            return len(hub) == baseline
 
-            async def moved_on() -> bool:
-                return bool((await api.rest(watched["videoId"]))["progress"] > watched["progress"])
+        async def moved_on() -> bool:
+            return bool((await api.rest(watched["videoId"]))["progress"] > watched["progress"])
 
-            await eventually(stream_ended, timeout=5, what="the server to end the dropped stream")
-            await eventually(moved_on, timeout=5, what="a task to change while nobody listens")
+        await eventually(stream_ended, timeout=5, what="the server to end the dropped stream")
+        await eventually(moved_on, timeout=5, what="a task to change while nobody listens")
 
-            resumed: list[Message] = []
-            with anyio.fail_after(10):
-                async with api.stream("/events", last_event_id=last_id) as response:
-                    async for message in messages(response):
-                        if message.comment is not None:
-                            continue
-                        resumed.append(message)
-                        data = message.json()
-                        seen = latest.get(data["videoId"])
-                        # never an older state of a task than one already shown
-                        assert seen is None or data["updatedAt"] >= seen["updatedAt"]
-                        assert (seen or data)["progress"] <= data["progress"]
-                        latest[data["videoId"]] = data
-                        if len(latest) == len(tasks) and all(
-                            t["status"] in FINAL for t in latest.values()
-                        ):
-                            break
-            assert all(message.id and later_or_same(message.id, last_id) for message in resumed)
-            for task in tasks:
-                assert latest[task["videoId"]] == await api.rest(task["videoId"])
+        resumed: list[Message] = []
+        with anyio.fail_after(10):
+            async with api.stream("/events", last_event_id=last_id) as response:
+                async for message in messages(response):
+                    if message.comment is not None:
+                        continue
+                    resumed.append(message)
+                    data = message.json()
+                    seen = latest.get(data["videoId"])
+                    # never an older state of a task than one already shown
+                    assert seen is None or data["updatedAt"] >= seen["updatedAt"]
+                    assert (seen or data)["progress"] <= data["progress"]
+                    latest[data["videoId"]] = data
+                    if len(latest) == len(tasks) and all(
+                        t["status"] in FINAL for t in latest.values()
+                    ):
+                        break
+        assert all(message.id and later_or_same(message.id, last_id) for message in resumed)
+        for task in tasks:
+            assert latest[task["videoId"]] == await api.rest(task["videoId"])
 
 
 async def test_events_come_from_the_store_when_the_engine_is_elsewhere(tmp_path: Path) -> None:
@@ -392,3 +395,16 @@ async def test_a_write_committed_late_with_an_earlier_time_is_not_missed(
             assert await feeds["naive"].read() == []  # the naive cursor lost it
         finally:
             await store.close()
+
+
+async def test_the_openapi_document_describes_the_event_routes() -> None:
+    async with live() as api:
+        paths = (await api.client.get("/openapi.json")).json()["paths"]
+    for path in ("/api/video/tasks/{videoId}/events", "/api/video/events"):
+        answers = paths[path]["get"]["responses"]
+        assert "text/event-stream" in answers["200"]["content"]
+        assert {"name": "Last-Event-ID", "in": "header"}.items() <= next(
+            parameter
+            for parameter in paths[path]["get"]["parameters"]
+            if parameter["in"] == "header" and parameter["name"] == "Last-Event-ID"
+        ).items()
