@@ -158,25 +158,29 @@ Producer = Callable[
 class LiveEvents:
     """The two event streams the router serves, with their timing.
 
-    ``heartbeat`` seconds between SSE comments that keep proxies from closing an idle stream;
-    the store is read every ``poll_interval`` seconds, or at once when this process's manager
-    publishes a change; reads start ``overlap`` behind the cursor (see the module docstring).
+    ``heartbeat_interval`` seconds between SSE comments that keep proxies from closing an idle
+    stream; the store is read every ``events_poll_interval`` seconds, or at once when this
+    process's manager publishes a change; reads start ``overlap`` behind the cursor (see the
+    module docstring).
     """
 
     def __init__(
         self,
         manager: TaskManager,
         *,
-        heartbeat: float,
-        poll_interval: float,
+        heartbeat_interval: float,
+        events_poll_interval: float,
         overlap: timedelta = timedelta(seconds=10),
     ) -> None:
-        for name, value in (("heartbeat", heartbeat), ("poll_interval", poll_interval)):
+        for name, value in (
+            ("heartbeat_interval", heartbeat_interval),
+            ("events_poll_interval", events_poll_interval),
+        ):
             if not value > 0:
-                raise ValueError(f"the events {name} must be more than 0 seconds, not {value}")
+                raise ValueError(f"{name} must be more than 0 seconds, not {value}")
         self._manager = manager
-        self._heartbeat = heartbeat
-        self._poll_interval = poll_interval
+        self._heartbeat = heartbeat_interval
+        self._poll_interval = events_poll_interval
         self._overlap = overlap
 
     def task_stream(self, task: Task, after: ChangeCursor | None, render: Render) -> Response:

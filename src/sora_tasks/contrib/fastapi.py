@@ -298,7 +298,9 @@ def create_router(
     (at once when this process's manager changes a task).
     """
     body_limit = max_body_bytes or default_max_body_bytes(manager.limits)
-    live = LiveEvents(manager, heartbeat=heartbeat_interval, poll_interval=events_poll_interval)
+    live = LiveEvents(
+        manager, heartbeat_interval=heartbeat_interval, events_poll_interval=events_poll_interval
+    )
     router = APIRouter(
         prefix=prefix,
         route_class=_MappedErrorsRoute,
