@@ -116,7 +116,8 @@ class TaskStore(Protocol):
         """Up to ``limit`` tasks (of ``user_id``, or of everyone) whose ``(updated_at, id)``
         comes after ``after`` (all when None), in that order, each as it is now.
 
-        A task changed several times since ``after`` comes once, in its latest state. The feed
+        A task changed several times since ``after`` comes once, in its latest state; a claim
+        (:meth:`claim_due`, :meth:`claim_submissions`) is not a change. The feed
         is read-committed: a write whose transaction began earlier can become visible after a
         later one was read, with the smaller ``updated_at``, so a reader that must miss nothing
         re-reads a window behind its cursor (see ``sora_tasks.contrib``'s live events).
@@ -147,6 +148,10 @@ class TaskStore(Protocol):
         ``lease_expires_at`` and bumps ``version``, which the claimant passes back as
         ``expected_version`` on its next write: a peer that took the task over since then makes
         that write fail with :class:`ConflictError`. Earliest ``next_poll_at`` first.
+
+        A claim leaves ``updated_at`` alone: the lease is the engine's bookkeeping, not a change
+        of the task, so it is no event of :meth:`changes` (and, on PostgreSQL, it changes no
+        indexed column, so the row is updated in place).
         """
         ...
 

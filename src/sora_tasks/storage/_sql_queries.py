@@ -322,7 +322,6 @@ def _lease(
             lease_owner=owner,
             lease_expires_at=db_now(dialect, plus_seconds=lease_seconds),
             version=tasks.c.version + 1,
-            updated_at=db_now(dialect),
         )
         .returning(*tasks.c)
     )

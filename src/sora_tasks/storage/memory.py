@@ -252,6 +252,8 @@ class InMemoryStore:
         claimed = []
         for task in tasks:
             leased = apply(task, {"lease_owner": owner, "lease_expires_at": expires}, now=now)
+            # a lease is the engine's bookkeeping, not a change of the task: see claim_due
+            leased = leased.model_copy(update={"updated_at": task.updated_at})
             self._store(leased)
             claimed.append(leased)
         return claimed

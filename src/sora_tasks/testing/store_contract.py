@@ -615,3 +615,27 @@ class StoreConformance:
         latest = await store.update(first.id, progress=20)
         assert await store.changes(user_id="u1", after=mark, limit=10) == [latest]
         assert await store.changes(user_id="u2", after=None, limit=10) == []
+
+    async def test_a_claim_is_not_a_change(self, store: TaskStore) -> None:
+        now = await store.now()
+        past, created = now - timedelta(seconds=1), now - timedelta(minutes=1)
+        due = await store.insert(
+            make_task(
+                created,
+                user_id="u1",
+                status=TaskStatus.PROCESSING,
+                external_id="job_c",
+                next_poll_at=past,
+            )
+        )
+        waiting = await store.insert(make_task(created, user_id="u1", next_poll_at=past))
+        mark = ChangeCursor.of(max(due, waiting, key=ChangeCursor.of))
+        [claimed] = await store.claim_due(owner="w1", limit=10, lease_seconds=30)
+        [admitted] = await store.claim_submissions(
+            provider="fake", owner="w1", limit=10, lease_seconds=30
+        )
+        assert (claimed.id, admitted.id) == (due.id, waiting.id)
+        assert (claimed.updated_at, admitted.updated_at) == (due.updated_at, waiting.updated_at)
+        assert claimed.version == due.version + 1  # the fencing token moves all the same
+        assert await store.get(due.id) == claimed
+        assert await store.changes(user_id="u1", after=mark, limit=10) == []
