@@ -7,11 +7,12 @@ reconnect test on PostgreSQL too), with the engine in the serving manager or in 
 from __future__ import annotations
 
 import itertools
+import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ from sqlalchemy import URL, text
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
-from sora_tasks import PollingPolicy, TaskManager
+from sora_tasks import PollingPolicy, StoreUnavailableError, Task, TaskManager
 from sora_tasks.contrib._events import ChangeFeed, decode_event_id
 from sora_tasks.contrib.fastapi import create_router
 from sora_tasks.storage import ChangeCursor, InMemoryStore, SQLStore, TaskStore
@@ -408,3 +409,57 @@ async def test_the_openapi_document_describes_the_event_routes() -> None:
             for parameter in paths[path]["get"]["parameters"]
             if parameter["in"] == "header" and parameter["name"] == "Last-Event-ID"
         ).items()
+
+
+class _FeedAway(InMemoryStore):
+    """A store whose change feed and reads fail while ``away`` (inserts still work)."""
+
+    away = False
+
+    async def changes(
+        self, *, user_id: str | None, after: ChangeCursor | None, limit: int
+    ) -> Sequence[Task]:
+        if self.away:
+            raise StoreUnavailableError("the task store is unavailable (connection refused)")
+        return await super().changes(user_id=user_id, after=after, limit=limit)
+
+
+async def test_a_store_outage_mid_stream_is_waited_out_and_logged_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="sora_tasks")
+    store = _FeedAway()
+    async with live(store, heartbeat_interval=0.05) as api:
+        with anyio.fail_after(10):
+            async with api.stream("/events") as response:
+                store.away = True
+                task = await api.create()
+                heartbeats = 0
+                async for message in messages(response):
+                    if message.comment is not None:
+                        heartbeats += 1
+                        if heartbeats == 5:  # a few reads failed meanwhile
+                            store.away = False
+                        continue
+                    assert heartbeats >= 5, "no event can come while the feed is away"
+                    if message.json()["videoId"] == task["videoId"]:
+                        break
+    waits = [r for r in caplog.records if "live events wait for the task store" in r.message]
+    assert len(waits) == 1
+    assert any("the task store answers again" in r.message for r in caplog.records)
+
+
+async def test_a_store_outage_before_a_stream_answers_503() -> None:
+    class StoreAway(InMemoryStore):
+        async def now(self) -> datetime:
+            raise StoreUnavailableError("the task store is unavailable (connection refused)")
+
+        async def get(self, task_id: str) -> Task:
+            raise StoreUnavailableError("the task store is unavailable (connection refused)")
+
+    async with live(StoreAway(), poll=False) as api:
+        for path in ("/events", "/tasks/video_00000000-0000-4000-8000-000000000000/events"):
+            async with api.stream(path) as response:
+                await response.aread()
+                assert response.status_code == 503
+                assert response.json()["error"]["code"] == "store_unavailable"

@@ -144,6 +144,24 @@ class _Shown:
         return True
 
 
+class _Outage:
+    """Logs a store outage once when a stream meets it and once when it is over; the stream
+    keeps its heartbeats and reads again at its interval meanwhile."""
+
+    def __init__(self) -> None:
+        self._on = False
+
+    def began(self, exc: StoreUnavailableError) -> None:
+        if not self._on:
+            logger.warning("live events wait for the task store: %s", exc)
+        self._on = True
+
+    def ended(self) -> None:
+        if self._on:
+            logger.info("live events: the task store answers again")
+        self._on = False
+
+
 def _event(body: TaskBody, cursor: ChangeCursor) -> ServerSentEvent:
     data = body.model_dump_json(by_alias=True)
     return ServerSentEvent(data, event=EVENT_NAME, id=encode_event_id(cursor))
@@ -243,6 +261,7 @@ class LiveEvents:
             shown.is_new(body)
             if after is None or ChangeCursor.of(task) > after:
                 await send.send(_event(body, ChangeCursor.of(task)))
+            outage = _Outage()
             while not task.is_terminal:
                 await wakeup.wait(self._poll_interval)
                 try:
@@ -250,8 +269,9 @@ class LiveEvents:
                 except TaskNotFoundError:
                     break  # deleted by a clean-up: nothing more will happen to it
                 except StoreUnavailableError as exc:
-                    logger.warning("live events: %s; retrying", exc)
+                    outage.began(exc)
                     continue
+                outage.ended()
                 if current.version == task.version:
                     continue
                 task = current
@@ -275,12 +295,15 @@ class LiveEvents:
             wakeup = _Wakeup()
             group.start_soon(_cancel_on, stop, group.cancel_scope)
             group.start_soon(self._wake_on, wakeup, lambda changed: changed.user_id == user_id)
+            outage = _Outage()
             while True:
                 try:
                     changed = await feed.read()
                 except StoreUnavailableError as exc:
-                    logger.warning("live events: %s; retrying", exc)
+                    outage.began(exc)
                     changed = []
+                else:
+                    outage.ended()
                 for task, cursor in changed:
                     body = render(task)
                     if shown.is_new(body):
