@@ -12,7 +12,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -463,3 +463,52 @@ async def test_a_store_outage_before_a_stream_answers_503() -> None:
                 await response.aread()
                 assert response.status_code == 503
                 assert response.json()["error"]["code"] == "store_unavailable"
+
+
+async def test_a_client_back_long_after_gets_what_changed_while_it_was_away() -> None:
+    """Beyond the overlap window only ``Last-Event-ID`` can tell what the client missed: a
+    change made a minute after the client left reaches it when it comes back a minute later,
+    and a client that comes back without an id does not get it."""
+    clock = MovableClock()
+    async with live(InMemoryStore(clock=clock), poll=False) as api:
+        tasks = [await api.create(prompt=f"task {n}") for n in range(3)]
+        last_id = ""
+        with anyio.fail_after(10):
+            async with api.stream("/events") as response:
+                seen: set[str] = set()
+                async for message in messages(response):
+                    if message.comment is None:
+                        seen.add(message.json()["videoId"])
+                        last_id = message.id or ""
+                    if len(seen) == len(tasks):
+                        break
+        clock.now += timedelta(minutes=1)
+        moved = await api.manager.store.update(tasks[1]["videoId"], progress=50)
+        clock.now += timedelta(minutes=1)
+
+        async def events_until(video_id: str, last_event_id: str | None) -> list[Json]:
+            shown: list[Json] = []
+            async with api.stream("/events", last_event_id=last_event_id) as response:
+                async for message in messages(response):
+                    if message.comment is None:
+                        shown.append(message.json())
+                        if shown[-1]["videoId"] == video_id:
+                            return shown
+            raise AssertionError("the stream ended")
+
+        with anyio.fail_after(10):
+            back = await events_until(moved.id, last_id)
+        assert (back[-1]["progress"], back[-1]) == (50, await api.rest(moved.id))
+        # before it, at most the tasks of the last seconds before the id, unchanged
+        assert all(data["progress"] == 0 and data["videoId"] != moved.id for data in back[:-1])
+        with anyio.move_on_after(0.5) as waited:  # ten polls: no task changed that recently
+            await events_until(moved.id, None)
+        assert waited.cancelled_caught
+
+
+class MovableClock:
+    def __init__(self) -> None:
+        self.now = datetime.now(UTC)
+
+    def __call__(self) -> datetime:
+        return self.now

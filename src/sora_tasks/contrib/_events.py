@@ -21,13 +21,13 @@ from collections import OrderedDict
 from collections.abc import Callable, Coroutine
 from datetime import datetime, timedelta
 from functools import partial
-from typing import Final
+from typing import Any, Final
 
 import anyio
-from anyio.streams.memory import MemoryObjectSendStream
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from sse_starlette import EventSourceResponse, ServerSentEvent
-from starlette.background import BackgroundTask
 from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
 
 from .._exceptions import InvalidRequestError, StoreUnavailableError, TaskNotFoundError
 from .._manager import TaskManager
@@ -167,6 +167,33 @@ def _event(body: TaskBody, cursor: ChangeCursor) -> ServerSentEvent:
     return ServerSentEvent(data, event=EVENT_NAME, id=encode_event_id(cursor))
 
 
+class _EventStream(EventSourceResponse):
+    """An SSE response fed through a memory stream by a producer task.
+
+    The producer runs in the response's task group, so it may hold a task group of its own (an
+    async generator may not). Both ends of the stream are closed however the response ends: a
+    client gone, a failed send, a cancellation. On shutdown the producer ends the stream itself:
+    a stream cut off by cancellation would end without its last chunk, an error for the server
+    and for the client.
+    """
+
+    def __init__(
+        self,
+        send: MemoryObjectSendStream[ServerSentEvent],
+        receive: MemoryObjectReceiveStream[ServerSentEvent],
+        **options: Any,
+    ) -> None:
+        super().__init__(receive, **options)
+        self._ends = (send, receive)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            for end in self._ends:
+                end.close()
+
+
 Render = Callable[[Task], TaskBody]
 Producer = Callable[
     [MemoryObjectSendStream[ServerSentEvent], anyio.Event], Coroutine[None, None, None]
@@ -223,22 +250,13 @@ class LiveEvents:
         return self._response(partial(self._follow_user, user_id, start, render))
 
     def _response(self, producer: Producer) -> Response:
-        # the producer runs in the response's task group, so it may hold a task group of its
-        # own; both ends are closed when the response ends, even if the producer never started.
-        # On shutdown the producer ends the stream itself: a stream cut off by cancellation
-        # would end without its last chunk, an error for the server and the client
         send, receive = anyio.create_memory_object_stream[ServerSentEvent]()
         stop = anyio.Event()
-
-        def close() -> None:
-            send.close()
-            receive.close()
-
-        return EventSourceResponse(
+        return _EventStream(
+            send,
             receive,
             ping=self._heartbeat,
             data_sender_callable=partial(producer, send, stop),
-            background=BackgroundTask(close),
             shutdown_event=stop,
             shutdown_grace_period=_SHUTDOWN_GRACE,
         )
