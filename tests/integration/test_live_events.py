@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
 from sora_tasks import PollingPolicy, StoreUnavailableError, Task, TaskManager
-from sora_tasks.contrib._events import ChangeFeed, decode_event_id
+from sora_tasks.contrib._change_feed import ChangeFeed, decode_event_id
 from sora_tasks.contrib.fastapi import create_router
 from sora_tasks.storage import ChangeCursor, InMemoryStore, SQLStore, TaskStore
 from sora_tasks.testing import FakeBehaviour, FakeProvider

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from sora_tasks import InvalidRequestError, TaskManager
-from sora_tasks.contrib._events import ChangeFeed, decode_event_id, encode_event_id
+from sora_tasks.contrib._change_feed import ChangeFeed, decode_event_id, encode_event_id
 from sora_tasks.contrib.fastapi import create_router
 from sora_tasks.storage import ChangeCursor, InMemoryStore
 from sora_tasks.testing import FakeProvider

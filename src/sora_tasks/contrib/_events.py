@@ -1,25 +1,18 @@
 """Live task events for the FastAPI router: Server-Sent Events read from the task store.
 
 Every event is ``event: task`` with the task's REST JSON as ``data`` and an opaque ``id``: a
-place in the store's change feed (:meth:`TaskStore.changes`). The store is the source, so the
+place in the store's change feed (see :mod:`._change_feed`). The store is the source, so the
 engine may run in another process; a manager in this process wakes the streams early through
 its event hub. A reconnecting client sends the last id it saw as ``Last-Event-ID`` and is sent
 every task whose state changed since, each in its latest state.
-
-The feed is read with an overlap: on PostgreSQL a transaction that began earlier can commit
-after a later one was read, with the smaller ``updated_at``, so each read starts ``overlap``
-behind the cursor and drops the ``(task, version)`` pairs this stream has already handled.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 import logging
 from collections import OrderedDict
 from collections.abc import Callable, Coroutine
-from datetime import datetime, timedelta
+from datetime import timedelta
 from functools import partial
 from typing import Any, Final
 
@@ -29,86 +22,23 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from .._exceptions import InvalidRequestError, StoreUnavailableError, TaskNotFoundError
+from .._exceptions import StoreUnavailableError, TaskNotFoundError
 from .._manager import TaskManager
 from .._models import Task
-from ..storage import ChangeCursor, TaskStore
+from ..storage import ChangeCursor
+from ._change_feed import ChangeFeed, encode_event_id
 from ._rest_models import TaskBody
 
-__all__ = ["ChangeFeed", "LiveEvents", "decode_event_id", "encode_event_id"]
+__all__ = ["LiveEvents"]
 
 logger = logging.getLogger("sora_tasks")
 
 EVENT_NAME: Final = "task"
-_PAGE: Final = 500
-# how many tasks' last sent JSON a stream remembers, to skip writes no client can see (a lease
-# taken or renewed); forgetting one costs at most one repeated event
+# how many tasks' last sent JSON a stream remembers, to skip writes no client can see (a poll
+# that found nothing new); forgetting one costs at most one repeated event
 _REMEMBERED: Final = 4096
 # how long a stream may take to end by itself once the server shuts down (it takes a moment)
 _SHUTDOWN_GRACE: Final = 2.0
-
-
-def encode_event_id(cursor: ChangeCursor) -> str:
-    """The opaque SSE id of a place in the change feed."""
-    raw = json.dumps([cursor.updated_at.isoformat(), cursor.task_id], separators=(",", ":"))
-    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
-
-
-def decode_event_id(event_id: str) -> ChangeCursor:
-    """Undo :func:`encode_event_id`; any other string is an :class:`InvalidRequestError`."""
-    try:
-        padded = event_id + "=" * (-len(event_id) % 4)
-        updated_at, task_id = json.loads(base64.urlsafe_b64decode(padded.encode()))
-        when = datetime.fromisoformat(updated_at)
-        if when.tzinfo is None or not isinstance(task_id, str):
-            raise ValueError("not an event id of this API")
-    except (binascii.Error, ValueError, TypeError, UnicodeDecodeError) as exc:
-        raise InvalidRequestError(
-            "Last-Event-ID is not an id this API sent; reconnect without it",
-            field="last-event-id",
-        ) from exc
-    return ChangeCursor(when, task_id)
-
-
-class ChangeFeed:
-    """One stream's reader of the store's change feed: each new state of a task once, in
-    ``(updated_at, id)`` order, none missed when commits land out of order within ``overlap``.
-    """
-
-    def __init__(
-        self, store: TaskStore, user_id: str | None, cursor: ChangeCursor, *, overlap: timedelta
-    ) -> None:
-        self._store = store
-        self._user_id = user_id
-        self._cursor = cursor
-        self._overlap = overlap
-        self._handled: dict[str, tuple[datetime, int]] = {}
-
-    @property
-    def cursor(self) -> ChangeCursor:
-        """The furthest place read so far."""
-        return self._cursor
-
-    async def read(self) -> list[tuple[Task, ChangeCursor]]:
-        """Tasks changed since the last read, each with the cursor to resume after it."""
-        after = ChangeCursor(self._cursor.updated_at - self._overlap)
-        found: list[tuple[Task, ChangeCursor]] = []
-        while True:
-            page = await self._store.changes(user_id=self._user_id, after=after, limit=_PAGE)
-            for task in page:
-                handled = self._handled.get(task.id)
-                if handled is not None and handled[1] >= task.version:
-                    continue
-                self._handled[task.id] = (task.updated_at, task.version)
-                self._cursor = max(self._cursor, ChangeCursor.of(task))
-                found.append((task, self._cursor))
-            if len(page) < _PAGE:
-                break
-            after = ChangeCursor.of(page[-1])
-        horizon = self._cursor.updated_at - self._overlap
-        # a task last changed before the horizon is read again only once it changes again
-        self._handled = {key: seen for key, seen in self._handled.items() if seen[0] >= horizon}
-        return found
 
 
 class _Wakeup:

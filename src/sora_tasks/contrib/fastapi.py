@@ -52,7 +52,8 @@ from .._manager import TaskManager
 from .._models import Limits, MediaType, Task, TaskStatus
 from .._saved import SavedContent
 from ..providers._base import ContentStream
-from ._events import LiveEvents, decode_event_id
+from ._change_feed import decode_event_id
+from ._events import LiveEvents
 from ._rest_models import (
     CreateTaskBody,
     ProblemAnswer,

@@ -214,7 +214,10 @@ class SQLStore:
     async def changes(
         self, *, user_id: str | None, after: ChangeCursor | None, limit: int
     ) -> Sequence[Task]:
-        """See :meth:`TaskStore.changes` (keyset reads on ``(user_id, updated_at, id)``)."""
+        """See :meth:`TaskStore.changes`: keyset reads on the ``(user_id, updated_at, id)``
+        index. Everyone's changes (``user_id=None``) have no index of their own: a sort of all
+        tasks, for tools rather than for a stream that reads every second.
+        """
         if limit <= 0:
             return []
         async with self._read() as conn:
