@@ -25,8 +25,10 @@ from .._exceptions import (
 )
 from .._models import ImageData, Task, TaskPage, TaskQuery, TaskStats, TaskStatus
 from .._states import TaskChanges, apply
+from .._telemetry import record_connection_wait, wait_started
 from . import _sql_queries as q
 from ._base import check_budget, encode_cursor, stats_from
+from ._lanes import is_engine_work
 from ._sql_engine import BEGIN_OPTION, engine_slots, make_engine, masked_url, resolve_url
 from ._sql_errors import missing_schema, unavailable_kind
 from ._sql_migrate import schema_behind, upgrade_to_head
@@ -378,17 +380,24 @@ class SQLStore:
     async def _transaction(self, *, write: bool) -> AsyncIterator[AsyncConnection]:
         if not self._location_checked:
             self._check_location()
-        async with self._turns.take(write=write), self._connected(write=write) as conn:
+        started = wait_started()
+        async with (
+            self._turns.take(write=write),
+            self._connected(write=write, started=started) as conn,
+        ):
             yield conn
 
     @asynccontextmanager
-    async def _connected(self, *, write: bool) -> AsyncIterator[AsyncConnection]:
+    async def _connected(
+        self, *, write: bool, started: float | None
+    ) -> AsyncIterator[AsyncConnection]:
         committing = False
         try:
             # a statement interrupted by cancellation leaves the driver's connection to be
             # torn down in the background, which can outlive the event loop: let it finish
             with anyio.CancelScope(shield=True):
                 async with self._engine.connect() as conn:
+                    record_connection_wait(started, engine=is_engine_work())
                     if write and self._dialect == "sqlite":
                         # IMMEDIATE takes the write lock at BEGIN, so a read-then-write
                         # transaction waits its turn instead of failing to upgrade its lock
