@@ -59,7 +59,9 @@ def main() -> None:
                 note_http("GET", 200, 0)
             record_poll(task.provider, "ok")
             with store_timer("update"):
-                record_connection_wait(wait_started(), engine=True)
+                started = wait_started()
+                if started is not None:
+                    record_connection_wait(started, engine=True)
 
     seconds = min(timeit.repeat(one_poll, number=args.polls, repeat=3))
     mode = "no otel" if args.without_otel else "SDK in memory" if args.sdk else "API, no SDK"

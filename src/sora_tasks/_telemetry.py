@@ -259,12 +259,11 @@ def wait_started() -> float | None:
     return time.perf_counter() if _ENABLED else None
 
 
-def record_connection_wait(started: float | None, *, engine: bool) -> None:
+def record_connection_wait(started: float, *, engine: bool) -> None:
     """Record the wait for a pooled connection since ``started`` (from :func:`wait_started`)."""
-    if started is not None:
-        _instruments().connection_wait.record(
-            time.perf_counter() - started, {"sora_tasks.lane": "engine" if engine else "api"}
-        )
+    _instruments().connection_wait.record(
+        time.perf_counter() - started, {"sora_tasks.lane": "engine" if engine else "api"}
+    )
 
 
 @contextmanager

@@ -397,7 +397,8 @@ class SQLStore:
             # torn down in the background, which can outlive the event loop: let it finish
             with anyio.CancelScope(shield=True):
                 async with self._engine.connect() as conn:
-                    record_connection_wait(started, engine=is_engine_work())
+                    if started is not None:
+                        record_connection_wait(started, engine=is_engine_work())
                     if write and self._dialect == "sqlite":
                         # IMMEDIATE takes the write lock at BEGIN, so a read-then-write
                         # transaction waits its turn instead of failing to upgrade its lock
