@@ -225,11 +225,11 @@ def watch_circuits(book: HealthBook) -> None:
     """Report ``book``'s circuits in ``sora_tasks.provider.circuit`` for as long as it lives."""
     if _ENABLED:
         _BOOKS.add(book)
-        _instruments()
+        _instruments()  # the gauge, and with it the callback, exist from the first book on
 
 
 def _observe_circuits(_options: metrics.CallbackOptions) -> Iterable[metrics.Observation]:
-    from ._circuits import CircuitState
+    from ._circuits import CircuitState  # not at the top: _circuits imports this module
 
     for book in list(_BOOKS):
         for name, health in book.snapshot().items():
@@ -255,7 +255,7 @@ def record_detection_delay(provider: str, seconds: float) -> None:
 
 
 def wait_started() -> float | None:
-    """A start time for :func:`record_connection_wait`; ``None`` when nothing would record."""
+    """A start time for :func:`record_connection_wait`; ``None`` without OpenTelemetry."""
     return time.perf_counter() if _ENABLED else None
 
 
