@@ -302,7 +302,13 @@ def load_settings(flags: Flags) -> Settings:
     if default not in providers and default not in routes:
         known = ", ".join(sorted({*providers, *routes}))
         hint = " (set OPENAI_API_KEY and OPENAI_BASE_URL to use it)" if default == OPENAI else ""
-        raise ConfigError(f"no provider named {default!r}{hint}; configured: {known}")
+        if flags.provider is not None:
+            where = "--provider"
+        elif default != file.default_provider:
+            where = "SORA_TASKS_PROVIDER"
+        else:
+            where = f"default_provider in {str(path)!r}"
+        raise ConfigError(f"no provider named {default!r} ({where}){hint}; configured: {known}")
     return Settings(
         providers=providers,
         default_provider=default,

@@ -307,6 +307,18 @@ def test_choosing_a_provider_that_is_left_out_is_an_error_naming_it(tmp_path: Pa
         load(Flags(config=config, provider="relay"), {"MAIN_KEY": "m"})
 
 
+def test_an_unknown_provider_is_an_error_naming_where_it_was_chosen(tmp_path: Path) -> None:
+    config = write(
+        tmp_path / "c.toml", 'default_provider = "nope"\n[providers.main]\ntype = "fake"\n'
+    )
+    with pytest.raises(ConfigError, match=r"'nope' \(default_provider in '.*c\.toml'\)"):
+        load(Flags(config=config), {})
+    with pytest.raises(ConfigError, match=r"'gone' \(SORA_TASKS_PROVIDER\); configured: main"):
+        load(Flags(config=config), {"SORA_TASKS_PROVIDER": "gone"})
+    with pytest.raises(ConfigError, match=r"'flag' \(--provider\)"):
+        load(Flags(config=config, provider="flag"), {"SORA_TASKS_PROVIDER": "gone"})
+
+
 def test_choosing_openai_without_a_key_says_which_variable_to_set() -> None:
     with pytest.raises(ConfigError, match="OPENAI_API_KEY"):
         load(Flags(provider="openai"), {})
