@@ -56,6 +56,7 @@ from ._prices import PriceTable
 from ._routes import parse_routes
 from ._saved import SavedContent, saved_copy
 from ._states import Phase, phase_of
+from ._telemetry import unwatch_circuits, watch_circuits
 from ._webhooks import WebhookReceiver, WebhookResult
 from .archive._base import (
     DEFAULT_KEY_TEMPLATE,
@@ -267,6 +268,7 @@ class TaskManager:
     async def __aenter__(self) -> Self:
         self._engine.reset()
         self._engine_started = False
+        watch_circuits(self._health)
         async with AsyncExitStack() as stack:
             stack.push_async_callback(self._close_resources)
             if self._archive is not None:
@@ -305,6 +307,8 @@ class TaskManager:
             raise
 
     async def _close_resources(self) -> None:
+        # a closed manager's circuits say nothing about the providers any more
+        unwatch_circuits(self._health)
         with anyio.CancelScope(shield=True):
             for provider in self._providers.values():
                 await provider.aclose()

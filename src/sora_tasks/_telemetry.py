@@ -51,6 +51,7 @@ __all__ = [
     "record_poll",
     "record_transition",
     "store_timer",
+    "unwatch_circuits",
     "wait_started",
     "watch_circuits",
 ]
@@ -226,6 +227,11 @@ def watch_circuits(book: HealthBook) -> None:
     if _ENABLED:
         _BOOKS.add(book)
         _instruments()  # the gauge, and with it the callback, exist from the first book on
+
+
+def unwatch_circuits(book: HealthBook) -> None:
+    """Stop reporting ``book``'s circuits (its manager has closed)."""
+    _BOOKS.discard(book)
 
 
 def _observe_circuits(_options: metrics.CallbackOptions) -> Iterable[metrics.Observation]:

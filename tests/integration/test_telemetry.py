@@ -31,7 +31,7 @@ from sora_tasks import (
     TaskManager,
     TaskStatus,
 )
-from sora_tasks._circuits import CircuitPolicy, HealthBook
+from sora_tasks._circuits import CircuitPolicy, CircuitState, HealthBook
 from sora_tasks.providers import Backoff, OpenAIVideosProvider
 from sora_tasks.storage import SQLStore
 from sora_tasks.testing import (
@@ -276,6 +276,19 @@ def test_circuit_state_is_observed_per_provider(otel: Telemetry) -> None:
     gc.collect()
     # a manager gone is no longer reported
     assert states() == {}
+
+
+async def test_a_closed_manager_no_longer_reports_its_circuits(otel: Telemetry) -> None:
+    def reported() -> list[object]:
+        return otel.points("sora_tasks.provider.circuit", **{"sora_tasks.provider": "sim-closed"})
+
+    manager = TaskManager(providers={"sim-closed": FakeProvider()}, poll=False)
+    async with manager:
+        assert len(reported()) == len(list(CircuitState))
+    # still referenced, but closed: its circuits say nothing about the provider any more
+    assert reported() == []
+    async with manager:
+        assert len(reported()) == len(list(CircuitState))
 
 
 PRICES = PriceTable.from_csv(
