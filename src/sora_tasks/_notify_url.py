@@ -87,8 +87,8 @@ def address_refusal(address: IPAddress, *, allow_private: bool) -> str | None:
         (address.is_link_local, "a link-local address"),
         (address.is_multicast, "a multicast address"),
         (address in _CARRIER_NAT, "a shared (carrier-grade NAT) address"),
-        (address.is_private, "a private address"),
         (address.is_reserved, "a reserved address"),
+        (address.is_private, "a private address"),
         (not address.is_global, "a non-global address"),
     ):
         if refused:
