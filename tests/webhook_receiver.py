@@ -39,7 +39,7 @@ class Received:
 class Answer:
     """What the receiver answers: ``status`` after ``delay`` seconds, with ``headers``."""
 
-    status: int = 204
+    status: int = 200
     delay: float = 0.0
     headers: dict[str, str] = field(default_factory=dict)
 
