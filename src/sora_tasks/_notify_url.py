@@ -58,11 +58,11 @@ class NotifyDefaults:
         chosen = url if url is not None else self.url
         if chosen is None:
             return None, False
+        checked = check_notify_url(chosen, allow_private=self.allow_private)
         if not self.signs:
             raise _invalid(
                 "notify_url needs a webhook_secret on the TaskManager to sign deliveries with"
             )
-        checked = check_notify_url(chosen, allow_private=self.allow_private)
         return checked, self.progress if progress is None else progress
 
 
