@@ -80,7 +80,7 @@ def test_a_failed_delivery_is_listed_then_rearmed_and_delivered(
     assert [item.id for item in receiver.received] == [failed["id"]] * 2
     table = hooks_cli("webhooks", "list", "--task", task_id).stdout
     assert "delivered" in table
-    assert failed["id"] in table
+    assert str(failed["id"]) in table
 
 
 def test_bad_webhook_input_is_one_error_line(hooks_cli: CLI) -> None:
