@@ -128,7 +128,7 @@ def events_for(before: Task, after: Task, *, now: datetime) -> list[WebhookDeliv
     done_now = phase_of(after) is Phase.DONE
     if done_now and phase_of(before) is not Phase.DONE:
         kind = _TERMINAL_TYPES[after.status]
-    elif after.notify_progress and not done_now and after.progress != before.progress:
+    elif after.notify_progress and not after.is_terminal and after.progress != before.progress:
         kind = PROGRESS_TYPE
     else:
         return []

@@ -53,7 +53,7 @@ class OutboxConformance:
     async def test_completion_owes_a_delivery_only_once_the_content_is_saved(
         self, store: TaskStore
     ) -> None:
-        task = await _notified(store)
+        task = await _notified(store, progress=True)
         later = await store.now() + timedelta(minutes=5)
         await store.update(
             task.id, status=TaskStatus.COMPLETED, content_pending=True, next_poll_at=later
