@@ -5,17 +5,28 @@ from __future__ import annotations
 import base64
 import logging
 import random
+import ssl
+import threading
+import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
+from pathlib import Path
 
+import httpx2
 import pytest
+import trustme
+import uvicorn
 from standardwebhooks import Webhook
 
 from sora_tasks import PollingPolicy, TaskManager, TaskStatus, WebhookPolicy, WebhookState
+from sora_tasks._notify import WebhookSender, check_webhook_secret
 from sora_tasks._outbox import WebhookDelivery, backoff, clip_error
 from sora_tasks._secrets import REDACTED
 from sora_tasks.storage import InMemoryStore
 from sora_tasks.testing import FakeBehaviour, FakeProvider, serve_in_thread
+from sora_tasks.testing._server import bind
+from sora_tasks.testing._task_factories import make_task
 from tests.acceptance.test_worker_crashes import eventually
 from tests.webhook_receiver import Answer, Received, Receiver
 
@@ -282,3 +293,79 @@ async def test_progress_events_are_sent_only_when_asked(receiver: Receiver, hook
     assert kinds[-1] == "video.completed"
     assert set(kinds[:-1]) == {"video.progress"}
     assert (await tasks.get(quiet.id)).status is TaskStatus.COMPLETED
+
+
+async def test_the_checked_address_is_dialled_under_the_urls_own_host_name(
+    receiver: Receiver, hook_url: str
+) -> None:
+    by_name = hook_url.replace("127.0.0.1", "localhost")
+    async with manager() as tasks:
+        task = await tasks.create("a cat", notify_url=by_name)
+
+        async def delivered() -> bool:
+            found = await states(tasks, task.id)
+            return bool(found) and found[0].state is WebhookState.DELIVERED
+
+        await eventually(delivered, timeout=10, what="the delivery")
+    (item,) = receiver.received
+    assert item.headers["host"] == by_name.split("/")[2]
+
+
+@contextmanager
+def serve_tls(app: Receiver, certificate: Path) -> Iterator[str]:
+    """Serve ``app`` over TLS on 127.0.0.1 with ``certificate`` (key and chain in one file)."""
+    config = uvicorn.Config(
+        app,
+        http="h11",
+        ws="none",
+        lifespan="off",
+        log_config=None,
+        log_level="warning",
+        ssl_certfile=str(certificate),
+    )
+    server = uvicorn.Server(config)
+    sock = bind()
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not server.started:
+            assert thread.is_alive() and time.monotonic() < deadline, "the TLS server did not start"
+            time.sleep(0.005)
+        yield f"https://localhost:{sock.getsockname()[1]}/hooks"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        sock.close()
+
+
+@pytest.mark.parametrize(("named", "delivered"), [("localhost", True), ("other.example", False)])
+async def test_tls_is_checked_against_the_urls_host_name_while_dialling_the_checked_address(
+    receiver: Receiver, tmp_path: Path, named: str, delivered: bool
+) -> None:
+    authority = trustme.CA()
+    pem = tmp_path / "server.pem"
+    authority.issue_cert(named).private_key_and_cert_chain_pem.write_to_path(str(pem))
+    trusted = ssl.create_default_context()
+    authority.configure_trust(trusted)
+    store = InMemoryStore()
+    with serve_tls(receiver, pem) as url:
+        task = await store.insert(
+            make_task(await store.now(), notify_url=url)  # a name, resolved and pinned
+        )
+        await store.update(task.id, status=TaskStatus.CANCELLED)
+        sender = WebhookSender(
+            store=store, secret=check_webhook_secret(SECRET), policy=HOOKS, owner="w1"
+        )
+        async with httpx2.AsyncClient(verify=trusted, trust_env=False) as client:
+            (claimed,) = await sender.turn(client)
+    (row,) = await store.list_webhooks()
+    if delivered:
+        assert (row.state, row.last_error) == (WebhookState.DELIVERED, None)
+        (item,) = receiver.received
+        assert item.id == claimed.id
+    else:
+        assert row.state is WebhookState.PENDING
+        assert row.last_error is not None
+        assert "CERTIFICATE_VERIFY_FAILED" in row.last_error or "certificate" in row.last_error
+        assert receiver.received == []
