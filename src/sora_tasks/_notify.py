@@ -80,6 +80,9 @@ class WebhookSender:
         self._stopped = False
         self._idle: anyio.CancelScope | None = None
         self._failures = 0
+        self._busy = 0
+        # anyio primitives need a running event loop: made on each idle wait
+        self._freed: anyio.Event | None = None
 
     def stop(self) -> None:
         """Claim nothing more; deliveries under way finish (each within the policy's timeout)."""
@@ -92,29 +95,43 @@ class WebhookSender:
         self._stopped = False
 
     async def run(self) -> None:
-        """Claim and deliver until stopped."""
+        """Claim and deliver until stopped, up to ``batch_size`` deliveries at once.
+
+        Each finished delivery frees its place for the next claim, so one slow receiver holds
+        one place (for at most the policy's ``timeout``), not the whole batch.
+        """
         policy = self._policy
         timeout = httpx2.Timeout(policy.timeout, connect=policy.connect_timeout)
-        async with httpx2.AsyncClient(
-            timeout=timeout, follow_redirects=False, trust_env=False
-        ) as client:
+        async with (
+            httpx2.AsyncClient(timeout=timeout, follow_redirects=False, trust_env=False) as client,
+            anyio.create_task_group() as group,
+        ):
             while not self._stopped:
-                claimed = await self.turn(client)
-                if len(claimed) < policy.batch_size and not self._stopped:
+                free = policy.batch_size - self._busy
+                claimed = await self._claim(free) if free > 0 else []
+                for delivery, now in claimed:
+                    self._busy += 1
+                    group.start_soon(self._deliver_freeing, client, delivery, now)
+                if (len(claimed) < free or free <= 0) and not self._stopped:
                     wait = policy.idle_wait * 2 ** min(self._failures, 6)
-                    with anyio.CancelScope(deadline=anyio.current_time() + wait) as self._idle:
-                        await anyio.sleep_forever()
+                    freed = self._freed = anyio.Event()
+                    with anyio.move_on_after(wait) as self._idle:
+                        await freed.wait()
                     self._idle = None
 
     async def turn(self, client: httpx2.AsyncClient) -> list[WebhookDelivery]:
-        """One round: claim due deliveries and send them concurrently; return those claimed."""
+        """One round: claim up to ``batch_size`` due deliveries, send them concurrently and
+        wait for every outcome; return those claimed."""
+        claimed = await self._claim(self._policy.batch_size)
+        async with anyio.create_task_group() as group:
+            for delivery, now in claimed:
+                group.start_soon(self._deliver, client, delivery, now)
+        return [delivery for delivery, _ in claimed]
+
+    async def _claim(self, limit: int) -> list[tuple[WebhookDelivery, datetime]]:
         try:
-            claimed = list(
-                await self._store.claim_webhooks(
-                    owner=self._owner,
-                    limit=self._policy.batch_size,
-                    lease_seconds=self._policy.lease_seconds,
-                )
+            claimed = await self._store.claim_webhooks(
+                owner=self._owner, limit=limit, lease_seconds=self._policy.lease_seconds
             )
             now = await self._store.now() if claimed else None
         except Exception as exc:
@@ -128,11 +145,17 @@ class WebhookSender:
             )
             return []
         self._failures = 0
-        async with anyio.create_task_group() as group:
-            for delivery in claimed:
-                assert now is not None
-                group.start_soon(self._deliver, client, delivery, now)
-        return claimed
+        return [(delivery, now) for delivery in claimed if now is not None]
+
+    async def _deliver_freeing(
+        self, client: httpx2.AsyncClient, delivery: WebhookDelivery, now: datetime
+    ) -> None:
+        try:
+            await self._deliver(client, delivery, now)
+        finally:
+            self._busy -= 1
+            if self._freed is not None:
+                self._freed.set()
 
     async def _deliver(
         self, client: httpx2.AsyncClient, delivery: WebhookDelivery, now: datetime

@@ -369,3 +369,30 @@ async def test_tls_is_checked_against_the_urls_host_name_while_dialling_the_chec
         assert row.last_error is not None
         assert "CERTIFICATE_VERIFY_FAILED" in row.last_error or "certificate" in row.last_error
         assert receiver.received == []
+
+
+async def test_a_slow_receiver_holds_one_place_not_the_others(
+    receiver: Receiver, hook_url: str
+) -> None:
+    slow: set[str] = set()
+    receiver.answer = lambda item, _: Answer(delay=3.0 if item.task_id in slow else 0.0)
+    async with manager() as tasks:
+        first = await tasks.create("a slow one", notify_url=hook_url)
+        slow.add(first.id)
+        await tasks.cancel(first.id)
+
+        async def hanging() -> bool:
+            return any(item.task_id == first.id for item in receiver.received)
+
+        await eventually(hanging, timeout=10, what="the slow delivery under way")
+        second = await tasks.create("a quick one", notify_url=hook_url)
+        await tasks.cancel(second.id)
+
+        async def quick_delivered() -> bool:
+            found = await states(tasks, second.id)
+            return bool(found) and found[0].state is WebhookState.DELIVERED
+
+        await eventually(quick_delivered, timeout=2.5, what="the quick delivery")
+        (held,) = await states(tasks, first.id)
+        assert held.state is WebhookState.PENDING
+        assert held.lease_owner is not None
