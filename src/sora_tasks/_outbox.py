@@ -13,9 +13,9 @@ import json
 import random
 import uuid
 from datetime import datetime, timedelta
-from typing import Any, Final
+from typing import Any, Final, Self
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ._models import Task, TaskStatus
 from ._secrets import scrub
@@ -90,7 +90,10 @@ class WebhookPolicy(BaseModel):
     a receiver that was down is not hit by every retry at once). A delivery is given up
     (``failed``, the last error kept) after ``max_attempts`` attempts or once ``max_age`` has
     passed since it was recorded (or re-armed), whichever comes first. Each POST may take
-    ``connect_timeout`` seconds to connect and ``timeout`` seconds in all. ``allow_private``
+    ``connect_timeout`` seconds to connect and ``timeout`` seconds in all. A sender keeps up to
+    ``batch_size`` deliveries in flight, each under a lease of ``lease_seconds`` (longer than
+    ``timeout``: a peer takes a delivery over only once its sender is surely gone), and looks
+    for due ones every ``idle_wait`` seconds when it has room. ``allow_private``
     lets notify URLs name loopback, private and link-local addresses (tests, one-host setups);
     metadata addresses stay refused unless it is set too.
     """
@@ -107,6 +110,15 @@ class WebhookPolicy(BaseModel):
     batch_size: int = Field(16, ge=1)
     idle_wait: float = Field(1.0, gt=0)
     allow_private: bool = False
+
+    @model_validator(mode="after")
+    def _lease_outlasts_a_post(self) -> Self:
+        if self.lease_seconds <= self.timeout:
+            raise ValueError(
+                f"lease_seconds ({self.lease_seconds:g}) must be longer than timeout "
+                f"({self.timeout:g}), or a peer could send a delivery still in flight again"
+            )
+        return self
 
 
 def backoff(attempts: int, policy: WebhookPolicy, *, rng: random.Random | None = None) -> float:

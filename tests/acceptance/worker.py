@@ -60,14 +60,15 @@ async def main(config: dict[str, object]) -> None:
     )
     hooks: dict[str, object] = {}
     if "HOOK_SECRET" in os.environ:
+        lease = float(str(config.get("webhook_lease", 10)))
         hooks = {
             "webhook_secret": os.environ["HOOK_SECRET"],
             "webhook_policy": WebhookPolicy(
                 allow_private=True,
                 first_retry=0.5,
                 max_retry=1.0,
-                lease_seconds=float(str(config.get("webhook_lease", 10))),
-                timeout=8.0,
+                lease_seconds=lease,
+                timeout=0.8 * lease,
                 idle_wait=0.05,
             ),
         }

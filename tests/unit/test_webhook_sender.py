@@ -396,3 +396,8 @@ async def test_a_slow_receiver_holds_one_place_not_the_others(
         (held,) = await states(tasks, first.id)
         assert held.state is WebhookState.PENDING
         assert held.lease_owner is not None
+
+
+def test_a_lease_shorter_than_a_post_is_refused() -> None:
+    with pytest.raises(ValueError, match="lease_seconds"):
+        WebhookPolicy(timeout=30, lease_seconds=20)
