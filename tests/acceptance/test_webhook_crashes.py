@@ -1,6 +1,7 @@
 """Webhooks survive SIGKILLed workers: every event arrives at least once, in order per task.
 
-Real worker processes share an SQLite file and a simulator on 127.0.0.1; the receiver, served in
+Real worker processes share a database (an SQLite file, or PostgreSQL) and a simulator on
+127.0.0.1; the receiver, served in
 this process on 127.0.0.1 (allowed explicitly), verifies every signature with
 ``standardwebhooks``. The first worker is killed while its POSTs hang at the receiver (and
 before it claimed the rest), the second right after its first attempts failed (before their
@@ -17,11 +18,13 @@ from pathlib import Path
 
 import pytest
 
-from sora_tasks import TaskStatus, WebhookDelivery, WebhookState
+from sora_tasks import Task, TaskStatus, WebhookDelivery, WebhookState
+from sora_tasks._models import TaskQuery
 from sora_tasks.storage import SQLStore
 from sora_tasks.testing import SimulatorApp, create_simulator_app, serve_in_thread
-from tests.acceptance.test_worker_crashes import Workers, eventually, read_tasks
+from tests.acceptance.test_worker_crashes import Workers, eventually
 from tests.acceptance.test_worker_crashes import workers as workers  # the fixture
+from tests.sql_databases import database_url
 from tests.webhook_receiver import Answer, Received, Receiver
 
 pytestmark = [pytest.mark.anyio, pytest.mark.acceptance, pytest.mark.timeout(90)]
@@ -30,12 +33,20 @@ SECRET = "whsec_" + base64.b64encode(b"crash-test-webhook-secret-32-byt").decode
 TASKS = 5
 
 
-async def outbox(db: Path) -> list[WebhookDelivery]:
-    if not db.exists():
-        return []
-    store = SQLStore(f"sqlite+aiosqlite:///{db}", create=False)
+async def outbox(url: str) -> list[WebhookDelivery]:
+    store = SQLStore(url, create=False)
     try:
         return list(await store.list_webhooks(limit=1000))
+    except Exception:
+        return []  # not migrated yet: the worker is still starting
+    finally:
+        await store.close()
+
+
+async def read_tasks(url: str) -> list[Task]:
+    store = SQLStore(url, create=False)
+    try:
+        return list((await store.list(TaskQuery(limit=500, order="asc"))).items)
     except Exception:
         return []  # not migrated yet: the worker is still starting
     finally:
@@ -63,8 +74,22 @@ class Phases:
             return Answer(status=200)
 
 
+@pytest.mark.parametrize(
+    "backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
 async def test_webhooks_survive_workers_killed_before_and_during_delivery(
-    workers: Callable[[SimulatorApp], Workers], monkeypatch: pytest.MonkeyPatch
+    workers: Callable[[SimulatorApp], Workers],
+    monkeypatch: pytest.MonkeyPatch,
+    backend: str,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+) -> None:
+    async with database_url(backend, tmp_path, request) as url:
+        await crash_and_recover(workers, monkeypatch, url.render_as_string(hide_password=False))
+
+
+async def crash_and_recover(
+    workers: Callable[[SimulatorApp], Workers], monkeypatch: pytest.MonkeyPatch, db: str
 ) -> None:
     monkeypatch.setenv("HOOK_SECRET", SECRET)
     phases = Phases()
@@ -76,11 +101,11 @@ async def test_webhooks_survive_workers_killed_before_and_during_delivery(
     with serve_in_thread(receiver) as hooks:
         url = f"{hooks}/hooks"
         first, _ = group.start(
-            "first", create=TASKS, lease_seconds=2, notify_url=url, notify_progress=True
+            "first", url=db, create=TASKS, lease_seconds=2, notify_url=url, notify_progress=True
         )
 
         async def ended_and_hanging() -> bool:
-            tasks = await read_tasks(group.db)
+            tasks = await read_tasks(db)
             return (
                 len(tasks) == TASKS
                 and all(task.is_terminal for task in tasks)
@@ -90,19 +115,19 @@ async def test_webhooks_survive_workers_killed_before_and_during_delivery(
         await eventually(ended_and_hanging, timeout=30, what="every task ended, a POST hanging")
         first.send_signal(signal.SIGKILL)
         assert first.wait(timeout=10) == -signal.SIGKILL
-        rows = await outbox(group.db)
+        rows = await outbox(db)
         assert {row.task_id for row in rows if row.type != "video.progress"} == {
-            task.id for task in await read_tasks(group.db)
+            task.id for task in await read_tasks(db)
         }
         assert any(row.state is WebhookState.PENDING for row in rows)
 
         with phases._lock:
             phases.mode = "fail once"
-        second, _ = group.start("second", lease_seconds=2, webhook_lease=3)
+        second, _ = group.start("second", url=db, lease_seconds=2, webhook_lease=3)
 
         async def some_failed() -> bool:
             return phases.answered_500.is_set() and any(
-                row.last_error == "HTTP 500" for row in await outbox(group.db)
+                row.last_error == "HTTP 500" for row in await outbox(db)
             )
 
         await eventually(some_failed, timeout=30, what="a failed attempt recorded")
@@ -111,17 +136,17 @@ async def test_webhooks_survive_workers_killed_before_and_during_delivery(
 
         with phases._lock:
             phases.mode = "accept"
-        group.start("third", lease_seconds=2, webhook_lease=3)
+        group.start("third", url=db, lease_seconds=2, webhook_lease=3)
 
         async def all_delivered() -> bool:
-            rows = await outbox(group.db)
+            rows = await outbox(db)
             return bool(rows) and all(row.state is WebhookState.DELIVERED for row in rows)
 
         await eventually(all_delivered, timeout=40, what="every delivery delivered")
     group.stop_all()
 
-    tasks = {task.id: task for task in await read_tasks(group.db)}
-    rows = await outbox(group.db)
+    tasks = {task.id: task for task in await read_tasks(db)}
+    rows = await outbox(db)
     assert receiver.unverified == 0
     by_id = {row.id: row for row in rows}
     # none lost: every terminal event reached the receiver, of the right kind

@@ -1,8 +1,9 @@
 """A worker process for the acceptance tests: ``python -m tests.acceptance.worker CONFIG_JSON``.
 
-It polls (and optionally first creates) tasks in a SQLite file against a simulator over a real
-socket, until SIGTERM. With ``hang_after_create`` it freezes right after the provider answered a
-create and before anything is written, so a test can kill it in exactly that window. With
+It polls (and optionally first creates) tasks in a SQLite file (or the database at ``url``)
+against a simulator over a real socket, until SIGTERM. With ``hang_after_create`` it freezes
+right after the provider answered a create and before anything is written, so a test can kill
+it in exactly that window. With
 ``notify_url`` the tasks it creates notify that URL (with progress events when
 ``notify_progress``), and it delivers webhooks signed with ``HOOK_SECRET`` from the environment.
 """
@@ -74,7 +75,7 @@ async def main(config: dict[str, object]) -> None:
         }
     manager = TaskManager(
         providers={"sim": provider},
-        store=SQLStore(f"sqlite+aiosqlite:///{config['db']}"),
+        store=SQLStore(str(config.get("url") or f"sqlite+aiosqlite:///{config['db']}")),
         policy=policy,
         download_dir=config.get("download_dir"),  # type: ignore[arg-type]
         archive=config.get("archive"),  # type: ignore[arg-type]
