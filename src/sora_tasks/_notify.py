@@ -18,6 +18,7 @@ import json
 import logging
 from datetime import UTC, datetime
 from typing import Final
+from urllib.parse import urlsplit
 
 import anyio
 import httpx2
@@ -202,7 +203,7 @@ class WebhookSender:
         """Send one attempt; ``None`` when the receiver took it, else why not."""
         try:
             address = await resolve_target(delivery.url, allow_private=self._policy.allow_private)
-        except NotifyTargetRefused as exc:
+        except (NotifyTargetRefused, ValueError) as exc:
             return str(exc)
         url, host = pinned_url(delivery.url, address)
         body = json.dumps(delivery.payload, separators=(",", ":"), ensure_ascii=False)
@@ -216,8 +217,8 @@ class WebhookSender:
             "webhook-signature": self._signer.sign(delivery.id, sent_at, body),
         }
         # TLS checks the certificate against the URL's host name, not the pinned address
-        hostname = host.rsplit(":", 1)[0] if not host.endswith("]") else host
-        extensions = {"sni_hostname": hostname.strip("[]")} if url.startswith("https:") else {}
+        hostname = urlsplit(delivery.url).hostname or ""
+        extensions = {"sni_hostname": hostname} if url.startswith("https:") else {}
         try:
             with anyio.fail_after(self._policy.timeout):
                 async with client.stream(
@@ -230,7 +231,8 @@ class WebhookSender:
                     status = response.status_code
         except TimeoutError:
             return f"no answer within {self._policy.timeout:g} s"
-        except httpx2.HTTPError as exc:
+        except Exception as exc:
+            # whatever one receiver does ends its attempt, never the sender (and the engine)
             return f"{type(exc).__name__}: {exc}"
         if 200 <= status < 300:
             return None
