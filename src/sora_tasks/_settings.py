@@ -35,6 +35,7 @@ from ._budgets import BudgetLimit, Budgets
 from ._durations import parse_duration
 from ._exceptions import ConfigError
 from ._models import Limits
+from ._outbox import WebhookPolicy
 from ._policy import PollingPolicy
 from ._prices import PriceTable
 
@@ -129,6 +130,7 @@ class _File(_Strict):
     budgets: BudgetSettings | None = None
     policy: dict[str, Any] = pydantic.Field(default_factory=dict)
     limits: dict[str, Any] = pydantic.Field(default_factory=dict)
+    webhooks: dict[str, Any] = pydantic.Field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -160,6 +162,8 @@ class Settings:
     archive_key: str | None = None
     policy: PollingPolicy = field(default_factory=PollingPolicy)
     limits: Limits = field(default_factory=Limits)
+    webhook_secret: SecretStr | None = None
+    webhook_policy: WebhookPolicy = field(default_factory=WebhookPolicy)
     config_file: Path | None = None
     fallback: bool = False
     notes: tuple[str, ...] = ()
@@ -321,6 +325,11 @@ def load_settings(flags: Flags) -> Settings:
         archive_key=file.archive_key,
         policy=_model(PollingPolicy, _policy_table(file.policy), "policy"),
         limits=_model(Limits, file.limits, "limits"),
+        # a secret lives in the environment, never in the file
+        webhook_secret=SecretStr(env["SORA_TASKS_WEBHOOK_SECRET"])
+        if env.get("SORA_TASKS_WEBHOOK_SECRET")
+        else None,
+        webhook_policy=_model(WebhookPolicy, file.webhooks, "webhooks"),
         config_file=path,
         fallback=fallback,
         notes=tuple(notes),
