@@ -98,7 +98,7 @@ class WebhookPolicy(BaseModel):
     metadata addresses stay refused unless it is set too.
     """
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
     first_retry: float = Field(5.0, gt=0)
     max_retry: float = Field(3600.0, gt=0)

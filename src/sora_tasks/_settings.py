@@ -194,6 +194,10 @@ class _Layers(BaseSettings):
     fal: SecretStr | None = pydantic.Field(None, validation_alias="FAL_KEY")
     runway: SecretStr | None = pydantic.Field(None, validation_alias="RUNWAYML_API_SECRET")
     openai_base_url: str | None = pydantic.Field(None, validation_alias="OPENAI_BASE_URL")
+    # the deployment's secret for signing outgoing webhooks: the environment only, never the file
+    webhook_secret: SecretStr | None = pydantic.Field(
+        None, validation_alias="SORA_TASKS_WEBHOOK_SECRET"
+    )
 
     @classmethod
     def settings_customise_sources(
@@ -325,10 +329,7 @@ def load_settings(flags: Flags) -> Settings:
         archive_key=file.archive_key,
         policy=_model(PollingPolicy, _policy_table(file.policy), "policy"),
         limits=_model(Limits, file.limits, "limits"),
-        # a secret lives in the environment, never in the file
-        webhook_secret=SecretStr(env["SORA_TASKS_WEBHOOK_SECRET"])
-        if env.get("SORA_TASKS_WEBHOOK_SECRET")
-        else None,
+        webhook_secret=layers.webhook_secret,
         webhook_policy=_model(WebhookPolicy, file.webhooks, "webhooks"),
         config_file=path,
         fallback=fallback,

@@ -512,3 +512,17 @@ def test_keys_from_the_environment_are_never_shown() -> None:
     assert all(secret(settings, name) == CANARY for name in settings.providers)
     assert CANARY not in repr(settings)
     assert CANARY not in str(settings.notes)
+
+
+def test_the_webhook_secret_comes_from_the_environment_only(tmp_path: Path) -> None:
+    secret_value = "whsec_" + "A" * 32
+    config = write(tmp_path / "c.toml", '[webhooks]\nmax_attempts = 3\nwebhook_secret = "x"\n')
+    with pytest.raises(ConfigError, match="webhook_secret"):
+        load(Flags(config=config), {"SORA_TASKS_WEBHOOK_SECRET": secret_value})
+    config = write(tmp_path / "d.toml", "[webhooks]\nmax_attempts = 3\n")
+    settings = load(Flags(config=config), {"SORA_TASKS_WEBHOOK_SECRET": secret_value})
+    assert settings.webhook_secret is not None
+    assert settings.webhook_secret.get_secret_value() == secret_value
+    assert settings.webhook_policy.max_attempts == 3
+    assert secret_value not in repr(settings)
+    assert load(Flags(), {"SORA_TASKS_WEBHOOK_SECRET": ""}).webhook_secret is None
