@@ -52,8 +52,8 @@ def hook_url(receiver: Receiver) -> Iterator[str]:
 def manager(store: InMemoryStore | None = None, **options: object) -> TaskManager:
     options.setdefault("webhook_policy", HOOKS)
     options.setdefault("webhook_secret", SECRET)
+    options.setdefault("providers", {"fake": FakeProvider(behaviour=QUICK)})
     return TaskManager(
-        providers={"fake": FakeProvider(behaviour=QUICK)},
         store=store or InMemoryStore(),
         policy=FAST,
         **options,  # type: ignore[arg-type]
@@ -210,7 +210,9 @@ async def test_a_tasks_events_arrive_in_order_even_when_an_early_one_is_retried(
         return Answer(status=500 if item.type == "video.progress" and seen == 1 else 200)
 
     receiver.answer = answer
-    async with manager() as tasks:
+    # long enough a render that the engine sees progress even on a loaded machine
+    slow = FakeBehaviour(render_for=2.0, poll_after=0.02, progress_step=25)
+    async with manager(providers={"fake": FakeProvider(behaviour=slow)}) as tasks:
         task = await tasks.create("a cat", notify_url=hook_url, notify_progress=True)
         await tasks.wait(task.id, timeout=10)
 
