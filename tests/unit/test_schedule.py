@@ -177,7 +177,9 @@ def test_around_a_fitted_end_it_approaches_in_shares_then_polls_densely_then_bac
     # the last approach lands where the window opens
     opens = finish.at - S.window_sigmas * finish.sd
     assert next_delay(track, opens - 5.0, prior=prior, finish=finish) == pytest.approx(5.0)
-    assert next_delay(track, 1000.0, prior=prior, finish=finish) == S.window_interval
+    assert next_delay(track, 1000.0, prior=prior, finish=finish) == S.window()
+    quick = PollSchedule(dense_interval=0.1)  # a quick schedule is quick around the end too
+    assert next_delay(track, 1000.0, prior=prior, finish=finish, schedule=quick) < 0.2
     late = next_delay(track, 1100.0, prior=prior, finish=finish)
     assert late == pytest.approx(S.stall_factor * 100.0)
 
