@@ -12,7 +12,7 @@ from collections.abc import Iterable
 
 from ._models import Task, TaskStatus
 from ._priors import JobKind, ProgressCurve, RenderPrior, ScheduleMemory
-from ._schedule import Finish, PollSchedule, Track, fit_finish, next_delay
+from ._schedule import Finish, PollSchedule, ProgressFit, Track, next_delay
 
 __all__ = ["Planner", "kind_of"]
 
@@ -20,6 +20,8 @@ __all__ = ["Planner", "kind_of"]
 _MAX_TRACKED = 100_000
 # a reading narrower than this share of the render places the job well enough to fit through
 _PRECISE = 0.05
+# no reading places the render closer than a thousandth of it (and the fit's sums stay sound)
+_LEAST_VARIANCE = 1e-6
 
 
 def kind_of(task: Task) -> JobKind:
@@ -168,19 +170,19 @@ class Planner:
                 # a point of progress is worth the curve's average share of the render per point
                 slope = low / progress if progress > 0 and low > 0 else 0.01
                 variance = (schedule.progress_noise * slope) ** 2 + width**2 / 12
-                fit.points.append((now, low + width / 2, max(variance, 1e-9)))
+                fit.sums.add(now, low + width / 2, max(variance, _LEAST_VARIANCE))
                 fit.last = progress
-                fit.finish = fit_finish(fit.points)
+                fit.finish = fit.sums.finish()
             return fit.finish if fit.precise >= 2 else None
 
 
 class _Fit:
     """The points one job's progress readings gave, and the finish fitted through them."""
 
-    __slots__ = ("finish", "last", "points", "precise")
+    __slots__ = ("finish", "last", "precise", "sums")
 
     def __init__(self) -> None:
-        self.points: list[tuple[float, float, float]] = []
+        self.sums = ProgressFit()
         self.last = -1  # the figure of the last point
         self.precise = 0  # how many points lie in a narrow span
         self.finish: Finish | None = None

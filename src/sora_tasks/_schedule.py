@@ -13,7 +13,7 @@ While the job is queued, or renders without reporting progress, the next poll is
 gives the job a ``prior_step`` chance of having finished since the last look: sparse while
 finishing is unlikely, dense where most jobs of its kind finish. While progress moves, a line is
 fitted through all the job's readings (each placed on the learned curve, weighed by how narrowly
-it places the render; :func:`fit_finish`), which gives the end and its uncertainty; the
+it places the render; :class:`ProgressFit`), which gives the end and its uncertainty; the
 schedule waits ``approach`` of the time left while the end is far, and polls every
 ``window_interval`` from ``window_sigmas`` sds before the fitted end. Without a fit (a coarse
 reporter, a job whose readings this process did not see) the estimate is the track's first and
@@ -31,7 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from ._models import TaskStatus
 from ._priors import ProgressCurve, RenderPrior
 
-__all__ = ["Finish", "PollSchedule", "Track", "fit_finish", "next_delay"]
+__all__ = ["Finish", "PollSchedule", "ProgressFit", "Track", "next_delay"]
 
 
 class PollSchedule(BaseModel):
@@ -169,40 +169,57 @@ class Finish:
     rate: float
 
 
-def fit_finish(points: list[tuple[float, float, float]]) -> Finish | None:
-    """The weighted least-squares line through ``(time, fraction done, variance)`` points.
+@dataclass(slots=True)
+class ProgressFit:
+    """Weighted sums of one job's progress points: enough to fit a line, in constant memory.
 
-    The fraction reaches 1 at ``at``; ``sd`` grows with the points' scatter and with how far
-    the end lies beyond them, and falls with their number. ``None`` while the line is not
-    determined or does not rise.
+    Each point is (time, fraction of the render done, variance of that fraction); times are
+    kept relative to the first point so the sums stay well-conditioned.
     """
-    if len(points) < 2:
-        return None
-    origin = points[0][0]
-    total = mean_t = mean_f = 0.0
-    for at, fraction, variance in points:
+
+    origin: float | None = None
+    count: int = 0
+    weight: float = 0.0
+    t: float = 0.0
+    f: float = 0.0
+    tt: float = 0.0
+    tf: float = 0.0
+    ff: float = 0.0
+
+    def add(self, at: float, fraction: float, variance: float) -> None:
+        """Fold in one point."""
+        if self.origin is None:
+            self.origin = at
+        at -= self.origin
         weight = 1 / variance
-        total += weight
-        mean_t += weight * (at - origin)
-        mean_f += weight * fraction
-    mean_t /= total
-    mean_f /= total
-    sxx = sxy = 0.0
-    for at, fraction, variance in points:
-        dt = at - origin - mean_t
-        sxx += dt * dt / variance
-        sxy += dt * (fraction - mean_f) / variance
-    if sxx <= 0 or sxy <= 0:
-        return None
-    rate = sxy / sxx
-    end = mean_t + (1 - mean_f) / rate
-    misfit = 0.0
-    for at, fraction, variance in points:
-        misfit += (fraction - mean_f - rate * (at - origin - mean_t)) ** 2 / variance
-    # the stated variances may be too small (a curve learned from other jobs): trust the scatter
-    scale = max(1.0, misfit / (len(points) - 2)) if len(points) > 2 else 1.0
-    sd = math.sqrt(scale * (1 / total + (end - mean_t) ** 2 / sxx)) / rate
-    return Finish(origin + end, sd, rate)
+        self.count += 1
+        self.weight += weight
+        self.t += weight * at
+        self.f += weight * fraction
+        self.tt += weight * at * at
+        self.tf += weight * at * fraction
+        self.ff += weight * fraction * fraction
+
+    def finish(self) -> Finish | None:
+        """When the fitted line reaches the whole render, and the sd of that time.
+
+        The sd grows with the points' scatter and with how far the end lies beyond them, and
+        falls with their number. ``None`` while the line is not determined or does not rise.
+        """
+        if self.count < 2 or self.origin is None:
+            return None
+        mean_t, mean_f = self.t / self.weight, self.f / self.weight
+        sxx = self.tt - self.weight * mean_t * mean_t
+        sxy = self.tf - self.weight * mean_t * mean_f
+        if sxx <= 0 or sxy <= 0:
+            return None
+        rate = sxy / sxx
+        end = mean_t + (1 - mean_f) / rate
+        misfit = max(0.0, self.ff - self.weight * mean_f * mean_f - rate * sxy)
+        # the stated variances may be too small (a curve learned from other jobs): trust the scatter
+        scale = max(1.0, misfit / (self.count - 2)) if self.count > 2 else 1.0
+        sd = math.sqrt(scale * (1 / self.weight + (end - mean_t) ** 2 / sxx)) / rate
+        return Finish(self.origin + end, sd, rate)
 
 
 _DEFAULT = PollSchedule()
@@ -222,7 +239,7 @@ def next_delay(
 ) -> float:
     """Seconds to wait before the next poll of this job.
 
-    ``finish`` is the fit of the job's progress readings (see :func:`fit_finish`) where they
+    ``finish`` is the fit of the job's progress readings (see :class:`ProgressFit`) where they
     were kept; without it the estimate comes from the track's first and last readings.
     """
     prior = prior if prior is not None else schedule.fallback()

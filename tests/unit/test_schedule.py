@@ -14,7 +14,7 @@ from sora_tasks import PollingPolicy, TaskManager, TaskStatus
 from sora_tasks._models import TaskPage, TaskQuery
 from sora_tasks._planner import Planner
 from sora_tasks._priors import JobKind, ProgressCurve, RenderPrior, ScheduleMemory
-from sora_tasks._schedule import Finish, PollSchedule, Track, fit_finish, next_delay
+from sora_tasks._schedule import Finish, PollSchedule, ProgressFit, Track, next_delay
 from sora_tasks.storage import InMemoryStore
 from sora_tasks.testing import FakeBehaviour, FakeProvider
 
@@ -149,11 +149,18 @@ def test_a_job_seen_rendering_at_zero_after_queued_began_in_the_middle_of_the_ga
     assert direct.anchor_at == 5.0
 
 
+def fit_finish(points: list[tuple[float, float, float]]) -> Finish | None:
+    fit = ProgressFit()
+    for point in points:
+        fit.add(*point)
+    return fit.finish()
+
+
 def test_a_fit_through_all_readings_finds_the_end_and_grows_surer_with_more_of_them() -> None:
     def points(times: list[float], noise: float) -> list[tuple[float, float, float]]:
         rng = random.Random(3)
         # a 500 s render that began at t=100: done at 600
-        return [((t), (t - 100) / 500 + rng.gauss(0, noise), noise**2 + 1e-9) for t in times]
+        return [(t, (t - 100) / 500 + rng.gauss(0, noise), noise**2 + 1e-6) for t in times]
 
     exact = fit_finish(points([150.0, 300.0], 0.0))
     assert exact is not None
