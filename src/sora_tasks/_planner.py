@@ -156,15 +156,15 @@ class Planner:
         with self._lock:
             fit = self._fits.get(job_id)
             if fit is None:
-                if job_id not in self._readings:
-                    return None  # beyond the jobs whose readings are kept
+                # kept, and dropped, with the job's readings (at most _MAX_TRACKED jobs)
                 fit = self._fits[job_id] = _Fit()
             if progress != fit.last:
                 low, high = _span(progress, curve)
                 width = high - low
                 if width <= _PRECISE:
                     fit.precise += 1
-                if before.seen_at is not None:
+                risen = progress > before.progress or before.status is not TaskStatus.PROCESSING
+                if risen and before.seen_at is not None:
                     rate = fit.finish.rate if fit.finish is not None else 1 / prior.median
                     width = min(width, rate * (now - before.seen_at))
                 # a point of progress is worth the curve's average share of the render per point

@@ -387,3 +387,28 @@ def test_each_benchmark_mix_keeps_its_figures(
     assert polls[len(polls) // 2] <= most_polls
     assert delays[len(delays) // 2] <= p50
     assert delays[9 * len(delays) // 10] <= p90
+
+
+def test_a_worker_that_takes_a_job_over_midway_fits_from_the_readings_it_sees() -> None:
+    """Another worker's planner (same beliefs, none of the job's readings) still finds the end."""
+    memory = ScheduleMemory()
+    memory.learn(KIND, 320.0, S.fallback())
+    first, second = Planner(memory), Planner(memory)
+
+    def answer(t: float) -> tuple[TaskStatus, int]:  # renders 20 s .. 320 s, linearly
+        if t >= 320.0:
+            return TaskStatus.COMPLETED, 100
+        return TaskStatus.PROCESSING, max(0, int((t - 20.0) / 3))
+
+    track, delay = first.plan("job", KIND, Track(0.0), TaskStatus.QUEUED, 0, 0.0, schedule=S)
+    t = 0.0
+    while t + delay < 170.0:
+        t += delay
+        track, delay = first.plan("job", KIND, track, *answer(t), t, schedule=S)
+    polls = 0
+    while (state := answer(t + delay))[0] is not TaskStatus.COMPLETED:
+        t, polls = t + delay, polls + 1
+        track, delay = second.plan("job", KIND, track, *state, t, schedule=S)
+        assert polls < 30, "never noticed the end"
+    assert t + delay - 320.0 <= S.window()
+    assert polls <= 10
