@@ -8,6 +8,7 @@ after another, so later jobs benefit from earlier ones. The table reports polls 
 late completion was noticed, over all jobs after the first ``--warmup``.
 
     python benchmarks/bench_schedule.py --mix all --jobs 4000 --seed 1
+    python benchmarks/bench_schedule.py --mix long --schedule window_sigmas=1.5
 """
 
 from __future__ import annotations
@@ -168,13 +169,23 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=4000)
     parser.add_argument("--warmup", type=int, default=50)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--schedule",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="a PollSchedule field to change from its default, e.g. window_sigmas=1.5",
+    )
     args = parser.parse_args()
+    changes = dict(item.split("=", 1) for item in args.schedule)
+    schedule = PollSchedule.model_validate(changes)
     chosen = MIXES if args.mix == "all" else {args.mix: MIXES[args.mix]}
-    print(f"{args.jobs} jobs per mix after {args.warmup} warm-up jobs, seed {args.seed}\n")
+    print(f"{args.jobs} jobs per mix after {args.warmup} warm-up jobs, seed {args.seed}")
+    print(f"schedule: {changes or 'the defaults'}\n")
     print("| mix | polls p50 | polls p90 | delay p50 (s) | delay p90 (s) | given up |")
     print("|---|---:|---:|---:|---:|---:|")
     for name, mix in chosen.items():
-        outcomes = measure(mix, args.jobs, args.warmup, args.seed, PollSchedule())
+        outcomes = measure(mix, args.jobs, args.warmup, args.seed, schedule)
         polls = [float(o.polls) for o in outcomes]
         delays = [o.delay for o in outcomes if o.delay is not None]
         given_up = sum(o.delay is None for o in outcomes)

@@ -1,5 +1,6 @@
 """What the OpenTelemetry hooks cost one poll: the engine's span, the provider call's span and
-its HTTP annotation, the poll counter and the store timer, with no network or store around them.
+its HTTP annotation, the poll counter, the store timer and the wait for a pooled connection, with
+no network or store around them.
 
 Run it three ways: as is (opentelemetry-api installed, no SDK: the usual case for a library),
 with ``--sdk`` (an SDK recording every span and metric in memory), and with ``--without-otel``
@@ -43,8 +44,10 @@ def main() -> None:
         engine_span,
         note_http,
         provider_span,
+        record_connection_wait,
         record_poll,
         store_timer,
+        wait_started,
     )
     from sora_tasks.testing._task_factories import make_task
 
@@ -56,7 +59,9 @@ def main() -> None:
                 note_http("GET", 200, 0)
             record_poll(task.provider, "ok")
             with store_timer("update"):
-                pass
+                started = wait_started()
+                if started is not None:
+                    record_connection_wait(started, engine=True)
 
     seconds = min(timeit.repeat(one_poll, number=args.polls, repeat=3))
     mode = "no otel" if args.without_otel else "SDK in memory" if args.sdk else "API, no SDK"

@@ -63,6 +63,7 @@ from ._models import (
     TaskStatus,
 )
 from ._options import CreateOptions, ManagerOptions
+from ._outbox import WebhookDelivery, WebhookPolicy, WebhookState
 from ._policy import PollingPolicy
 from ._prices import Price, PriceTable, PriceTableError
 from ._schedule import PollSchedule
@@ -149,8 +150,11 @@ __all__ = [
     "VerifiedWebhook",
     "WaitTimeoutError",
     "WebhookDeduplicator",
+    "WebhookDelivery",
+    "WebhookPolicy",
     "WebhookReceiver",
     "WebhookResult",
+    "WebhookState",
     "WebhookVerificationError",
     "__version__",
 ]

@@ -18,6 +18,7 @@ from ._budgets import BudgetAlert, Budgets, announce
 from ._events import EventHub
 from ._exceptions import InvalidRequestError, UnknownProviderError, UnsupportedParameterError
 from ._models import GenerationRequest, ImageData, Limits, RouteStep, SkippedProvider, Task
+from ._notify_url import NotifyDefaults
 from ._operations import TaskOperations
 from ._policy import PollingPolicy
 from ._poller import Engine
@@ -47,8 +48,10 @@ class Admission:
         routes: Mapping[str, Sequence[RouteEntry]] | None = None,
         budgets: Budgets | None = None,
         on_budget_alert: Callable[[BudgetAlert], object] | None = None,
+        notify: NotifyDefaults | None = None,
     ) -> None:
         self._store = store
+        self._notify = notify or NotifyDefaults()
         self._budgets = budgets
         self._on_budget_alert = on_budget_alert
         self._routes = dict(routes or {})
@@ -88,6 +91,9 @@ class Admission:
         return [task for task in tasks if task is not None]
 
     def _new_task(self, request: GenerationRequest) -> tuple[Task, list[ImageData]]:
+        notify_url, notify_progress = self._notify.for_request(
+            request.notify_url, request.notify_progress
+        )
         name = request.provider or self._default
         route_name, route = name, self._routes.get(name)
         if route is not None:
@@ -136,6 +142,8 @@ class Admission:
             next_poll_at=now,
             route=route_name if route is not None else None,
             route_steps=steps,
+            notify_url=notify_url,
+            notify_progress=notify_progress,
             skipped=[
                 SkippedProvider(provider=provider, code="unsupported", reason=reason, at=now)
                 for provider, reason in skipped

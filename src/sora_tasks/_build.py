@@ -125,6 +125,8 @@ async def open_manager(
         download_dir=settings.download_dir,
         archive=settings.archive,
         archive_key=settings.archive_key or DEFAULT_KEY_TEMPLATE,
+        webhook_secret=settings.webhook_secret,
+        webhook_policy=settings.webhook_policy,
     )
     async with manager:
         yield manager

@@ -25,6 +25,7 @@ from ._exceptions import (
     SubmissionUncertainError,
 )
 from ._secrets import scrub
+from ._telemetry import watch_circuits
 
 __all__ = ["CircuitPolicy", "CircuitState", "HealthBook", "ProviderHealth", "counts_as_failure"]
 
@@ -100,6 +101,7 @@ class HealthBook:
         self.policy = policy or CircuitPolicy()
         self._clock = clock
         self._circuits = {name: _Circuit() for name in providers}
+        watch_circuits(self)
 
     def state(self, provider: str) -> CircuitState:
         """The circuit's state now."""

@@ -3,7 +3,6 @@ configure, chosen exactly as the command line chooses them (:mod:`sora_tasks._se
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 
 from ._build import build_provider
@@ -23,13 +22,13 @@ class Discovered:
     notes: tuple[str, ...]
 
 
-def providers_from_environment(env: Mapping[str, str] | None = None) -> Discovered:
+def providers_from_environment() -> Discovered:
     """Every provider the command line would use, built; :class:`ConfigError` if there is none.
 
     Unlike the command line, no fake provider stands in: an empty environment is an error that
     names the variables to set.
     """
-    settings = load_settings(Flags(), env)
+    settings = load_settings(Flags())
     if settings.fallback:
         reasons = "".join(f"; {note}" for note in settings.notes)
         raise ConfigError(

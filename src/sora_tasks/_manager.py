@@ -48,14 +48,18 @@ from ._models import (
     TaskStats,
     TaskStatus,
 )
+from ._notify import WebhookSender, check_webhook_secret
+from ._notify_url import NotifyDefaults, check_notify_url
 from ._operations import TaskOperations
 from ._options import CreateOptions, check_options
+from ._outbox import WebhookDelivery, WebhookPolicy, WebhookState
 from ._policy import PollingPolicy
 from ._poller import Engine
 from ._prices import PriceTable
 from ._routes import parse_routes
 from ._saved import SavedContent, saved_copy
 from ._states import Phase, phase_of
+from ._telemetry import unwatch_circuits, watch_circuits
 from ._webhooks import WebhookReceiver, WebhookResult
 from .archive._base import (
     DEFAULT_KEY_TEMPLATE,
@@ -125,6 +129,12 @@ class TaskManager:
     ``budgets`` (:class:`Budgets`) caps spending per user and overall over a rolling window: a
     create whose estimate does not fit raises :class:`BudgetExceededError`, storing and sending
     nothing, and passing a share of a limit calls ``on_budget_alert`` with a :class:`BudgetAlert`.
+
+    ``notify_url`` is the default webhook target of every task (``create(notify_url=...)``
+    overrides it), with ``notify_progress`` for progress events too. Deliveries are signed with
+    ``webhook_secret`` (a Standard Webhooks ``whsec_...`` secret, needed for any notify URL) and
+    sent, retried and given up under ``webhook_policy`` (:class:`WebhookPolicy`), by the workers
+    that poll; see :meth:`webhooks` and the push page of the docs.
     """
 
     def __init__(
@@ -148,7 +158,17 @@ class TaskManager:
         prices: PriceTable | None = None,
         budgets: Budgets | None = None,
         on_budget_alert: Callable[[BudgetAlert], object] | None = None,
+        notify_url: str | None = None,
+        notify_progress: bool = False,
+        webhook_secret: str | pydantic.SecretStr | None = None,
+        webhook_policy: WebhookPolicy | None = None,
     ) -> None:
+        self.webhook_policy = webhook_policy or WebhookPolicy()
+        secret = check_webhook_secret(webhook_secret) if webhook_secret is not None else None
+        if notify_url is not None:
+            if secret is None:
+                raise ValueError("notify_url needs a webhook_secret to sign deliveries with")
+            check_notify_url(notify_url, allow_private=self.webhook_policy.allow_private)
         self.configuration_notes: tuple[str, ...] = ()
         """How the providers were chosen when none were passed, and what was left out."""
         if providers is None:
@@ -193,6 +213,11 @@ class TaskManager:
         if on_event is not None:
             self._events.add_callback(on_event)
         owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        sender = (
+            WebhookSender(store=self._store, secret=secret, policy=self.webhook_policy, owner=owner)
+            if secret is not None
+            else None
+        )
         self._ops = TaskOperations(
             store=self._store,
             providers=self._providers,
@@ -214,6 +239,7 @@ class TaskManager:
             operations=self._ops,
             owner=owner,
             collect=self._ops.collects,
+            sender=sender,
         )
         self._admission = Admission(
             store=self._store,
@@ -228,6 +254,12 @@ class TaskManager:
             routes=self._routes,
             budgets=budgets,
             on_budget_alert=on_budget_alert,
+            notify=NotifyDefaults(
+                url=notify_url,
+                progress=notify_progress,
+                allow_private=self.webhook_policy.allow_private,
+                signs=secret is not None,
+            ),
         )
         self._exit_stack: AsyncExitStack | None = None
         self._webhooks = WebhookReceiver(self, webhook_secrets or {})
@@ -267,6 +299,7 @@ class TaskManager:
     async def __aenter__(self) -> Self:
         self._engine.reset()
         self._engine_started = False
+        watch_circuits(self._health)
         async with AsyncExitStack() as stack:
             stack.push_async_callback(self._close_resources)
             if self._archive is not None:
@@ -305,6 +338,8 @@ class TaskManager:
             raise
 
     async def _close_resources(self) -> None:
+        # a closed manager's circuits say nothing about the providers any more
+        unwatch_circuits(self._health)
         with anyio.CancelScope(shield=True):
             for provider in self._providers.values():
                 await provider.aclose()
@@ -371,6 +406,8 @@ class TaskManager:
         priority: int = 0,
         deadline: timedelta | None = None,
         allow_unsupported: bool = False,
+        notify_url: str | None = None,
+        notify_progress: bool | None = None,
     ) -> Task:
         """Validate a request, store it as a task and submit it to the provider.
 
@@ -381,6 +418,8 @@ class TaskManager:
         Each is checked against what the model declares (see :class:`ProviderCapabilities`).
         Bad input raises an :class:`InvalidRequestError` subclass and nothing is stored or sent.
         A provider that rejects the job leaves a FAILED task whose ``error`` says why.
+        ``notify_url`` (default: the manager's) receives a signed webhook when the task ends,
+        and on progress with ``notify_progress``.
         """
         try:
             request = GenerationRequest(
@@ -404,6 +443,8 @@ class TaskManager:
                 priority=priority,
                 deadline=deadline,
                 allow_unsupported=allow_unsupported,
+                notify_url=notify_url,
+                notify_progress=notify_progress,
             )
         except pydantic.ValidationError as exc:
             raise _invalid(exc) from None
@@ -495,6 +536,34 @@ class TaskManager:
         :class:`WebhookVerificationError`, changing nothing, when the delivery is not authentic.
         """
         return await self._webhooks.handle(provider, headers, body)
+
+    async def webhooks(
+        self,
+        *,
+        state: WebhookState | str | None = None,
+        task_id: str | None = None,
+        limit: int = 100,
+    ) -> builtins.list[WebhookDelivery]:
+        """The outgoing webhook deliveries, newest first: all, or those in ``state``
+        (``"pending"``, ``"delivered"``, ``"failed"``) or of one task."""
+        try:
+            wanted = WebhookState(state) if state is not None else None
+        except ValueError:
+            choices = ", ".join(item.value for item in WebhookState)
+            raise InvalidRequestError(
+                f"unknown webhook state {state!r}; one of {choices}", field="state", limit=choices
+            ) from None
+        if not 1 <= limit <= 1000:
+            raise InvalidRequestError(
+                f"limit must be within 1..1000, not {limit}", field="limit", limit=1000
+            )
+        found = await self._store.list_webhooks(state=wanted, task_id=task_id, limit=limit)
+        return builtins.list(found)
+
+    async def retry_webhooks(self, delivery_ids: Sequence[str] | None = None) -> int:
+        """Re-arm failed deliveries (those of ``delivery_ids``, or every failed one): they are
+        sent again with a fresh budget. Returns how many were re-armed."""
+        return await self._store.retry_webhooks(delivery_ids)
 
     async def stats(self, *, user_id: str | None = None) -> TaskStats:
         """Counts by status and provider, success rate, render times and cost totals."""

@@ -209,6 +209,8 @@ class Task(_Frozen):
     A task created through a route records its name in ``route``, the providers it may still go
     to in ``route_steps`` (in order, each with its own request) and every provider passed over in
     ``skipped``; ``provider`` is the one that took (or is taking) the job.
+    ``notify_url`` receives a signed webhook when the task ends (and on progress, with
+    ``notify_progress``); both are fixed at creation.
     """
 
     id: str = Field(default_factory=new_task_id, pattern=r"^video_[0-9a-f-]{36}$")
@@ -254,6 +256,8 @@ class Task(_Frozen):
     route_steps: list[RouteStep] = Field(default_factory=list)
     skipped: list[SkippedProvider] = Field(default_factory=list)
     cost: TaskCost | None = None
+    notify_url: str | None = None
+    notify_progress: bool = False
     version: int = Field(1, ge=1)
 
     @property
@@ -283,7 +287,8 @@ class GenerationRequest(BaseModel):
     ``last_frame``; each of ``reference_images``) may be bytes, a path, a data URL, bare base64
     or an http(s) URL. ``provider_options`` go into the provider's input verbatim, for anything
     the common fields do not cover. ``allow_unsupported`` is the explicit override for values
-    the provider does not declare.
+    the provider does not declare. ``notify_url`` (checked against the deployment's webhook
+    rules) and ``notify_progress`` override the manager's defaults for this task.
     """
 
     model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
@@ -308,6 +313,8 @@ class GenerationRequest(BaseModel):
     priority: int = 0
     deadline: timedelta | None = None
     allow_unsupported: bool = False
+    notify_url: str | None = None
+    notify_progress: bool | None = None
 
 
 class TaskQuery(_Frozen):

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from ._budgets import BudgetAlert, Budgets
     from ._circuits import CircuitPolicy
     from ._events import TaskEvent
+    from ._outbox import WebhookPolicy
     from ._prices import PriceTable
     from .archive._base import Archive
     from .providers._base import Provider
@@ -53,6 +54,8 @@ class CreateOptions(TypedDict, total=False):
     priority: int
     deadline: timedelta | None
     allow_unsupported: bool
+    notify_url: str | None
+    notify_progress: bool | None
 
 
 class ManagerOptions(TypedDict, total=False):
@@ -76,6 +79,10 @@ class ManagerOptions(TypedDict, total=False):
     prices: PriceTable | None
     budgets: Budgets | None
     on_budget_alert: Callable[[BudgetAlert], object] | None
+    notify_url: str | None
+    notify_progress: bool
+    webhook_secret: str | pydantic.SecretStr | None
+    webhook_policy: WebhookPolicy | None
 
 
 def check_options(function: str, given: Iterable[str], allowed: type[Any]) -> None:

@@ -19,6 +19,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from ._exceptions import ConflictError, StoreUnavailableError, TaskNotFoundError
 from ._logging import log_task, logger
 from ._models import Task
+from ._notify import WebhookSender
 from ._operations import TaskOperations
 from ._policy import PollingPolicy
 from ._states import Phase, phase_of
@@ -46,8 +47,10 @@ class Engine:
         operations: TaskOperations,
         owner: str,
         collect: bool = False,
+        sender: WebhookSender | None = None,
     ) -> None:
         self._store = store
+        self._sender = sender
         self._providers = providers
         self._policy = policy
         self._ops = operations
@@ -154,6 +157,8 @@ class Engine:
                 async with receive:
                     for _ in range(workers):
                         group.start_soon(self._work, receive.clone())
+                if self._sender is not None and not self._stopped:
+                    group.start_soon(self._sender.run)
                 async with send:
                     with self._claiming:
                         await self._claim_loop(send)
@@ -253,10 +258,14 @@ class Engine:
     def reset(self) -> None:
         """Forget an earlier :meth:`stop`, so the engine can run again."""
         self._stopped = False
+        if self._sender is not None:
+            self._sender.reset()
 
     def stop(self) -> None:
         """Stop claiming; :meth:`run` returns once in-flight work is finished or handed back."""
         self._stopped = True
+        if self._sender is not None:
+            self._sender.stop()
         if self._claiming is not None:
             self._claiming.cancel()
 

@@ -22,6 +22,8 @@ _NORMAL = NormalDist()
 # down under load is followed within a few dozen jobs
 _MIN_WEIGHT = 0.05
 _MIN_CURVE_SAMPLES = 3
+# the narrowest span a figure is placed in counts as this wide (a share of the render)
+_SPAN_FLOOR = 0.01
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,36 +82,48 @@ class ProgressCurve:
 
     ``fractions[p]`` is the fraction of the render elapsed when progress was first seen at ``p``
     or more; ``None`` until a job got there. A linear reporter has ``fractions[p] == p / 100``;
-    one that sits at 99 % for the last 40 % has ``fractions[99] == 0.6``.
+    one that sits at 99 % for the last 40 % has ``fractions[99] == 0.6``. ``reported[p]`` says
+    whether any job reported ``p`` itself (a model that moves in steps of 25 % never does 30).
     """
 
     fractions: list[float | None] = field(default_factory=lambda: [None] * 100)
     samples: int = 0
+    reported: list[bool] = field(default_factory=lambda: [False] * 100)
+    weights: list[float] = field(default_factory=lambda: [0.0] * 100)
 
     def learn(self, readings: Iterable[tuple[float, int]]) -> None:
         """Fold in one finished job's readings: (fraction of its render elapsed, progress).
 
         Polls are sparse, so a figure passed between two readings is placed between them in
-        proportion (it was first reached somewhere in that span, not at the later reading).
+        proportion (it was first reached somewhere in that span, not at the later reading), and
+        weighs by how narrow that span is: a jump from 60 % to 99 % over a third of the render
+        says little about where 99 % is, two readings a few seconds apart say much.
         """
-        first: dict[int, float] = {}
+        first: dict[int, tuple[float, float]] = {}
         last: tuple[float, int] | None = None
         for fraction, progress in sorted(readings):
+            if 0 <= progress < 100:  # 100 is the completion, not a figure the model reported
+                self.reported[progress] = True
             progress = min(max(progress, 0), 99)
             if last is None:
-                first.setdefault(progress, fraction)
+                first.setdefault(progress, (fraction, 0.0))
             elif progress > last[1]:
                 span, gained = fraction - last[0], progress - last[1]
                 for figure in range(last[1] + 1, progress + 1):
-                    first[figure] = last[0] + span * (figure - last[1]) / gained
+                    first[figure] = (last[0] + span * (figure - last[1]) / gained, span)
             if last is None or progress > last[1]:
                 last = (fraction, progress)
         if not first:
             return
-        weight = max(1.0 / (self.samples + 1), _MIN_WEIGHT)
-        for figure, fraction in first.items():
+        for figure, (fraction, span) in first.items():
             old = self.fractions[figure]
-            self.fractions[figure] = fraction if old is None else old + weight * (fraction - old)
+            weight = 1 / (span * span + _SPAN_FLOOR**2)
+            # older jobs fade, so a model whose progress changes is followed
+            total = self.weights[figure] * (1 - _MIN_WEIGHT) + weight
+            self.weights[figure] = total
+            self.fractions[figure] = (
+                fraction if old is None else old + weight / total * (fraction - old)
+            )
         self.samples += 1
 
     def fraction(self, progress: int) -> float | None:
@@ -123,6 +137,17 @@ class ProgressCurve:
             value = self.fractions[figure]
             if value is not None:
                 return value
+        return None
+
+    def next_reported(self, progress: int) -> float | None:
+        """The learned fraction of the first figure above ``progress`` that a job reported.
+
+        A reading of ``progress`` was taken between :meth:`fraction` and this (``None``: the
+        figure is the last one reported before the end).
+        """
+        for figure in range(min(max(progress, 0), 99) + 1, 100):
+            if self.reported[figure]:
+                return self.fractions[figure]
         return None
 
 

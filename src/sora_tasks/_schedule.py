@@ -11,10 +11,14 @@ Two sources say when a job will finish, and the schedule weighs them by how sure
 
 While the job is queued, or renders without reporting progress, the next poll is where the prior
 gives the job a ``prior_step`` chance of having finished since the last look: sparse while
-finishing is unlikely, dense where most jobs of its kind finish. While progress moves, the next
-poll is at the combined estimate of the time left, discounted by its uncertainty, and every
-``dense_interval`` once within ``dense_window`` of the end. A provider's hint is a floor only
-where the provider means it as one; the provider's minimum interval always is.
+finishing is unlikely, dense where most jobs of its kind finish. While progress moves, a line is
+fitted through all the job's readings (each placed on the learned curve, weighed by how narrowly
+it places the render; :class:`ProgressFit`), which gives the end and its uncertainty; the
+schedule waits ``approach`` of the time left while the end is far, and polls every
+``window_interval`` from ``window_sigmas`` sds before the fitted end. Without a fit (a coarse
+reporter, a job whose readings this process did not see) the estimate is the track's first and
+last readings combined with the prior, discounted by its uncertainty. A provider's hint is a
+floor only where the provider means it as one; the provider's minimum interval always is.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from ._models import TaskStatus
 from ._priors import ProgressCurve, RenderPrior
 
-__all__ = ["PollSchedule", "Track", "next_delay"]
+__all__ = ["Finish", "PollSchedule", "ProgressFit", "Track", "next_delay"]
 
 
 class PollSchedule(BaseModel):
@@ -68,6 +72,27 @@ class PollSchedule(BaseModel):
     max_interval: float = Field(
         60.0, gt=0, description="no wait is longer, unless a quarter of the expected time is"
     )
+    approach: float = Field(
+        0.65, gt=0, lt=1, description="share of the fitted time left waited while far from the end"
+    )
+    window_sigmas: float = Field(
+        1.8, ge=0, description="the dense window opens this many fitted sds before the end"
+    )
+    window_interval: float | None = Field(
+        None,
+        gt=0,
+        description="the polling interval around a fitted end; 1.25 x dense_interval if unset",
+    )
+
+    def window(self) -> float:
+        """The polling interval around a fitted end.
+
+        Unset, it is a little longer than ``dense_interval``: the fitted window is wider than
+        ``dense_window``, so a poll less often there saves more than it costs in lateness.
+        """
+        return (
+            self.window_interval if self.window_interval is not None else 1.25 * self.dense_interval
+        )
 
     def fallback(self) -> RenderPrior:
         """The belief before learning: the declared expectation."""
@@ -97,7 +122,7 @@ class Track:
         moved = status is not self.status or progress != self.progress
         anchor_at, anchor_progress = self.anchor_at, self.anchor_progress
         if anchor_at is None and status is TaskStatus.PROCESSING:
-            if progress > 0 and self.seen_at is not None:
+            if self.seen_at is not None and self.status is not TaskStatus.PROCESSING:
                 # rendering began at some point since the last answer: take the middle of that span
                 anchor_at, anchor_progress = (self.seen_at + now) / 2, self.progress
             else:
@@ -132,6 +157,71 @@ class Track:
         return (100 - self.progress) * elapsed / (self.progress - self.anchor_progress)
 
 
+@dataclass(frozen=True, slots=True)
+class Finish:
+    """When a job should finish by a fit of all its progress readings: ``at`` and its sd.
+
+    ``rate`` is the fitted share of the render done per second.
+    """
+
+    at: float
+    sd: float
+    rate: float
+
+
+@dataclass(slots=True)
+class ProgressFit:
+    """Weighted sums of one job's progress points: enough to fit a line, in constant memory.
+
+    Each point is (time, fraction of the render done, variance of that fraction); times are
+    kept relative to the first point so the sums stay well-conditioned.
+    """
+
+    origin: float | None = None
+    count: int = 0
+    weight: float = 0.0
+    t: float = 0.0
+    f: float = 0.0
+    tt: float = 0.0
+    tf: float = 0.0
+    ff: float = 0.0
+
+    def add(self, at: float, fraction: float, variance: float) -> None:
+        """Fold in one point."""
+        if self.origin is None:
+            self.origin = at
+        at -= self.origin
+        weight = 1 / variance
+        self.count += 1
+        self.weight += weight
+        self.t += weight * at
+        self.f += weight * fraction
+        self.tt += weight * at * at
+        self.tf += weight * at * fraction
+        self.ff += weight * fraction * fraction
+
+    def finish(self) -> Finish | None:
+        """When the fitted line reaches the whole render, and the sd of that time.
+
+        The sd grows with the points' scatter and with how far the end lies beyond them, and
+        falls with their number. ``None`` while the line is not determined or does not rise.
+        """
+        if self.count < 2 or self.origin is None:
+            return None
+        mean_t, mean_f = self.t / self.weight, self.f / self.weight
+        sxx = self.tt - self.weight * mean_t * mean_t
+        sxy = self.tf - self.weight * mean_t * mean_f
+        if sxx <= 0 or sxy <= 0:
+            return None
+        rate = sxy / sxx
+        end = mean_t + (1 - mean_f) / rate
+        misfit = max(0.0, self.ff - self.weight * mean_f * mean_f - rate * sxy)
+        # the stated variances may be too small (a curve learned from other jobs): trust the scatter
+        scale = max(1.0, misfit / (self.count - 2)) if self.count > 2 else 1.0
+        sd = math.sqrt(scale * (1 / self.weight + (end - mean_t) ** 2 / sxx)) / rate
+        return Finish(self.origin + end, sd, rate)
+
+
 _DEFAULT = PollSchedule()
 
 
@@ -145,13 +235,30 @@ def next_delay(
     hint_is_floor: bool = True,
     min_interval: float = 0.0,
     schedule: PollSchedule = _DEFAULT,
+    finish: Finish | None = None,
 ) -> float:
-    """Seconds to wait before the next poll of this job."""
+    """Seconds to wait before the next poll of this job.
+
+    ``finish`` is the fit of the job's progress readings (see :class:`ProgressFit`) where they
+    were kept; without it the estimate comes from the track's first and last readings.
+    """
     prior = prior if prior is not None else schedule.fallback()
     elapsed = max(0.0, now - track.submitted_at)
     ceiling = max(schedule.max_interval, prior.median / 2)
-    remaining = track.remaining(now, curve) if track.status is TaskStatus.PROCESSING else None
-    if remaining is None:
+    rendering = track.status is TaskStatus.PROCESSING
+    remaining = track.remaining(now, curve) if rendering and finish is None else None
+    if rendering and finish is not None:
+        # approach the fitted end geometrically (each reading sharpens the fit), then poll
+        # densely from where the end becomes likely, for as long as the job runs
+        opens = finish.at - schedule.window_sigmas * finish.sd
+        if now < opens:
+            delay = min(opens - now, schedule.approach * (finish.at - now))
+        elif now > finish.at + schedule.window_sigmas * finish.sd:
+            delay = schedule.stall_factor * (now - finish.at)
+        else:
+            delay = 0.0
+        delay = max(delay, schedule.window())
+    elif remaining is None:
         outlived = elapsed - prior.quantile(0.99)
         if outlived > 0:
             # slower than nearly every job of its kind: the belief is no guide, back off gently

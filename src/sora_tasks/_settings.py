@@ -1,13 +1,15 @@
 """Configuration from flags, environment, a TOML file and defaults, in that order.
 
 The command line reads it for every command, and ``TaskManager()`` without providers reads it
-the same way (:mod:`sora_tasks._build`). The file (``--config``, else ``$SORA_TASKS_CONFIG``,
-else ``./sora-tasks.toml``, else ``config.toml`` in the user config directory) may name several
-providers, and routes over them (``[routes]`` ``veo = ["veo", "fal:fal-ai/veo3.1"]``), a price
-table of its own laid over the shipped one (``prices = "prices.csv"``) and spending limits
-(``[budgets]``). Keys are referred to by the name of the environment variable that holds them
-(``api_key_env``); a key written in the file itself is accepted with a warning. Nothing here
-ever puts a key in a message.
+the same way (:mod:`sora_tasks._build`). pydantic-settings merges the layers: the flags come in
+as init values, then the environment (``SORA_TASKS_*`` and each provider type's conventional key
+variable), then the file, found by the first two. The file (``--config``, else
+``$SORA_TASKS_CONFIG``, else ``./sora-tasks.toml``, else ``config.toml`` in the user config
+directory) may name several providers, and routes over them (``[routes]``
+``veo = ["veo", "fal:fal-ai/veo3.1"]``), a price table of its own laid over the shipped one
+(``prices = "prices.csv"``) and spending limits (``[budgets]``). Keys are referred to by the name
+of the environment variable that holds them (``api_key_env``); a key written in the file itself
+is accepted with a warning. Nothing here ever puts a key in a message.
 """
 
 from __future__ import annotations
@@ -15,17 +17,25 @@ from __future__ import annotations
 import os
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import pydantic
-from pydantic import BaseModel, ConfigDict, SecretStr
+from pydantic import AliasChoices, BaseModel, ConfigDict, SecretStr
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 from ._budgets import BudgetLimit, Budgets
 from ._durations import parse_duration
 from ._exceptions import ConfigError
 from ._models import Limits
+from ._outbox import WebhookPolicy
 from ._policy import PollingPolicy
 from ._prices import PriceTable
 
@@ -39,24 +49,12 @@ __all__ = [
     "ProviderSettings",
     "Settings",
     "database_url",
-    "find_config_file",
     "key_variables_hint",
     "load_settings",
 ]
 
 FAKE = "fake"
 OPENAI = "openai"
-KEY_VARIABLES: Mapping[str, tuple[str, ...]] = {
-    "openai": ("OPENAI_API_KEY",),
-    "replicate": ("REPLICATE_API_TOKEN",),
-    "veo": ("GEMINI_API_KEY", "GOOGLE_API_KEY"),
-    "fal": ("FAL_KEY",),
-    "runway": ("RUNWAYML_API_SECRET",),
-}
-"""Each provider type's conventional key variables, the first one set wins. A provider named
-after its type is configured when one is set (``openai`` also needs ``OPENAI_BASE_URL``: see
-:data:`RETIRED_OPENAI`). A new type is one line here, and one in ``_build.build_provider``."""
-
 RETIRED_OPENAI = (
     "OpenAI's own video endpoint (api.openai.com/v1/videos) was shut down on 2026-09-24: set "
     "OPENAI_BASE_URL to the OpenAI-compatible server to use (a relay or a self-hosted one)"
@@ -132,6 +130,7 @@ class _File(_Strict):
     budgets: BudgetSettings | None = None
     policy: dict[str, Any] = pydantic.Field(default_factory=dict)
     limits: dict[str, Any] = pydantic.Field(default_factory=dict)
+    webhooks: dict[str, Any] = pydantic.Field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -163,9 +162,108 @@ class Settings:
     archive_key: str | None = None
     policy: PollingPolicy = field(default_factory=PollingPolicy)
     limits: Limits = field(default_factory=Limits)
+    webhook_secret: SecretStr | None = None
+    webhook_policy: WebhookPolicy = field(default_factory=WebhookPolicy)
     config_file: Path | None = None
     fallback: bool = False
     notes: tuple[str, ...] = ()
+
+
+class _Layers(BaseSettings):
+    """What the flags, the environment and the config file say, merged in that order over the
+    defaults by pydantic-settings (see :meth:`settings_customise_sources`)."""
+
+    model_config = SettingsConfigDict(env_prefix="SORA_TASKS_", env_ignore_empty=True, frozen=True)
+
+    # --config, SORA_TASKS_CONFIG; then the file found where files are looked for
+    config: Path | None = None
+    # --provider, SORA_TASKS_PROVIDER, the file's default_provider
+    provider: str | None = None
+    # --database-url, SORA_TASKS_DATABASE_URL, the file's database_url
+    database_url: str | None = None
+    # SORA_TASKS_ARCHIVE, the file's archive
+    archive: str | None = None
+    # the rest of the file, which has no other layer
+    file: _File = pydantic.Field(default_factory=_File)
+    # each provider type's conventional key variables, the first one set wins (environment only)
+    openai: SecretStr | None = pydantic.Field(None, validation_alias="OPENAI_API_KEY")
+    replicate: SecretStr | None = pydantic.Field(None, validation_alias="REPLICATE_API_TOKEN")
+    veo: SecretStr | None = pydantic.Field(
+        None, validation_alias=AliasChoices("GEMINI_API_KEY", "GOOGLE_API_KEY")
+    )
+    fal: SecretStr | None = pydantic.Field(None, validation_alias="FAL_KEY")
+    runway: SecretStr | None = pydantic.Field(None, validation_alias="RUNWAYML_API_SECRET")
+    openai_base_url: str | None = pydantic.Field(None, validation_alias="OPENAI_BASE_URL")
+    # the deployment's secret for signing outgoing webhooks: the environment only, never the file
+    webhook_secret: SecretStr | None = pydantic.Field(
+        None, validation_alias="SORA_TASKS_WEBHOOK_SECRET"
+    )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Flags (passed as init values), then the environment, then the config file."""
+        return init_settings, _Environment(settings_cls), _ConfigFile(settings_cls)
+
+    def key(self, kind: str) -> SecretStr | None:
+        """The key the conventional variables of provider type ``kind`` hold, if any."""
+        value = getattr(self, kind) if kind in KEY_VARIABLES else None
+        return value if isinstance(value, SecretStr) else None
+
+
+class _Environment(EnvSettingsSource):
+    """The environment, for every layered value except the file's own content."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        if field_name == "file":
+            return None, field_name, False
+        return super().get_field_value(field, field_name)
+
+
+class _ConfigFile(PydanticBaseSettingsSource):
+    """The config file named by the layers above it, or found in the usual places."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False  # everything is read at once in __call__
+
+    def __call__(self) -> dict[str, Any]:
+        named = self.current_state.get("config")
+        flagged = "config" in self.settings_sources_data.get("InitSettingsSource", {})
+        where = "--config" if flagged else "SORA_TASKS_CONFIG"
+        path = find_config_file(Path(named) if named is not None else None, where)
+        if path is None:
+            return {}
+        file = _read(path)
+        layered = {
+            "provider": file.default_provider,
+            "database_url": file.database_url,
+            "archive": file.archive,
+        }
+        values = {name: value for name, value in layered.items() if value is not None}
+        return {**values, "config": path, "file": file}
+
+
+def _variables(info: FieldInfo) -> tuple[str, ...]:
+    alias = info.validation_alias
+    if isinstance(alias, AliasChoices):
+        return tuple(str(choice) for choice in alias.choices)
+    return (str(alias),)
+
+
+KEY_VARIABLES: Mapping[str, tuple[str, ...]] = {
+    kind: _variables(_Layers.model_fields[kind])
+    for kind in ("openai", "replicate", "veo", "fal", "runway")
+}
+"""Each provider type's conventional key variables (fields of ``_Layers``). A provider named
+after its type is configured when one is set (``openai`` also needs ``OPENAI_BASE_URL``: see
+:data:`RETIRED_OPENAI`). A new type is one field there, and one branch in
+``_build.build_provider``."""
 
 
 def key_variables_hint() -> str:
@@ -176,13 +274,13 @@ def key_variables_hint() -> str:
     )
 
 
-def find_config_file(flag: Path | None, env: Mapping[str, str]) -> Path | None:
-    """The file to read: an explicit one must exist; the implicit ones are used if present."""
-    explicit = flag or (Path(env["SORA_TASKS_CONFIG"]) if env.get("SORA_TASKS_CONFIG") else None)
-    if explicit is not None:
-        if not explicit.is_file():
-            raise ConfigError(f"config file {str(explicit)!r} does not exist")
-        return explicit
+def find_config_file(named: Path | None, where: str) -> Path | None:
+    """The file to read: one ``named`` (by ``where``) must exist; the implicit ones are used if
+    present."""
+    if named is not None:
+        if not named.is_file():
+            raise ConfigError(f"config file {str(named)!r} ({where}) does not exist")
+        return named
     for candidate in (LOCAL_CONFIG, _user_config()):
         if candidate is not None and candidate.is_file():
             return candidate
@@ -197,19 +295,14 @@ def _user_config() -> Path | None:
     return Path(platformdirs.user_config_dir("sora-tasks")) / "config.toml"
 
 
-def load_settings(flags: Flags, env: Mapping[str, str] | None = None) -> Settings:
+def load_settings(flags: Flags) -> Settings:
     """Merge flags, environment, file and defaults, in that order of precedence."""
-    env = os.environ if env is None else env
-    path = find_config_file(flags.config, env)
-    file = _read(path) if path is not None else _File()
+    given = {name: value for name, value in asdict(flags).items() if value is not None}
+    layers = _Layers(**given)
+    file, path = layers.file, layers.config
     notes: list[str] = []
-    providers = _providers(file, env, path, notes)
-    default = (
-        flags.provider
-        or env.get("SORA_TASKS_PROVIDER")
-        or file.default_provider
-        or next(iter(providers), FAKE)
-    )
+    providers = _providers(layers, notes)
+    default = layers.provider or next(iter(providers), FAKE)
     fallback = not providers
     if default == FAKE and FAKE not in providers:
         providers[FAKE] = ProviderSettings(type="fake")
@@ -217,21 +310,27 @@ def load_settings(flags: Flags, env: Mapping[str, str] | None = None) -> Setting
     if default not in providers and default not in routes:
         known = ", ".join(sorted({*providers, *routes}))
         hint = " (set OPENAI_API_KEY and OPENAI_BASE_URL to use it)" if default == OPENAI else ""
-        raise ConfigError(f"no provider named {default!r}{hint}; configured: {known}")
+        if flags.provider is not None:
+            where = "--provider"
+        elif default != file.default_provider:
+            where = "SORA_TASKS_PROVIDER"
+        else:
+            where = f"default_provider in {str(path)!r}"
+        raise ConfigError(f"no provider named {default!r} ({where}){hint}; configured: {known}")
     return Settings(
         providers=providers,
         default_provider=default,
         routes=routes,
         prices=_prices(file.prices, path),
         budgets=file.budgets.budgets() if file.budgets is not None else None,
-        database_url=database_url(
-            flags.database_url or env.get("SORA_TASKS_DATABASE_URL") or file.database_url
-        ),
+        database_url=database_url(layers.database_url),
         download_dir=file.download_dir,
-        archive=env.get("SORA_TASKS_ARCHIVE") or file.archive,
+        archive=layers.archive,
         archive_key=file.archive_key,
         policy=_model(PollingPolicy, _policy_table(file.policy), "policy"),
         limits=_model(Limits, file.limits, "limits"),
+        webhook_secret=layers.webhook_secret,
+        webhook_policy=_model(WebhookPolicy, file.webhooks, "webhooks"),
         config_file=path,
         fallback=fallback,
         notes=tuple(notes),
@@ -249,28 +348,26 @@ def _read(path: Path) -> _File:
     return _model(_File, data, f"config file {str(path)!r}")
 
 
-def _providers(
-    file: _File, env: Mapping[str, str], path: Path | None, notes: list[str]
-) -> dict[str, ProviderSettings]:
+def _providers(layers: _Layers, notes: list[str]) -> dict[str, ProviderSettings]:
     providers: dict[str, ProviderSettings] = {}
-    declared = dict(file.providers)
+    declared = dict(layers.file.providers)
     retired = False
-    if OPENAI not in declared and env.get("OPENAI_BASE_URL"):
+    if OPENAI not in declared and layers.openai_base_url:
         declared[OPENAI] = ProviderSettings(type="openai")
-    elif OPENAI not in declared and env.get("OPENAI_API_KEY"):
+    elif OPENAI not in declared and layers.openai is not None:
         # a key alone would send every job to an endpoint that no longer exists
         retired = True
         notes.append(f"OPENAI_API_KEY is set but no provider was made of it: {RETIRED_OPENAI}")
-    for kind, variables in KEY_VARIABLES.items():
-        if kind != OPENAI and kind not in declared and _first_set(variables, env):
+    for kind in KEY_VARIABLES:
+        if kind != OPENAI and kind not in declared and layers.key(kind) is not None:
             declared[kind] = ProviderSettings(type=kind)
     for name, settings in declared.items():
         if settings.api_key is not None:
             notes.append(
-                f"config file {str(path)!r} holds the API key of provider {name!r}; "
+                f"config file {str(layers.config)!r} holds the API key of provider {name!r}; "
                 'prefer api_key_env = "VARIABLE" and keep the key in the environment'
             )
-        resolved = _resolve(name, settings, env)
+        resolved = _resolve(name, settings, layers)
         if resolved is None:
             variables = (
                 (settings.api_key_env,)
@@ -286,11 +383,6 @@ def _providers(
     if retired and not providers:
         raise ConfigError(f"no provider configured: {RETIRED_OPENAI}")
     return providers
-
-
-def _first_set(variables: tuple[str, ...], env: Mapping[str, str]) -> str | None:
-    """The first of ``variables`` that is set (not empty) in ``env``."""
-    return next((name for name in variables if env.get(name)), None)
 
 
 def _prices(table: Path | None, config: Path | None) -> PriceTable | None:
@@ -330,24 +422,22 @@ def _routes(
     return routes
 
 
-def _resolve(
-    name: str, settings: ProviderSettings, env: Mapping[str, str]
-) -> ProviderSettings | None:
+def _resolve(name: str, settings: ProviderSettings, layers: _Layers) -> ProviderSettings | None:
     """Fill in the key and base URL from the environment; ``None`` when the key is missing."""
     if settings.type == "fake":
         return settings
     changes: dict[str, object] = {}
-    if name == OPENAI and env.get("OPENAI_BASE_URL"):
-        changes["base_url"] = env["OPENAI_BASE_URL"]
-    variable = settings.api_key_env
-    if (
-        variable is None
-        and settings.type in KEY_VARIABLES
-        and (settings.api_key is None or name == settings.type)
-    ):
-        variable = _first_set(KEY_VARIABLES[settings.type], env)
-    if variable is not None and env.get(variable):
-        changes["api_key"] = SecretStr(env[variable])
+    if name == OPENAI and layers.openai_base_url:
+        changes["base_url"] = layers.openai_base_url
+    key: SecretStr | None = None
+    if settings.api_key_env is not None:
+        # a variable the file names: read as it is, there is no field for it
+        value = os.environ.get(settings.api_key_env)
+        key = SecretStr(value) if value else None
+    elif settings.api_key is None or name == settings.type:
+        key = layers.key(settings.type)
+    if key is not None:
+        changes["api_key"] = key
     elif settings.api_key is None:
         if settings.type == "relay" and settings.api_key_env is None:
             raise ConfigError(f"provider {name!r}: a relay needs api_key_env (or api_key)")

@@ -138,6 +138,8 @@ class SyncTaskManager:
     refresh = _blocking(TaskManager.refresh)
     handle_webhook = _blocking(TaskManager.handle_webhook)
     stats = _blocking(TaskManager.stats)
+    webhooks = _blocking(TaskManager.webhooks)
+    retry_webhooks = _blocking(TaskManager.retry_webhooks)
     cancel = _blocking(TaskManager.cancel)
     cleanup = _blocking(TaskManager.cleanup)
     wait = _blocking(TaskManager.wait)

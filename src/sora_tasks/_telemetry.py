@@ -13,13 +13,18 @@ Metrics: ``sora_tasks.task.transitions`` (tasks reaching each status), ``sora_ta
 (status calls, by outcome: divide by the tasks that ended for polls per task),
 ``sora_tasks.completion.detection_delay`` (seconds from the provider finishing a job to the
 engine seeing it, where the provider says when it finished), ``sora_tasks.provider.errors``
-(by error kind), ``sora_tasks.store.duration`` (seconds per store operation the engine makes).
+(by error kind), ``sora_tasks.store.duration`` (seconds per store operation the engine makes),
+``sora_tasks.store.connection.wait`` (seconds a SQL store's caller waits for a pooled connection,
+by lane: the engine's or the API's), ``sora_tasks.provider.circuit`` (per provider and state, 1
+for the state its circuit breaker is in, 0 for the others) and ``sora_tasks.cost`` (what tasks
+cost, counted once per task when it ends: the actual cost, else the estimate).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+import weakref
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from functools import cache
 from typing import TYPE_CHECKING, Any
@@ -27,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 from ._exceptions import ProviderError, ProviderHTTPError
 
 if TYPE_CHECKING:
+    from ._circuits import HealthBook
     from ._models import Task
 
 try:
@@ -40,10 +46,14 @@ __all__ = [
     "engine_span",
     "note_http",
     "provider_span",
+    "record_connection_wait",
     "record_detection_delay",
     "record_poll",
     "record_transition",
     "store_timer",
+    "unwatch_circuits",
+    "wait_started",
+    "watch_circuits",
 ]
 
 _NAME = "sora_tasks"
@@ -71,6 +81,26 @@ class _Instruments:
         self.store_duration = meter.create_histogram(
             "sora_tasks.store.duration", unit="s", description="Store operations of the engine."
         )
+        self.connection_wait = meter.create_histogram(
+            "sora_tasks.store.connection.wait",
+            unit="s",
+            description="From asking a SQL store for a connection to holding one.",
+        )
+        self.cost = meter.create_counter(
+            "sora_tasks.cost",
+            unit="{currency}",
+            description="What ended tasks cost: the actual cost, else the estimate.",
+        )
+        meter.create_observable_gauge(
+            "sora_tasks.provider.circuit",
+            callbacks=[_observe_circuits],
+            unit="1",
+            description="1 for the state a provider's circuit breaker is in, 0 for the others.",
+        )
+
+
+# the circuit breakers of the live managers, read when the meter collects
+_BOOKS: weakref.WeakSet[HealthBook] = weakref.WeakSet()
 
 
 @cache
@@ -172,12 +202,48 @@ def note_http(method: str, status_code: int | None, retries: int) -> None:
 
 
 def record_transition(before: Task | None, after: Task) -> None:
-    """Count ``after`` reaching its status, when it changed."""
+    """Count ``after`` reaching its status, when it changed; the cost of a task that ends."""
     if not _ENABLED or (before is not None and before.status is after.status):
         return
-    _instruments().transitions.add(
+    instruments = _instruments()
+    instruments.transitions.add(
         1, {"sora_tasks.status": after.status.value, "sora_tasks.provider": after.provider}
     )
+    # a task's cost turns actual in the write that completes it, so this counts each task once
+    if after.is_terminal and after.cost is not None:
+        instruments.cost.add(
+            after.cost.amount,
+            {
+                "sora_tasks.provider": after.provider,
+                "sora_tasks.model": after.model,
+                "sora_tasks.currency": after.cost.currency,
+                "sora_tasks.cost.estimated": after.cost.estimated,
+            },
+        )
+
+
+def watch_circuits(book: HealthBook) -> None:
+    """Report ``book``'s circuits in ``sora_tasks.provider.circuit`` for as long as it lives."""
+    if _ENABLED:
+        _BOOKS.add(book)
+        _instruments()  # the gauge, and with it the callback, exist from the first book on
+
+
+def unwatch_circuits(book: HealthBook) -> None:
+    """Stop reporting ``book``'s circuits (its manager has closed)."""
+    _BOOKS.discard(book)
+
+
+def _observe_circuits(_options: metrics.CallbackOptions) -> Iterable[metrics.Observation]:
+    from ._circuits import CircuitState  # not at the top: _circuits imports this module
+
+    for book in list(_BOOKS):
+        for name, health in book.snapshot().items():
+            for state in CircuitState:
+                yield metrics.Observation(
+                    int(health.state is state),
+                    {"sora_tasks.provider": name, "sora_tasks.circuit.state": state.value},
+                )
 
 
 def record_poll(provider: str, outcome: str) -> None:
@@ -192,6 +258,18 @@ def record_detection_delay(provider: str, seconds: float) -> None:
     """Record how long after the provider finished a job the engine saw it."""
     if _ENABLED:
         _instruments().detection_delay.record(max(0.0, seconds), {"sora_tasks.provider": provider})
+
+
+def wait_started() -> float | None:
+    """A start time for :func:`record_connection_wait`; ``None`` without OpenTelemetry."""
+    return time.perf_counter() if _ENABLED else None
+
+
+def record_connection_wait(started: float, *, engine: bool) -> None:
+    """Record the wait for a pooled connection since ``started`` (from :func:`wait_started`)."""
+    _instruments().connection_wait.record(
+        time.perf_counter() - started, {"sora_tasks.lane": "engine" if engine else "api"}
+    )
 
 
 @contextmanager

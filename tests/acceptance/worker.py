@@ -1,20 +1,24 @@
 """A worker process for the acceptance tests: ``python -m tests.acceptance.worker CONFIG_JSON``.
 
-It polls (and optionally first creates) tasks in a SQLite file against a simulator over a real
-socket, until SIGTERM. With ``hang_after_create`` it freezes right after the provider answered a
-create and before anything is written, so a test can kill it in exactly that window.
+It polls (and optionally first creates) tasks in a SQLite file (or the database at ``url``)
+against a simulator over a real socket, until SIGTERM. With ``hang_after_create`` it freezes
+right after the provider answered a create and before anything is written, so a test can kill
+it in exactly that window. With
+``notify_url`` the tasks it creates notify that URL (with progress events when
+``notify_progress``), and it delivers webhooks signed with ``HOOK_SECRET`` from the environment.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
 import anyio
 
-from sora_tasks import PollingPolicy, PollSchedule, TaskManager
+from sora_tasks import PollingPolicy, PollSchedule, TaskManager, WebhookPolicy
 from sora_tasks.providers import OpenAIVideosProvider, ProviderJob, SubmitRequest
 from sora_tasks.providers.openai import DEFAULT_OPENAI_CAPABILITIES
 from sora_tasks.storage import SQLStore
@@ -55,17 +59,37 @@ async def main(config: dict[str, object]) -> None:
         idle_wait=0.1,
         retry_interval=0.2,
     )
+    hooks: dict[str, object] = {}
+    if "HOOK_SECRET" in os.environ:
+        lease = float(str(config.get("webhook_lease", 10)))
+        hooks = {
+            "webhook_secret": os.environ["HOOK_SECRET"],
+            "webhook_policy": WebhookPolicy(
+                allow_private=True,
+                first_retry=0.5,
+                max_retry=1.0,
+                lease_seconds=lease,
+                timeout=0.8 * lease,
+                idle_wait=0.05,
+            ),
+        }
     manager = TaskManager(
         providers={"sim": provider},
-        store=SQLStore(f"sqlite+aiosqlite:///{config['db']}"),
+        store=SQLStore(str(config.get("url") or f"sqlite+aiosqlite:///{config['db']}")),
         policy=policy,
         download_dir=config.get("download_dir"),  # type: ignore[arg-type]
         archive=config.get("archive"),  # type: ignore[arg-type]
+        **hooks,  # type: ignore[arg-type]
     )
     async with manager:
         for index in range(int(str(config.get("create", 0)))):
             await manager.create(
-                f"acceptance task {index}", model="sora-2", size="1280x720", seconds=4
+                f"acceptance task {index}",
+                model="sora-2",
+                size="1280x720",
+                seconds=4,
+                notify_url=config.get("notify_url"),  # type: ignore[arg-type]
+                notify_progress=bool(config.get("notify_progress")),
             )
         Path(str(config["ready"])).write_text("ready")
         await manager.run_worker()

@@ -29,15 +29,17 @@ from sora_tasks import (
     StoreUnavailableError,
     Task,
     TaskManager,
+    WebhookPolicy,
 )
 from sora_tasks._models import TaskQuery
 from sora_tasks.contrib.fastapi import create_router
 from sora_tasks.providers import ContentStream
 from sora_tasks.providers._base import ContentVariant, SubmitRequest
 from sora_tasks.storage import InMemoryStore, TaskStore
-from sora_tasks.testing import FakeBehaviour, FakeProvider, sample_video
+from sora_tasks.testing import FakeBehaviour, FakeProvider, sample_video, serve_in_thread
 from sora_tasks.testing._server import base_url, bind, make_server
 from tests.images import make_image
+from tests.webhook_receiver import Receiver
 
 pytestmark = pytest.mark.anyio
 
@@ -142,6 +144,7 @@ async def running(
     poll: bool = True,
     download_dir: Path | None = None,
     store: TaskStore | None = None,
+    manager_options: Mapping[str, Any] | None = None,
     **router_options: Any,
 ) -> AsyncIterator[Api]:
     fake = fake or FakeProvider(behaviour=QUICK, script=slow_when_asked)
@@ -153,6 +156,7 @@ async def running(
         webhook_secrets={"fake": SECRET},
         download_dir=download_dir,
         prices=PRICES,
+        **(manager_options or {}),
     )
 
     @asynccontextmanager
@@ -429,6 +433,30 @@ BAD_INPUT = {
         "does not take reference_images",
         0,
     ),
+    "a notify URL at the metadata service": Bad(
+        lambda _: {"prompt": "a", "notifyUrl": "http://169.254.169.254/latest/meta-data/"},
+        400,
+        "invalid_request",
+        "notifyUrl",
+        "metadata",
+        "public addresses",
+    ),
+    "a notify URL that is too long": Bad(
+        lambda _: {"prompt": "a", "notifyUrl": "https://hooks.example.com/" + "a" * 2048},
+        400,
+        "invalid_request",
+        "notifyUrl",
+        "at most 2,048",
+        2048,
+    ),
+    "a notify URL that is not http": Bad(
+        lambda _: {"prompt": "a", "notifyUrl": "gopher://hooks.example.com/"},
+        400,
+        "invalid_request",
+        "notifyUrl",
+        "http:// or https://",
+        "http, https",
+    ),
     "a path on the server": Bad(
         lambda folder: {"prompt": "a", "referenceImage": str(folder / "reference.png")},
         400,
@@ -457,6 +485,25 @@ async def test_bad_input_is_refused_and_nothing_is_stored_or_sent(bad: Bad, tmp_
             assert error["limit"] == bad.limit
         assert await api.stored() == 0
         assert api.fake.submissions == []
+
+
+async def test_a_notify_url_in_the_body_gets_the_signed_end_of_the_task() -> None:
+    receiver = Receiver(SECRET)
+    options = {
+        "webhook_secret": SECRET,
+        "webhook_policy": WebhookPolicy(allow_private=True, idle_wait=0.02),
+    }
+    with serve_in_thread(receiver) as hooks:
+        async with running(manager_options=options) as api:
+            answer = await api.create(prompt="a cat", notifyUrl=f"{hooks}/hooks")
+            assert answer.status_code == 201, answer.text
+            video_id = answer.json()["videoId"]
+            assert (await api.until_done(video_id))["status"] == "COMPLETED"
+            with anyio.fail_after(10):
+                while not receiver.received:  # noqa: ASYNC110 - the receiver runs in a thread
+                    await anyio.sleep(0.02)
+    (item,) = receiver.received
+    assert (item.type, item.task_id) == ("video.completed", video_id)
 
 
 async def test_frame_forms_and_provider_options_are_taken_and_shown() -> None:

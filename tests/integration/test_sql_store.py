@@ -66,7 +66,13 @@ async def test_migrating_an_empty_database_matches_the_models(empty_url: URL) ->
             names = await conn.run_sync(lambda sync: set(inspect(sync).get_table_names()))
     finally:
         await engine.dispose()
-    assert names == {"sora_tasks", "sora_images", "sora_task_images", VERSION_TABLE}
+    assert names == {
+        "sora_tasks",
+        "sora_images",
+        "sora_task_images",
+        "sora_webhooks",
+        VERSION_TABLE,
+    }
 
 
 async def test_an_embedded_database_is_created_on_first_use(tmp_path: Path) -> None:

@@ -4,13 +4,16 @@ SDK is set up here, as an application would."""
 
 from __future__ import annotations
 
+import gc
 import os
 import subprocess
 import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 from opentelemetry import metrics, trace
 from opentelemetry.sdk.metrics import MeterProvider
@@ -20,9 +23,23 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import StatusCode
 
-from sora_tasks import PollingPolicy, PollSchedule, TaskManager, TaskStatus
+from sora_tasks import (
+    PollingPolicy,
+    PollSchedule,
+    PriceTable,
+    ProviderServerError,
+    TaskManager,
+    TaskStatus,
+)
+from sora_tasks._circuits import CircuitPolicy, CircuitState, HealthBook
 from sora_tasks.providers import Backoff, OpenAIVideosProvider
-from sora_tasks.testing import create_simulator_app, serve_in_thread
+from sora_tasks.storage import SQLStore
+from sora_tasks.testing import (
+    FakeBehaviour,
+    FakeProvider,
+    create_simulator_app,
+    serve_in_thread,
+)
 from sora_tasks.testing._simulator import Faults
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(30)]
@@ -195,3 +212,113 @@ anyio.run(main)
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=os.environ
     )
     assert done.returncode == 0, done.stderr
+
+
+def _total(points: Sequence[Any]) -> tuple[int, float]:
+    return sum(point.count for point in points), sum(point.sum for point in points)
+
+
+async def test_the_wait_for_a_pooled_connection_is_recorded_by_lane(
+    otel: Telemetry, tmp_path: Path
+) -> None:
+    wait = "sora_tasks.store.connection.wait"
+    # one connection: a caller that finds it taken waits for it
+    store = SQLStore(f"sqlite+aiosqlite:///{tmp_path / 'tasks.db'}", pool_size=1, max_overflow=0)
+    fake = FakeProvider(behaviour=FakeBehaviour(render_for=0.05, poll_after=0.01))
+    async with TaskManager(providers={"sim-pool": fake}, store=store, policy=POLICY) as manager:
+        task = await manager.wait((await manager.create("a cat")).id, timeout=20)
+        assert task.status is TaskStatus.COMPLETED
+        engine_count, _ = _total(otel.points(wait, **{"sora_tasks.lane": "engine"}))
+        api_count, api_seconds = _total(otel.points(wait, **{"sora_tasks.lane": "api"}))
+        assert engine_count > 0
+        assert api_count > 0
+        held = 0.3
+        holding = anyio.Event()
+
+        async def hold() -> None:
+            async with store._engine.connect():
+                holding.set()
+                await anyio.sleep(held)
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(hold)
+            await holding.wait()
+            await manager.get(task.id)
+        count, seconds = _total(otel.points(wait, **{"sora_tasks.lane": "api"}))
+    assert count == api_count + 1
+    # the read waited for the connection held above
+    assert seconds - api_seconds >= held / 2
+
+
+def test_circuit_state_is_observed_per_provider(otel: Telemetry) -> None:
+    now = [0.0]
+    book = HealthBook(
+        ["sim-circuit"], CircuitPolicy(failure_threshold=2, open_seconds=10), clock=lambda: now[0]
+    )
+
+    def states() -> dict[str, int]:
+        return {
+            point.attributes["sora_tasks.circuit.state"]: point.value
+            for point in otel.points(
+                "sora_tasks.provider.circuit", **{"sora_tasks.provider": "sim-circuit"}
+            )
+        }
+
+    assert states() == {"closed": 1, "open": 0, "half_open": 0}
+    for _ in range(2):
+        book.failed("sim-circuit", ProviderServerError("down", status_code=503))
+    assert states() == {"closed": 0, "open": 1, "half_open": 0}
+    now[0] = 11.0
+    assert states() == {"closed": 0, "open": 0, "half_open": 1}
+    book.succeeded("sim-circuit")
+    assert states() == {"closed": 1, "open": 0, "half_open": 0}
+    del book
+    gc.collect()
+    # a manager gone is no longer reported
+    assert states() == {}
+
+
+async def test_a_closed_manager_no_longer_reports_its_circuits(otel: Telemetry) -> None:
+    def reported() -> list[object]:
+        return otel.points("sora_tasks.provider.circuit", **{"sora_tasks.provider": "sim-closed"})
+
+    manager = TaskManager(providers={"sim-closed": FakeProvider()}, poll=False)
+    async with manager:
+        assert len(reported()) == len(list(CircuitState))
+    # still referenced, but closed: its circuits say nothing about the provider any more
+    assert reported() == []
+    async with manager:
+        assert len(reported()) == len(list(CircuitState))
+
+
+PRICES = PriceTable.from_csv(
+    "provider,model,resolution,audio,per_second,per_job,currency,effective,source\n"
+    "fake,fake-video-1,*,*,0.5,,USD,2026-01-01,test price\n",
+    name="prices.csv",
+)
+
+
+async def test_the_cost_of_each_ended_task_is_counted_once(otel: Telemetry) -> None:
+    quick = FakeBehaviour(render_for=0.05, poll_after=0.01)
+    failing = FakeBehaviour(render_for=0.05, poll_after=0.01, outcome="failed")
+    providers = {
+        "sim-cost": FakeProvider(behaviour=quick),
+        "sim-cost-fail": FakeProvider(behaviour=failing),
+    }
+    async with TaskManager(providers=providers, prices=PRICES, policy=POLICY) as manager:
+        for seconds in (4, 8):
+            task = await manager.create("a cat", seconds=seconds, provider="sim-cost")
+            assert (await manager.wait(task.id, timeout=20)).status is TaskStatus.COMPLETED
+        failed = await manager.create("a dog", seconds=4, provider="sim-cost-fail")
+        assert (await manager.wait(failed.id, timeout=20)).status is TaskStatus.FAILED
+    (actual,) = otel.points("sora_tasks.cost", **{"sora_tasks.provider": "sim-cost"})
+    assert actual.value == 6.0
+    assert actual.attributes == {
+        "sora_tasks.provider": "sim-cost",
+        "sora_tasks.model": "fake-video-1",
+        "sora_tasks.currency": "USD",
+        "sora_tasks.cost.estimated": False,
+    }
+    # a failed job keeps its estimate: the budgets count it as spent
+    (estimated,) = otel.points("sora_tasks.cost", **{"sora_tasks.provider": "sim-cost-fail"})
+    assert (estimated.value, estimated.attributes["sora_tasks.cost.estimated"]) == (2.0, True)

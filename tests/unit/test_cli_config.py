@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
 
@@ -10,11 +12,11 @@ import pytest
 from sora_tasks._build import build_provider, build_store
 from sora_tasks._durations import parse_duration
 from sora_tasks._settings import (
+    KEY_VARIABLES,
     ConfigError,
     Flags,
     ProviderSettings,
     Settings,
-    find_config_file,
     load_settings,
 )
 from sora_tasks.providers import (
@@ -68,6 +70,18 @@ def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "user-config"))
 
 
+def load(flags: Flags, env: Mapping[str, str]) -> Settings:
+    """The settings with ``env`` as the only variables set of those the layers read."""
+    ours = {"OPENAI_BASE_URL", *(name for names in KEY_VARIABLES.values() for name in names)}
+    with pytest.MonkeyPatch.context() as patch:
+        for name in list(os.environ):
+            if name in ours or name.upper().startswith("SORA_TASKS_"):
+                patch.delenv(name)
+        for name, value in env.items():
+            patch.setenv(name, value)
+        return load_settings(flags)
+
+
 def write(path: Path, text: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
@@ -81,7 +95,7 @@ def secret(settings: Settings, provider: str) -> str:
 
 
 def test_nothing_configured_falls_back_to_the_fake_provider_and_the_default_database() -> None:
-    settings = load_settings(Flags(), env={})
+    settings = load(Flags(), {})
     assert settings.fallback
     assert settings.default_provider == "fake"
     assert set(settings.providers) == {"fake"}
@@ -91,7 +105,7 @@ def test_nothing_configured_falls_back_to_the_fake_provider_and_the_default_data
 
 def test_openai_environment_variables_configure_the_openai_provider() -> None:
     env = {"OPENAI_API_KEY": CANARY, "OPENAI_BASE_URL": "http://127.0.0.1:9/v1"}
-    settings = load_settings(Flags(), env=env)
+    settings = load(Flags(), env)
     assert not settings.fallback
     assert settings.default_provider == "openai"
     assert settings.providers["openai"].base_url == "http://127.0.0.1:9/v1"
@@ -99,7 +113,7 @@ def test_openai_environment_variables_configure_the_openai_provider() -> None:
 
 
 def test_an_aggregators_conventional_variable_configures_it() -> None:
-    settings = load_settings(Flags(), env={"REPLICATE_API_TOKEN": CANARY})
+    settings = load(Flags(), {"REPLICATE_API_TOKEN": CANARY})
     assert settings.default_provider == "replicate"
     assert settings.providers["replicate"].type == "replicate"
     assert secret(settings, "replicate") == CANARY
@@ -109,7 +123,7 @@ def test_an_aggregators_conventional_variable_configures_it() -> None:
 
 
 def test_gemini_api_key_alone_configures_veo(tmp_path: Path) -> None:
-    settings = load_settings(Flags(), env={"GEMINI_API_KEY": CANARY})
+    settings = load(Flags(), {"GEMINI_API_KEY": CANARY})
     assert settings.providers["veo"].type == "veo"
     assert secret(settings, "veo") == CANARY
     built = build_provider("veo", settings.providers["veo"])
@@ -118,7 +132,7 @@ def test_gemini_api_key_alone_configures_veo(tmp_path: Path) -> None:
         tmp_path / "c.toml",
         '[providers.google]\ntype = "veo"\nmodel = "veo-3.1-fast-generate-preview"\n',
     )
-    named = load_settings(Flags(config=config), env={"GEMINI_API_KEY": CANARY})
+    named = load(Flags(config=config), {"GEMINI_API_KEY": CANARY})
     fast = build_provider("google", named.providers["google"])
     assert fast.capabilities.default_model == "veo-3.1-fast-generate-preview"
 
@@ -129,16 +143,16 @@ def test_a_file_names_a_model_on_an_aggregator(tmp_path: Path) -> None:
         '[providers.veo]\ntype = "replicate"\nmodel = "google/veo-3.1-fast"\n'
         'api_key_env = "TEAM_REPLICATE"\n',
     )
-    settings = load_settings(Flags(config=config), env={"TEAM_REPLICATE": CANARY})
+    settings = load(Flags(config=config), {"TEAM_REPLICATE": CANARY})
     provider = build_provider("veo", settings.providers["veo"])
     assert isinstance(provider, ReplicateProvider)
     assert provider.capabilities.default_model == "google/veo-3.1-fast"
-    left_out = load_settings(Flags(config=config), env={})
+    left_out = load(Flags(config=config), {})
     assert any("TEAM_REPLICATE is not set" in note for note in left_out.notes)
 
 
 def test_runways_conventional_variable_configures_it() -> None:
-    settings = load_settings(Flags(), env={"RUNWAYML_API_SECRET": CANARY})
+    settings = load(Flags(), {"RUNWAYML_API_SECRET": CANARY})
     assert settings.default_provider == "runway"
     assert secret(settings, "runway") == CANARY
     built = build_provider("runway", settings.providers["runway"])
@@ -153,12 +167,12 @@ def test_a_file_names_a_model_on_runway(tmp_path: Path) -> None:
         '[providers.runway-veo]\ntype = "runway"\nmodel = "veo3.1"\n'
         'base_url = "http://127.0.0.1:9/runway/v1"\n',
     )
-    settings = load_settings(Flags(config=config), env={"RUNWAYML_API_SECRET": CANARY})
+    settings = load(Flags(config=config), {"RUNWAYML_API_SECRET": CANARY})
     provider = build_provider("runway-veo", settings.providers["runway-veo"])
     assert isinstance(provider, RunwayProvider)
     assert provider.capabilities.default_model == "veo3.1"
     assert "127.0.0.1:9/runway/v1" in repr(provider)
-    left_out = load_settings(Flags(config=config), env={})
+    left_out = load(Flags(config=config), {})
     assert any("RUNWAYML_API_SECRET is not set" in note for note in left_out.notes)
 
 
@@ -166,7 +180,7 @@ def test_a_file_names_several_providers_with_keys_taken_from_the_environment(
     tmp_path: Path,
 ) -> None:
     config = write(tmp_path / "c.toml", TWO_PROVIDERS)
-    settings = load_settings(Flags(config=config), env=KEYS)
+    settings = load(Flags(config=config), KEYS)
     assert settings.default_provider == "main"
     assert set(settings.providers) == {"main", "relay"}
     assert secret(settings, "main") == "main-secret"
@@ -196,7 +210,7 @@ def test_the_default_provider_is_the_flag_then_the_environment_then_the_file(
     tmp_path: Path, flag: str | None, env: dict[str, str], expected: str
 ) -> None:
     config = write(tmp_path / "c.toml", TWO_PROVIDERS)
-    settings = load_settings(Flags(config=config, provider=flag), env={**KEYS, **env})
+    settings = load(Flags(config=config, provider=flag), {**KEYS, **env})
     assert settings.default_provider == expected
     assert expected in settings.providers
 
@@ -219,7 +233,7 @@ def test_the_database_is_the_flag_then_the_environment_then_the_file(
 ) -> None:
     config = write(tmp_path / "c.toml", TWO_PROVIDERS)
     environment = {**KEYS, **({"SORA_TASKS_DATABASE_URL": env} if env else {})}
-    settings = load_settings(Flags(config=config, database_url=flag), env=environment)
+    settings = load(Flags(config=config, database_url=flag), environment)
     assert settings.database_url == expected
 
 
@@ -227,19 +241,21 @@ def test_the_config_file_is_the_flag_then_the_environment_then_local_then_user(
     tmp_path: Path,
 ) -> None:
     user = write(tmp_path / "user-config" / "sora-tasks" / "config.toml", "")
-    assert find_config_file(None, {}) == user
+    assert load(Flags(), {}).config_file == user
     local = write(tmp_path / "sora-tasks.toml", "")
-    assert find_config_file(None, {}) == Path("sora-tasks.toml")
+    assert load(Flags(), {}).config_file == Path("sora-tasks.toml")
     assert local.is_file()
     from_env = write(tmp_path / "env.toml", "")
-    assert find_config_file(None, {"SORA_TASKS_CONFIG": str(from_env)}) == from_env
+    assert load(Flags(), {"SORA_TASKS_CONFIG": str(from_env)}).config_file == from_env
     flag = write(tmp_path / "flag.toml", "")
-    assert find_config_file(flag, {"SORA_TASKS_CONFIG": str(from_env)}) == flag
+    assert load(Flags(config=flag), {"SORA_TASKS_CONFIG": str(from_env)}).config_file == flag
 
 
 def test_a_named_config_file_that_does_not_exist_is_an_error(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="does not exist"):
-        load_settings(Flags(), env={"SORA_TASKS_CONFIG": str(tmp_path / "missing.toml")})
+    with pytest.raises(ConfigError, match=r"\(SORA_TASKS_CONFIG\) does not exist"):
+        load(Flags(), {"SORA_TASKS_CONFIG": str(tmp_path / "missing.toml")})
+    with pytest.raises(ConfigError, match=r"\(--config\) does not exist"):
+        load(Flags(config=tmp_path / "missing.toml"), {})
 
 
 def test_openai_base_url_overrides_the_file_for_the_provider_named_openai_only(
@@ -252,7 +268,7 @@ def test_openai_base_url_overrides_the_file_for_the_provider_named_openai_only(
         'api_key_env = "OTHER_KEY"\n',
     )
     env = {"OPENAI_API_KEY": "k", "OTHER_KEY": "o", "OPENAI_BASE_URL": "https://env.example/v1"}
-    settings = load_settings(Flags(config=config), env=env)
+    settings = load(Flags(config=config), env)
     assert settings.providers["openai"].base_url == "https://env.example/v1"
     assert settings.providers["other"].base_url == "https://other.example/v1"
 
@@ -264,7 +280,7 @@ def test_a_key_written_in_the_file_works_with_a_warning_that_does_not_repeat_it(
         tmp_path / "c.toml",
         f'[providers.inline]\ntype = "openai"\napi_key = "{CANARY}"\n',
     )
-    settings = load_settings(Flags(config=config), env={})
+    settings = load(Flags(config=config), {})
     assert secret(settings, "inline") == CANARY
     assert len(settings.notes) == 1
     assert "api_key_env" in settings.notes[0]
@@ -274,13 +290,13 @@ def test_a_key_written_in_the_file_works_with_a_warning_that_does_not_repeat_it(
 
 def test_the_environment_key_of_the_openai_provider_beats_one_in_the_file(tmp_path: Path) -> None:
     config = write(tmp_path / "c.toml", '[providers.openai]\ntype = "openai"\napi_key = "file"\n')
-    settings = load_settings(Flags(config=config), env={"OPENAI_API_KEY": "env"})
+    settings = load(Flags(config=config), {"OPENAI_API_KEY": "env"})
     assert secret(settings, "openai") == "env"
 
 
 def test_a_provider_whose_key_variable_is_unset_is_left_out_with_a_note(tmp_path: Path) -> None:
     config = write(tmp_path / "c.toml", TWO_PROVIDERS)
-    settings = load_settings(Flags(config=config), env={"MAIN_KEY": "m"})
+    settings = load(Flags(config=config), {"MAIN_KEY": "m"})
     assert set(settings.providers) == {"main"}
     assert any("RELAY_KEY" in note for note in settings.notes)
 
@@ -288,12 +304,24 @@ def test_a_provider_whose_key_variable_is_unset_is_left_out_with_a_note(tmp_path
 def test_choosing_a_provider_that_is_left_out_is_an_error_naming_it(tmp_path: Path) -> None:
     config = write(tmp_path / "c.toml", TWO_PROVIDERS)
     with pytest.raises(ConfigError, match="no provider named 'relay'"):
-        load_settings(Flags(config=config, provider="relay"), env={"MAIN_KEY": "m"})
+        load(Flags(config=config, provider="relay"), {"MAIN_KEY": "m"})
+
+
+def test_an_unknown_provider_is_an_error_naming_where_it_was_chosen(tmp_path: Path) -> None:
+    config = write(
+        tmp_path / "c.toml", 'default_provider = "nope"\n[providers.main]\ntype = "fake"\n'
+    )
+    with pytest.raises(ConfigError, match=r"'nope' \(default_provider in '.*c\.toml'\)"):
+        load(Flags(config=config), {})
+    with pytest.raises(ConfigError, match=r"'gone' \(SORA_TASKS_PROVIDER\); configured: main"):
+        load(Flags(config=config), {"SORA_TASKS_PROVIDER": "gone"})
+    with pytest.raises(ConfigError, match=r"'flag' \(--provider\)"):
+        load(Flags(config=config, provider="flag"), {"SORA_TASKS_PROVIDER": "gone"})
 
 
 def test_choosing_openai_without_a_key_says_which_variable_to_set() -> None:
     with pytest.raises(ConfigError, match="OPENAI_API_KEY"):
-        load_settings(Flags(provider="openai"), env={})
+        load(Flags(provider="openai"), {})
 
 
 @pytest.mark.parametrize(
@@ -311,20 +339,20 @@ def test_choosing_openai_without_a_key_says_which_variable_to_set() -> None:
 def test_a_bad_config_file_is_one_clear_error(tmp_path: Path, text: str, message: str) -> None:
     config = write(tmp_path / "bad.toml", text)
     with pytest.raises(ConfigError, match=message):
-        load_settings(Flags(config=config), env={})
+        load(Flags(config=config), {})
 
 
 def test_a_config_error_never_quotes_the_offending_value(tmp_path: Path) -> None:
     config = write(tmp_path / "c.toml", f'[providers.x]\ntype = "openai"\ntimeout = "{CANARY}"\n')
     with pytest.raises(ConfigError) as raised:
-        load_settings(Flags(config=config), env={})
+        load(Flags(config=config), {})
     assert "providers.x.timeout" in str(raised.value)
     assert CANARY not in str(raised.value)
 
 
 def test_providers_are_built_from_their_settings(tmp_path: Path) -> None:
     config = write(tmp_path / "c.toml", TWO_PROVIDERS)
-    settings = load_settings(Flags(config=config, provider="fake"), env=KEYS)
+    settings = load(Flags(config=config, provider="fake"), KEYS)
     built = {name: build_provider(name, item) for name, item in settings.providers.items()}
     assert isinstance(built["main"], OpenAIVideosProvider)
     assert "main.example" in repr(built["main"])
@@ -387,7 +415,7 @@ def test_fal_providers_take_their_key_from_fal_key_and_their_model_from_the_file
     tmp_path: Path,
 ) -> None:
     config = write(tmp_path / "c.toml", FAL_CONFIG)
-    settings = load_settings(Flags(config=config), env={"FAL_KEY": CANARY, "KLING_KEY": "k2"})
+    settings = load(Flags(config=config), {"FAL_KEY": CANARY, "KLING_KEY": "k2"})
     assert secret(settings, "fal") == CANARY and secret(settings, "fal-kling") == "k2"
     built = {name: build_provider(name, item) for name, item in settings.providers.items()}
     assert isinstance(built["fal"], FalProvider)
@@ -400,7 +428,7 @@ def test_fal_providers_take_their_key_from_fal_key_and_their_model_from_the_file
 
 def test_a_fal_provider_without_its_key_is_left_out_naming_fal_key(tmp_path: Path) -> None:
     config = write(tmp_path / "c.toml", '[providers.fal]\ntype = "fal"\n')
-    settings = load_settings(Flags(config=config), env={})
+    settings = load(Flags(config=config), {})
     assert "fal" not in settings.providers
     assert any("FAL_KEY" in note for note in settings.notes)
 
@@ -410,18 +438,18 @@ def test_the_archive_is_the_environment_then_the_file(tmp_path: Path) -> None:
         tmp_path / "elsewhere" / "archive.toml",
         'archive = "s3://from-file/videos"\narchive_key = "{provider}/{task_id}.mp4"\n',
     )
-    from_file = load_settings(Flags(config=config), env={})
+    from_file = load(Flags(config=config), {})
     assert (from_file.archive, from_file.archive_key) == (
         "s3://from-file/videos",
         "{provider}/{task_id}.mp4",
     )
-    from_env = load_settings(Flags(config=config), env={"SORA_TASKS_ARCHIVE": "memory://"})
+    from_env = load(Flags(config=config), {"SORA_TASKS_ARCHIVE": "memory://"})
     assert from_env.archive == "memory://"
-    assert load_settings(Flags(), env={}).archive is None
+    assert load(Flags(), {}).archive is None
 
 
 def test_fal_key_alone_configures_a_fal_provider() -> None:
-    settings = load_settings(Flags(), env={"FAL_KEY": CANARY})
+    settings = load(Flags(), {"FAL_KEY": CANARY})
     assert settings.providers["fal"].type == "fal" and secret(settings, "fal") == CANARY
     built = build_provider("fal", settings.providers["fal"])
     assert isinstance(built, FalProvider) and CANARY not in repr(built)
@@ -437,11 +465,11 @@ ROUTED = (
 def test_a_file_names_routes_over_its_providers(tmp_path: Path) -> None:
     config = write(tmp_path / "c.toml", ROUTED)
     flags = Flags(config=config, provider="veo-3.1")
-    settings = load_settings(flags, env={"TEAM_REPLICATE": CANARY})
+    settings = load(flags, {"TEAM_REPLICATE": CANARY})
     assert settings.routes == {"veo-3.1": ["veo:google/veo-3.1", "backup"]}
     assert settings.default_provider == "veo-3.1"
     # a provider left out for want of its key leaves the route to the others, and says so
-    short = load_settings(flags, env={})
+    short = load(flags, {})
     assert short.routes == {"veo-3.1": ["backup"]}
     assert any("route 'veo-3.1' goes without veo:google/veo-3.1" in n for n in short.notes)
 
@@ -449,4 +477,52 @@ def test_a_file_names_routes_over_its_providers(tmp_path: Path) -> None:
 def test_a_route_naming_an_undeclared_provider_is_an_error(tmp_path: Path) -> None:
     config = write(tmp_path / "c.toml", '[routes]\nveo = ["fake", "nope"]\n')
     with pytest.raises(ConfigError, match="route 'veo' names provider 'nope', not declared"):
-        load_settings(Flags(config=config), env={})
+        load(Flags(config=config), {})
+
+
+def test_an_empty_variable_counts_as_unset(tmp_path: Path) -> None:
+    config = write(tmp_path / "c.toml", TWO_PROVIDERS)
+    env = {**KEYS, "SORA_TASKS_PROVIDER": "", "SORA_TASKS_DATABASE_URL": ""}
+    settings = load(Flags(config=config), env)
+    assert settings.default_provider == "main"
+    assert settings.database_url == "sqlite+aiosqlite:///from-file.db"
+    # Veo's first variable empty: the second one is used
+    veo = load(Flags(), {"GEMINI_API_KEY": "", "GOOGLE_API_KEY": CANARY})
+    assert secret(veo, "veo") == CANARY
+
+
+def test_the_file_content_comes_from_the_file_only() -> None:
+    env = {"SORA_TASKS_FILE": '{"providers": {"x": {"type": "fake"}}}', "SORA_TASKS_OPENAI": "k"}
+    settings = load(Flags(), env)
+    assert settings.fallback
+    assert set(settings.providers) == {"fake"}
+
+
+def test_keys_from_the_environment_are_never_shown() -> None:
+    env = {
+        "OPENAI_API_KEY": CANARY,
+        "OPENAI_BASE_URL": "http://127.0.0.1:9/v1",
+        "REPLICATE_API_TOKEN": CANARY,
+        "FAL_KEY": CANARY,
+        "RUNWAYML_API_SECRET": CANARY,
+        "GOOGLE_API_KEY": CANARY,
+    }
+    settings = load(Flags(), env)
+    assert set(settings.providers) == {"openai", "replicate", "veo", "fal", "runway"}
+    assert all(secret(settings, name) == CANARY for name in settings.providers)
+    assert CANARY not in repr(settings)
+    assert CANARY not in str(settings.notes)
+
+
+def test_the_webhook_secret_comes_from_the_environment_only(tmp_path: Path) -> None:
+    secret_value = "whsec_" + "A" * 32
+    config = write(tmp_path / "c.toml", '[webhooks]\nmax_attempts = 3\nwebhook_secret = "x"\n')
+    with pytest.raises(ConfigError, match="webhook_secret"):
+        load(Flags(config=config), {"SORA_TASKS_WEBHOOK_SECRET": secret_value})
+    config = write(tmp_path / "d.toml", "[webhooks]\nmax_attempts = 3\n")
+    settings = load(Flags(config=config), {"SORA_TASKS_WEBHOOK_SECRET": secret_value})
+    assert settings.webhook_secret is not None
+    assert settings.webhook_secret.get_secret_value() == secret_value
+    assert settings.webhook_policy.max_attempts == 3
+    assert secret_value not in repr(settings)
+    assert load(Flags(), {"SORA_TASKS_WEBHOOK_SECRET": ""}).webhook_secret is None

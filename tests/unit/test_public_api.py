@@ -75,8 +75,11 @@ CORE = {
     "VerifiedWebhook",
     "WaitTimeoutError",
     "WebhookDeduplicator",
+    "WebhookDelivery",
+    "WebhookPolicy",
     "WebhookReceiver",
     "WebhookResult",
+    "WebhookState",
     "WebhookVerificationError",
     "__version__",
 }

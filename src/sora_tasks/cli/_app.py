@@ -11,7 +11,7 @@ from typing import Annotated, Any
 import typer
 
 from .._version import __version__
-from . import _archive, _ops, _tasks
+from . import _archive, _ops, _tasks, _webhooks
 from ._output import USAGE, say
 
 __all__ = ["app", "main"]
@@ -33,6 +33,8 @@ _archives = typer.Typer(
     help="Check the object storage videos are archived to.", no_args_is_help=True
 )
 app.add_typer(_archives, name="archive")
+_hooks = typer.Typer(help="The outgoing webhook deliveries.", no_args_is_help=True)
+app.add_typer(_hooks, name="webhooks")
 
 
 def _show_version(value: bool) -> None:
@@ -74,6 +76,8 @@ app.command(
 _db.command("upgrade")(_ops.db_upgrade)
 _db.command("copy")(_ops.db_copy)
 _archives.command("verify")(_archive.verify)
+_hooks.command("list")(_webhooks.list_webhooks)
+_hooks.command("retry")(_webhooks.retry_webhooks)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

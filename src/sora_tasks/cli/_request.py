@@ -17,6 +17,8 @@ __all__ = [
     "LastFrame",
     "Model",
     "NegativePrompt",
+    "NotifyProgress",
+    "NotifyUrl",
     "Options",
     "References",
     "Resolution",
@@ -59,6 +61,15 @@ Options = Annotated[
         "repeatable).",
     ),
 ]
+NotifyUrl = Annotated[
+    str | None,
+    typer.Option(
+        help="POST a signed webhook here when the job ends (needs SORA_TASKS_WEBHOOK_SECRET)."
+    ),
+]
+NotifyProgress = Annotated[
+    bool, typer.Option(help="Also POST a webhook each time the job's progress moves.")
+]
 AllowUnsupported = Annotated[
     bool, typer.Option(help="Send a model, size or duration the provider does not declare.")
 ]
@@ -79,6 +90,8 @@ def request_options(
     audio: bool | None,
     options: list[str] | None,
     allow_unsupported: bool,
+    notify_url: str | None = None,
+    notify_progress: bool = False,
 ) -> dict[str, Any]:
     """The keyword arguments of ``TaskManager.create`` these options stand for."""
     return {
@@ -95,6 +108,8 @@ def request_options(
         "audio": audio,
         "provider_options": parse_options(options or ()),
         "allow_unsupported": allow_unsupported,
+        "notify_url": notify_url,
+        "notify_progress": notify_progress if notify_url is not None else None,
     }
 
 

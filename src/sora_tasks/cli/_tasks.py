@@ -32,6 +32,8 @@ from ._request import (
     LastFrame,
     Model,
     NegativePrompt,
+    NotifyProgress,
+    NotifyUrl,
     Options,
     References,
     Resolution,
@@ -68,6 +70,8 @@ def submit(
     audio: Audio = None,
     option: Options = None,
     allow_unsupported: AllowUnsupported = False,
+    notify_url: NotifyUrl = None,
+    notify_progress: NotifyProgress = False,
     user: UserOption = None,
     priority: Annotated[int, typer.Option(help="Higher goes first where jobs wait.")] = 0,
     config: ConfigOption = None,
@@ -92,6 +96,8 @@ def submit(
         audio=audio,
         options=option,
         allow_unsupported=allow_unsupported,
+        notify_url=notify_url,
+        notify_progress=notify_progress,
     )
     settings = prepare(config, database_url, provider, announce=True)
     if settings.default_provider == FAKE:
@@ -132,6 +138,8 @@ def generate(
     audio: Audio = None,
     option: Options = None,
     allow_unsupported: AllowUnsupported = False,
+    notify_url: NotifyUrl = None,
+    notify_progress: NotifyProgress = False,
     user: UserOption = None,
     timeout: Timeout = None,
     config: ConfigOption = None,
@@ -156,6 +164,8 @@ def generate(
         audio=audio,
         options=option,
         allow_unsupported=allow_unsupported,
+        notify_url=notify_url,
+        notify_progress=notify_progress,
     )
     settings = prepare(config, database_url, provider, announce=True)
 

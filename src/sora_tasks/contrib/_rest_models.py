@@ -54,6 +54,14 @@ class CreateTaskBody(BaseModel):
     media_type: MediaType = MediaType.VIDEO
     provider: str | None = None
     metadata: dict[str, JsonValue] = Field(default_factory=dict)
+    notify_url: str | None = Field(
+        None,
+        description="an http(s) URL that receives a signed webhook (Standard Webhooks) when the "
+        "task ends; private and metadata addresses are refused",
+    )
+    notify_progress: bool | None = Field(
+        None, description="also notify each time progress moves (default: the deployment's)"
+    )
 
 
 class _Out(BaseModel):

@@ -369,6 +369,8 @@ def create_router(
             provider=body.provider,
             media_type=body.media_type,
             metadata=body.metadata,
+            notify_url=body.notify_url,
+            notify_progress=body.notify_progress,
         )
         return view(request, task)
 

@@ -19,6 +19,7 @@ from typing import Protocol, Unpack, runtime_checkable
 from .._budgets import BudgetCheck, describe_window
 from .._exceptions import BudgetExceededError, InvalidRequestError
 from .._models import ImageData, Task, TaskPage, TaskQuery, TaskStats, TaskStatus
+from .._outbox import WebhookDelivery, WebhookState
 from .._states import TaskChanges
 
 __all__ = [
@@ -103,6 +104,9 @@ class TaskStore(Protocol):
 
         With ``expected_version`` the write happens only if the stored task still has that
         version (it is also the lease's fencing token); otherwise :class:`ConflictError`.
+
+        The webhook deliveries the change owes (:func:`sora_tasks._outbox.events_for` of the
+        snapshots before and after) are stored in the same transaction: both or neither.
         """
         ...
 
@@ -133,7 +137,56 @@ class TaskStore(Protocol):
         ...
 
     async def delete_finished(self, *, before: datetime) -> int:
-        """Delete terminal tasks finished before ``before``, and images no task uses any more."""
+        """Delete terminal tasks finished before ``before``, and images no task uses any more.
+
+        A task with a webhook delivery still pending is kept (until it is delivered or given
+        up); the deliveries of the tasks deleted go with them.
+        """
+        ...
+
+    async def claim_webhooks(
+        self, *, owner: str, limit: int, lease_seconds: float
+    ) -> Sequence[WebhookDelivery]:
+        """Lease up to ``limit`` pending deliveries whose ``next_attempt_at`` has come.
+
+        A delivery is claimable when no live lease holds it and no earlier delivery of its task
+        (lower ``seq``) is still pending, so a task's notifications go out in order. Claiming
+        sets the lease and counts an attempt (a worker that dies mid-POST used one up).
+        Earliest ``next_attempt_at`` first.
+        """
+        ...
+
+    async def settle_webhook(
+        self,
+        delivery_id: str,
+        *,
+        owner: str,
+        state: WebhookState,
+        error: str | None = None,
+        retry_in: float = 0.0,
+    ) -> None:
+        """Record how an attempt of a delivery ``owner`` holds ended, and release the lease.
+
+        ``PENDING`` schedules the next attempt ``retry_in`` seconds from the store's clock;
+        ``DELIVERED`` and ``FAILED`` end it. ``error`` (already scrubbed and clipped) becomes
+        ``last_error``. Raises :class:`ConflictError` when the lease is no longer ``owner``'s
+        (or the delivery is not pending), :class:`LookupError` when there is no such delivery.
+        """
+        ...
+
+    async def list_webhooks(
+        self,
+        *,
+        state: WebhookState | None = None,
+        task_id: str | None = None,
+        limit: int = 100,
+    ) -> Sequence[WebhookDelivery]:
+        """Deliveries, newest first, optionally only in ``state`` or of one task."""
+        ...
+
+    async def retry_webhooks(self, delivery_ids: Sequence[str] | None = None) -> int:
+        """Re-arm failed deliveries (those of ``delivery_ids``, or all): pending again, due now,
+        with no attempt counted and the give-up clock restarted. Returns how many."""
         ...
 
     async def claim_due(

@@ -32,7 +32,7 @@ from .._budgets import BudgetCheck
 from .._models import TaskQuery
 from .._states import ENGINE_PHASES, Phase
 from ._base import ChangeCursor, decode_cursor
-from ._sql_schema import UTCDateTime, images, in_phase, is_due, task_images, tasks
+from ._sql_schema import UTCDateTime, images, in_phase, is_due, task_images, tasks, webhooks
 
 __all__ = [
     "changes",
@@ -46,6 +46,7 @@ __all__ = [
     "db_now",
     "delete_finished",
     "delete_finished_image_links",
+    "delete_finished_webhooks",
     "delete_unused_images",
     "insert_image",
     "insert_task_images",
@@ -338,9 +339,17 @@ def delete_finished_image_links(before: datetime) -> Delete:
     return task_images.delete().where(task_images.c.task_id.in_(doomed))
 
 
+def delete_finished_webhooks(before: datetime) -> Delete:
+    """Delete the outbox rows of the tasks :func:`delete_finished` is about to delete."""
+    doomed = select(tasks.c.id).where(*_finished_before(before))
+    return webhooks.delete().where(webhooks.c.task_id.in_(doomed))
+
+
 def _finished_before(before: datetime) -> tuple[ColumnElement[bool], ...]:
     finished = func.coalesce(tasks.c.completed_at, tasks.c.updated_at)
-    return in_phase(Phase.DONE), type_coerce(finished, UTCDateTime()) < before
+    # a task whose webhook is still to be delivered stays until it is delivered or given up
+    owing = exists().where(webhooks.c.task_id == tasks.c.id, webhooks.c.state == "pending")
+    return in_phase(Phase.DONE), type_coerce(finished, UTCDateTime()) < before, ~owing
 
 
 def delete_unused_images() -> Delete:

@@ -47,12 +47,14 @@ __all__ = [
     "metadata",
     "task_images",
     "tasks",
+    "webhooks",
 ]
 
 VERSION_TABLE: Final = "sora_tasks_alembic_version"
 # every task the engine still owes work carries a due time, and a finished one none (the state
 # machine guarantees both), so the due index needs no status filter
 _DUE_SQL: Final = "next_poll_at IS NOT NULL"
+_PENDING_SQL: Final = "state = 'pending'"
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -150,6 +152,8 @@ tasks = Table(
     # the cost's amount and currency again, as plain columns, so totals are SQL sums
     Column("cost_amount", Float),
     Column("cost_currency", String(8)),
+    Column("notify_url", Text),
+    Column("notify_progress", Boolean, nullable=False, server_default=false()),
     UniqueConstraint("provider", "external_id"),
     Index(None, "external_id"),
     Index(None, "user_id", "created_at", "id"),
@@ -187,6 +191,37 @@ task_images = Table(
     Column("task_id", String(64), primary_key=True),
     Column("sha256", String(64), primary_key=True),
     Index(None, "sha256"),
+)
+
+
+# the webhook outbox: one row per notification a task owes, written in the transaction of the
+# status change that owes it (see sora_tasks._outbox)
+webhooks = Table(
+    "sora_webhooks",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("task_id", String(64), nullable=False),
+    Column("seq", Integer, nullable=False),
+    Column("type", String(64), nullable=False),
+    Column("url", Text, nullable=False),
+    Column("payload", _Json, nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("next_attempt_at", UTCDateTime),
+    Column("last_error", Text),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("armed_at", UTCDateTime, nullable=False),
+    Column("delivered_at", UTCDateTime),
+    Column("lease_owner", String(255)),
+    Column("lease_expires_at", UTCDateTime),
+    Index(None, "task_id", "seq"),
+    Index(None, "state", "created_at"),
+    Index(
+        "ix_sora_webhooks_due",
+        "next_attempt_at",
+        postgresql_where=text(_PENDING_SQL),
+        sqlite_where=text(_PENDING_SQL),
+    ),
 )
 
 

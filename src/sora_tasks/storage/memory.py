@@ -10,6 +10,7 @@ from typing import Unpack
 from .._budgets import BudgetCheck
 from .._exceptions import ConflictError, DuplicateExternalIdError, TaskNotFoundError
 from .._models import ImageData, Task, TaskPage, TaskQuery, TaskStats, TaskStatus
+from .._outbox import WebhookDelivery, WebhookState, events_for
 from .._states import ENGINE_PHASES, Phase, TaskChanges, apply, is_claimable, phase_of
 from ._base import (
     ChangeCursor,
@@ -42,6 +43,8 @@ class InMemoryStore:
         self._awaiting: set[str] = set()
         self._due: list[tuple[datetime, str, int]] = []
         self._images: dict[str, ImageData] = {}
+        self._webhooks: dict[str, WebhookDelivery] = {}
+        self._pending_webhooks: set[str] = set()
 
     def __repr__(self) -> str:
         return f"InMemoryStore(tasks={len(self._tasks)})"
@@ -115,10 +118,13 @@ class InMemoryStore:
             raise ConflictError(
                 f"task {task_id} is at version {current.version}, not {expected_version}"
             )
-        updated = apply(current, changes, now=self._clock())
+        now = self._clock()
+        updated = apply(current, changes, now=now)
         if updated.external_id is not None and updated.external_id != current.external_id:
             self._check_external_free(updated.provider, updated.external_id, task_id)
         self._store(updated)
+        for delivery in events_for(current, updated, now=now):
+            self._put_webhook(delivery)
         return updated
 
     async def list(self, query: TaskQuery) -> TaskPage:
@@ -178,11 +184,17 @@ class InMemoryStore:
 
     async def delete_finished(self, *, before: datetime) -> int:
         """See :meth:`TaskStore.delete_finished`."""
+        owing = {self._webhooks[key].task_id for key in self._pending_webhooks}
         doomed = [
             task
             for task in self._tasks.values()
-            if phase_of(task) is Phase.DONE and (task.completed_at or task.updated_at) < before
+            if phase_of(task) is Phase.DONE
+            and (task.completed_at or task.updated_at) < before
+            and task.id not in owing
         ]
+        gone = {task.id for task in doomed}
+        for key in [key for key, row in self._webhooks.items() if row.task_id in gone]:
+            del self._webhooks[key]
         for task in doomed:
             del self._tasks[task.id]
             if task.external_id is not None:
@@ -257,6 +269,116 @@ class InMemoryStore:
             self._store(leased)
             claimed.append(leased)
         return claimed
+
+    async def claim_webhooks(
+        self, *, owner: str, limit: int, lease_seconds: float
+    ) -> Sequence[WebhookDelivery]:
+        """See :meth:`TaskStore.claim_webhooks`."""
+        now = self._clock()
+        pending = [self._webhooks[key] for key in self._pending_webhooks]
+        first_seq: dict[str, int] = {}
+        for row in pending:
+            first_seq[row.task_id] = min(row.seq, first_seq.get(row.task_id, row.seq))
+        due = sorted(
+            (
+                row
+                for row in pending
+                if row.seq == first_seq[row.task_id]
+                and row.next_attempt_at is not None
+                and row.next_attempt_at <= now
+                and (row.lease_expires_at is None or row.lease_expires_at <= now)
+            ),
+            key=lambda row: (row.next_attempt_at, row.id),
+        )
+        expires = now + timedelta(seconds=lease_seconds)
+        claimed = []
+        for row in due[: max(0, limit)]:
+            leased = row.model_copy(
+                update={
+                    "lease_owner": owner,
+                    "lease_expires_at": expires,
+                    "attempts": row.attempts + 1,
+                }
+            )
+            self._put_webhook(leased)
+            claimed.append(leased)
+        return claimed
+
+    async def settle_webhook(
+        self,
+        delivery_id: str,
+        *,
+        owner: str,
+        state: WebhookState,
+        error: str | None = None,
+        retry_in: float = 0.0,
+    ) -> None:
+        """See :meth:`TaskStore.settle_webhook`."""
+        row = self._webhooks.get(delivery_id)
+        if row is None:
+            raise LookupError(f"no webhook delivery {delivery_id}")
+        if row.state is not WebhookState.PENDING or row.lease_owner != owner:
+            raise ConflictError(f"webhook delivery {delivery_id} is no longer held by {owner}")
+        now = self._clock()
+        self._put_webhook(
+            row.model_copy(
+                update={
+                    "state": state,
+                    "last_error": error,
+                    "next_attempt_at": now + timedelta(seconds=retry_in)
+                    if state is WebhookState.PENDING
+                    else None,
+                    "delivered_at": now if state is WebhookState.DELIVERED else None,
+                    "lease_owner": None,
+                    "lease_expires_at": None,
+                }
+            )
+        )
+
+    async def list_webhooks(
+        self,
+        *,
+        state: WebhookState | None = None,
+        task_id: str | None = None,
+        limit: int = 100,
+    ) -> Sequence[WebhookDelivery]:
+        """See :meth:`TaskStore.list_webhooks`."""
+        rows = [
+            row
+            for row in self._webhooks.values()
+            if (state is None or row.state is state) and (task_id is None or row.task_id == task_id)
+        ]
+        rows.sort(key=lambda row: (row.created_at, row.seq, row.id), reverse=True)
+        return rows[:limit]
+
+    async def retry_webhooks(self, delivery_ids: Sequence[str] | None = None) -> int:
+        """See :meth:`TaskStore.retry_webhooks`."""
+        now = self._clock()
+        chosen = list(self._webhooks) if delivery_ids is None else list(delivery_ids)
+        rearmed = 0
+        for key in chosen:
+            row = self._webhooks.get(key)
+            if row is None or row.state is not WebhookState.FAILED:
+                continue
+            self._put_webhook(
+                row.model_copy(
+                    update={
+                        "state": WebhookState.PENDING,
+                        "attempts": 0,
+                        "next_attempt_at": now,
+                        "armed_at": now,
+                    }
+                )
+            )
+            rearmed += 1
+        return rearmed
+
+    def _put_webhook(self, row: WebhookDelivery) -> None:
+        self._webhooks[row.id] = row
+        if row.state is WebhookState.PENDING:
+            self._pending_webhooks.add(row.id)
+        else:
+            self._pending_webhooks.discard(row.id)
 
     async def close(self) -> None:
         """Nothing to release."""

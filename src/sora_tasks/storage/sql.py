@@ -24,9 +24,13 @@ from .._exceptions import (
     TaskNotFoundError,
 )
 from .._models import ImageData, Task, TaskPage, TaskQuery, TaskStats, TaskStatus
+from .._outbox import WebhookDelivery, WebhookState, events_for
 from .._states import TaskChanges, apply
+from .._telemetry import record_connection_wait, wait_started
+from . import _sql_outbox as ob
 from . import _sql_queries as q
 from ._base import ChangeCursor, check_budget, encode_cursor, stats_from
+from ._lanes import is_engine_work
 from ._sql_engine import BEGIN_OPTION, engine_slots, make_engine, masked_url, resolve_url
 from ._sql_errors import missing_schema, unavailable_kind
 from ._sql_migrate import schema_behind, upgrade_to_head
@@ -201,6 +205,8 @@ class SQLStore:
                 ) from None
             if written.rowcount != 1:
                 raise ConflictError(f"task {task_id} changed while it was being updated")
+            if owed := events_for(current, updated, now=row["db_now"]):
+                await conn.execute(ob.insert_webhooks(owed))
         return updated
 
     async def list(self, query: TaskQuery) -> TaskPage:
@@ -253,6 +259,7 @@ class SQLStore:
     async def delete_finished(self, *, before: datetime) -> int:
         """See :meth:`TaskStore.delete_finished`."""
         async with self._write() as conn:
+            await conn.execute(q.delete_finished_webhooks(before))
             await conn.execute(q.delete_finished_image_links(before))
             deleted = await conn.execute(q.delete_finished(before))
             if self._dialect == "postgresql":
@@ -316,6 +323,62 @@ class SQLStore:
                 rows = (await conn.execute(stmt)).mappings().all()
         claimed = [task_from_row(row) for row in rows]
         return sorted(claimed, key=lambda task: (-task.priority, task.created_at, task.id))
+
+    async def claim_webhooks(
+        self, *, owner: str, limit: int, lease_seconds: float
+    ) -> Sequence[WebhookDelivery]:
+        """Lease due deliveries with one conditional ``UPDATE … RETURNING``.
+
+        See :meth:`TaskStore.claim_webhooks`.
+        """
+        if limit <= 0:
+            return []
+        stmt = ob.claim_webhooks(
+            self._dialect, owner=owner, limit=limit, lease_seconds=lease_seconds
+        )
+        async with self._write() as conn:
+            rows = (await conn.execute(stmt)).mappings().all()
+        claimed = [ob.delivery_from_row(row) for row in rows]
+        return sorted(claimed, key=lambda row: (row.next_attempt_at, row.id))
+
+    async def settle_webhook(
+        self,
+        delivery_id: str,
+        *,
+        owner: str,
+        state: WebhookState,
+        error: str | None = None,
+        retry_in: float = 0.0,
+    ) -> None:
+        """See :meth:`TaskStore.settle_webhook`."""
+        stmt = ob.settle_webhook(
+            self._dialect, delivery_id, owner=owner, state=state, error=error, retry_in=retry_in
+        )
+        async with self._write() as conn:
+            if (await conn.execute(stmt)).rowcount == 1:
+                return
+            found = (await conn.execute(ob.exists_webhook(delivery_id))).first()
+        if found is None:
+            raise LookupError(f"no webhook delivery {delivery_id}")
+        raise ConflictError(f"webhook delivery {delivery_id} is no longer held by {owner}")
+
+    async def list_webhooks(
+        self,
+        *,
+        state: WebhookState | None = None,
+        task_id: str | None = None,
+        limit: int = 100,
+    ) -> Sequence[WebhookDelivery]:
+        """See :meth:`TaskStore.list_webhooks`."""
+        async with self._read() as conn:
+            rows = (await conn.execute(ob.list_webhooks(state, task_id, limit))).mappings().all()
+        return [ob.delivery_from_row(row) for row in rows]
+
+    async def retry_webhooks(self, delivery_ids: Sequence[str] | None = None) -> int:
+        """See :meth:`TaskStore.retry_webhooks`."""
+        async with self._write() as conn:
+            done = await conn.execute(ob.retry_webhooks(self._dialect, delivery_ids))
+        return done.rowcount
 
     async def close(self) -> None:
         """Close every pooled connection."""
@@ -391,17 +454,25 @@ class SQLStore:
     async def _transaction(self, *, write: bool) -> AsyncIterator[AsyncConnection]:
         if not self._location_checked:
             self._check_location()
-        async with self._turns.take(write=write), self._connected(write=write) as conn:
+        started = wait_started()
+        async with (
+            self._turns.take(write=write),
+            self._connected(write=write, started=started) as conn,
+        ):
             yield conn
 
     @asynccontextmanager
-    async def _connected(self, *, write: bool) -> AsyncIterator[AsyncConnection]:
+    async def _connected(
+        self, *, write: bool, started: float | None
+    ) -> AsyncIterator[AsyncConnection]:
         committing = False
         try:
             # a statement interrupted by cancellation leaves the driver's connection to be
             # torn down in the background, which can outlive the event loop: let it finish
             with anyio.CancelScope(shield=True):
                 async with self._engine.connect() as conn:
+                    if started is not None:
+                        record_connection_wait(started, engine=is_engine_work())
                     if write and self._dialect == "sqlite":
                         # IMMEDIATE takes the write lock at BEGIN, so a read-then-write
                         # transaction waits its turn instead of failing to upgrade its lock

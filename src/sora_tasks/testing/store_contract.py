@@ -57,6 +57,7 @@ from .._models import (
 )
 from .._states import Phase, is_claimable, phase_of
 from ..storage import ChangeCursor, TaskStore
+from ._outbox_contract import OutboxConformance
 from ._task_factories import make_task, phase_grid
 
 __all__ = ["StoreConformance"]
@@ -94,7 +95,7 @@ def described(image: ImageData) -> ReferenceImage:
     return ReferenceImage(sha256=image.sha256, mime_type=image.mime_type, byte_size=len(image.data))
 
 
-class StoreConformance:
+class StoreConformance(OutboxConformance):
     """The checks every task store passes. Subclass it and override the ``store`` fixture."""
 
     pytestmark = pytest.mark.anyio
