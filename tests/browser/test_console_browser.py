@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx2
 import pytest
-from playwright.sync_api import Browser, Locator, Page
+from playwright.sync_api import Browser, Dialog, Locator, Page
 
 from sora_tasks.testing import create_simulator_app, serve_in_thread
 from tests.console_server import KEY, Served, serving_console
@@ -35,6 +35,13 @@ def served(tmp_path: Path) -> Iterator[Served]:
     app = create_simulator_app(render_seconds=6, queue_seconds=0.5, poll_after_ms=200, api_key=KEY)
     with serve_in_thread(app) as simulator, serving_console(tmp_path, simulator) as console:
         yield console
+
+
+@pytest.fixture
+def api(served: Served) -> Iterator[httpx2.Client]:
+    """The REST API the page speaks to, for the test's own checks."""
+    with httpx2.Client(base_url=served.url, timeout=10) as client:
+        yield client
 
 
 @pytest.fixture
@@ -84,13 +91,17 @@ def api_error(api: httpx2.Client, body: dict[str, Any]) -> str:
 
 
 def test_create_watch_play_and_cancel_from_the_page(
-    served: Served, page: Page, artifacts: Path, tmp_path: Path
+    served: Served, api: httpx2.Client, page: Page, artifacts: Path, tmp_path: Path
 ) -> None:
     dialogs: list[str] = []
     requested: list[str] = []
-    page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+
+    def on_dialog(dialog: Dialog) -> None:
+        dialogs.append(dialog.message)
+        dialog.dismiss()
+
+    page.on("dialog", on_dialog)
     page.on("request", lambda request: requested.append(request.url))
-    api = httpx2.Client(base_url=served.url, timeout=10)
 
     page.goto(f"{served.url}/")
     page.wait_for_selector("#live[data-state=open]", timeout=WAIT_MS)
@@ -132,7 +143,8 @@ def test_create_watch_play_and_cancel_from_the_page(
     wait_on_row(
         page,
         watched,
-        "row.dataset.status === 'PROCESSING' && row.querySelector('progress').value > 0 && row.querySelector('progress').value < 100",
+        "row.dataset.status === 'PROCESSING'"
+        " && (p => p.value > 0 && p.value < 100)(row.querySelector('progress'))",
     )
     first = on_row(page, watched, "row.querySelector('progress').value")
     page.screenshot(path=artifacts / "console-progress.png", full_page=True)
@@ -173,4 +185,3 @@ def test_create_watch_play_and_cancel_from_the_page(
     assert page.locator("#tasks img").count() == 0
     assert dialogs == []
     assert not [url for url in requested if url.rstrip("/").endswith("/x")]
-    api.close()
