@@ -80,7 +80,7 @@ def test_migrations_ship_inside_the_package() -> None:
 
     config = Config()
     config.set_main_option("script_location", SCRIPT_LOCATION)
-    assert ScriptDirectory.from_config(config).get_heads() == ["0004"]
+    assert ScriptDirectory.from_config(config).get_heads() == ["0005"]
 
 
 def test_storage_imports_without_the_sql_extra_and_says_how_to_get_it() -> None:

@@ -14,6 +14,9 @@ Install the extra (``pip install "sora-tasks[fastapi]"``) and mount it::
 
 Authentication is the host application's: ``current_user`` is any FastAPI dependency that returns
 the caller's user id (or raises 401). Every route but the webhook acts only on that user's tasks.
+
+Two routes stream live events (Server-Sent Events, see ``docs/push.md``): one task's
+(``GET /tasks/{videoId}/events``) and all of the caller's (``GET /events``).
 """
 
 # no `from __future__ import annotations`: FastAPI reads the route signatures at runtime, and
@@ -25,7 +28,7 @@ from datetime import datetime, timedelta
 from functools import partial
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Query, Request, Response
+from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, StreamingResponse
@@ -49,6 +52,7 @@ from .._manager import TaskManager
 from .._models import Limits, MediaType, Task, TaskStatus
 from .._saved import SavedContent
 from ..providers._base import ContentStream
+from ._events import LiveEvents, decode_event_id
 from ._rest_models import (
     CreateTaskBody,
     ProblemAnswer,
@@ -65,6 +69,9 @@ WEBHOOK_MAX_BODY_BYTES = 1024 * 1024
 _CONTENT_ROUTE = "sora_tasks_content"
 # a redirect is followed at once: its URL need not outlive a slow client by much
 _REDIRECT_LIFETIME = timedelta(minutes=15)
+_EVENT_STREAM: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"text/event-stream": {}}, "description": "`event: task` events"},
+}
 
 
 class PayloadTooLargeError(InvalidRequestError):
@@ -279,14 +286,19 @@ def create_router(
     current_user: Callable[..., Awaitable[str] | str],
     prefix: str = "/api/video",
     max_body_bytes: int | None = None,
+    heartbeat_interval: float = 15.0,
+    events_poll_interval: float = 1.0,
 ) -> APIRouter:
     """The REST routes of the original backend, under ``prefix``, served from ``manager``.
 
     ``current_user`` is a FastAPI dependency returning the caller's user id. Create bodies over
     ``max_body_bytes`` (default :func:`default_max_body_bytes` of ``manager.limits``) are refused
-    with 413 before they are parsed.
+    with 413 before they are parsed. The live-event streams send a heartbeat comment every
+    ``heartbeat_interval`` seconds and read the store every ``events_poll_interval`` seconds
+    (at once when this process's manager changes a task).
     """
     body_limit = max_body_bytes or default_max_body_bytes(manager.limits)
+    live = LiveEvents(manager, heartbeat=heartbeat_interval, poll_interval=events_poll_interval)
     router = APIRouter(
         prefix=prefix,
         route_class=_MappedErrorsRoute,
@@ -295,6 +307,10 @@ def create_router(
     )
     User = Annotated[str, Depends(current_user)]
     VideoId = Annotated[str, Path(alias="videoId")]
+    LastEventId = Annotated[
+        str | None,
+        Header(alias="Last-Event-ID", description="the id of the last event seen, to resume"),
+    ]
 
     def view(request: Request, task: Task) -> TaskBody:
         url = None
@@ -410,6 +426,31 @@ def create_router(
     async def cancel_task(request: Request, video_id: VideoId, user: User) -> TaskBody:
         """Cancel one of the caller's tasks; a task that already ended comes back unchanged."""
         return view(request, await manager.cancel(video_id, user_id=user))
+
+    @router.get(
+        "/tasks/{videoId}/events",
+        response_class=Response,
+        responses={**_EVENT_STREAM, 204: {"description": "the client has the final state"}},
+    )
+    async def task_events(
+        request: Request, video_id: VideoId, user: User, last_event_id: LastEventId = None
+    ) -> Response:
+        """One of the caller's tasks, live: its state now, each change, and the end after the
+        final state. Resumes after ``Last-Event-ID``; 404 for another user's task.
+        """
+        after = decode_event_id(last_event_id) if last_event_id else None
+        task = await manager.get(video_id, user_id=user)
+        return live.task_stream(task, after, partial(view, request))
+
+    @router.get("/events", response_class=Response, responses=_EVENT_STREAM)
+    async def user_events(
+        request: Request, user: User, last_event_id: LastEventId = None
+    ) -> Response:
+        """All of the caller's tasks, live: every change since ``Last-Event-ID`` (or the last
+        few seconds), then each change as it happens. It never ends by itself.
+        """
+        after = decode_event_id(last_event_id) if last_event_id else None
+        return await live.user_stream(user, after, partial(view, request))
 
     @router.get("/stats")
     async def get_stats(user: User) -> StatsBody:

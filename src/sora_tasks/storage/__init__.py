@@ -8,14 +8,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ._base import TaskStore
+from ._base import ChangeCursor, TaskStore
 from ._copy import CopyReport, copy_tasks
 from .memory import InMemoryStore
 
 if TYPE_CHECKING:
     from .sql import SQLStore
 
-__all__ = ["CopyReport", "InMemoryStore", "SQLStore", "TaskStore", "copy_tasks"]
+__all__ = ["ChangeCursor", "CopyReport", "InMemoryStore", "SQLStore", "TaskStore", "copy_tasks"]
 
 
 def __getattr__(name: str) -> Any:

@@ -12,6 +12,7 @@ import binascii
 import json
 import math
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol, Unpack, runtime_checkable
 
@@ -21,6 +22,7 @@ from .._models import ImageData, Task, TaskPage, TaskQuery, TaskStats, TaskStatu
 from .._states import TaskChanges
 
 __all__ = [
+    "ChangeCursor",
     "CostRow",
     "check_budget",
     "TaskStore",
@@ -29,6 +31,23 @@ __all__ = [
     "percentile",
     "stats_from",
 ]
+
+
+@dataclass(frozen=True, order=True, slots=True)
+class ChangeCursor:
+    """A place in the change feed: just after the task ``task_id`` as of ``updated_at``.
+
+    Changes are ordered by ``(updated_at, task_id)``; an empty ``task_id`` stands before every
+    task changed at ``updated_at``.
+    """
+
+    updated_at: datetime
+    task_id: str = ""
+
+    @classmethod
+    def of(cls, task: Task) -> ChangeCursor:
+        """The place of ``task``'s current snapshot in the feed."""
+        return cls(task.updated_at, task.id)
 
 
 @runtime_checkable
@@ -89,6 +108,19 @@ class TaskStore(Protocol):
 
     async def list(self, query: TaskQuery) -> TaskPage:
         """One page of tasks matching ``query``, ordered by creation time then id."""
+        ...
+
+    async def changes(
+        self, *, user_id: str | None, after: ChangeCursor | None, limit: int
+    ) -> Sequence[Task]:
+        """Up to ``limit`` tasks (of ``user_id``, or of everyone) whose ``(updated_at, id)``
+        comes after ``after`` (all when None), in that order, each as it is now.
+
+        A task changed several times since ``after`` comes once, in its latest state. The feed
+        is read-committed: a write whose transaction began earlier can become visible after a
+        later one was read, with the smaller ``updated_at``, so a reader that must miss nothing
+        re-reads a window behind its cursor (see ``sora_tasks.contrib``'s live events).
+        """
         ...
 
     async def stats(self, *, user_id: str | None = None) -> TaskStats:

@@ -31,10 +31,11 @@ from sqlalchemy.sql.elements import ColumnElement
 from .._budgets import BudgetCheck
 from .._models import TaskQuery
 from .._states import ENGINE_PHASES, Phase
-from ._base import decode_cursor
+from ._base import ChangeCursor, decode_cursor
 from ._sql_schema import UTCDateTime, images, in_phase, is_due, task_images, tasks
 
 __all__ = [
+    "changes",
     "claim_due",
     "claim_submissions",
     "cost_sums",
@@ -136,6 +137,20 @@ def list_tasks(query: TaskQuery) -> Select[Any]:
             )
     order = (created.desc(), ident.desc()) if query.order == "desc" else (created, ident)
     return stmt.order_by(*order).limit(query.limit + 1)
+
+
+def changes(user_id: str | None, after: ChangeCursor | None, limit: int) -> Select[Any]:
+    """Tasks by ``(updated_at, id)`` after a place in the change feed (keyset paging)."""
+    stmt = select(tasks)
+    if user_id is not None:
+        stmt = stmt.where(tasks.c.user_id == user_id)
+    updated, ident = tasks.c.updated_at, tasks.c.id
+    if after is not None:
+        stmt = stmt.where(
+            updated >= after.updated_at,
+            or_(updated > after.updated_at, ident > after.task_id),
+        )
+    return stmt.order_by(updated, ident).limit(limit)
 
 
 def count_by(column: str, user_id: str | None) -> Select[Any]:

@@ -156,6 +156,7 @@ tasks = Table(
     Index(None, "user_id", "status", "created_at", "id"),
     Index(None, "render_seconds"),
     Index(None, "created_at", "id"),
+    Index(None, "user_id", "updated_at", "id"),
     Index(None, "image_sha256"),
     Index(
         "ix_sora_tasks_due",

@@ -11,7 +11,14 @@ from .._budgets import BudgetCheck
 from .._exceptions import ConflictError, DuplicateExternalIdError, TaskNotFoundError
 from .._models import ImageData, Task, TaskPage, TaskQuery, TaskStats, TaskStatus
 from .._states import ENGINE_PHASES, Phase, TaskChanges, apply, is_claimable, phase_of
-from ._base import CostRow, check_budget, decode_cursor, encode_cursor, stats_from
+from ._base import (
+    ChangeCursor,
+    CostRow,
+    check_budget,
+    decode_cursor,
+    encode_cursor,
+    stats_from,
+)
 
 __all__ = ["InMemoryStore"]
 
@@ -130,6 +137,19 @@ class InMemoryStore:
         items = matches[: query.limit]
         more = len(matches) > query.limit
         return TaskPage(items=items, next_cursor=encode_cursor(items[-1]) if more else None)
+
+    async def changes(
+        self, *, user_id: str | None, after: ChangeCursor | None, limit: int
+    ) -> Sequence[Task]:
+        """See :meth:`TaskStore.changes`."""
+        found = [
+            task
+            for task in self._tasks.values()
+            if (user_id is None or task.user_id == user_id)
+            and (after is None or ChangeCursor.of(task) > after)
+        ]
+        found.sort(key=ChangeCursor.of)
+        return found[: max(0, limit)]
 
     async def stats(self, *, user_id: str | None = None) -> TaskStats:
         """See :meth:`TaskStore.stats`."""

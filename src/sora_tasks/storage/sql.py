@@ -26,7 +26,7 @@ from .._exceptions import (
 from .._models import ImageData, Task, TaskPage, TaskQuery, TaskStats, TaskStatus
 from .._states import TaskChanges, apply
 from . import _sql_queries as q
-from ._base import check_budget, encode_cursor, stats_from
+from ._base import ChangeCursor, check_budget, encode_cursor, stats_from
 from ._sql_engine import BEGIN_OPTION, engine_slots, make_engine, masked_url, resolve_url
 from ._sql_errors import missing_schema, unavailable_kind
 from ._sql_migrate import schema_behind, upgrade_to_head
@@ -210,6 +210,16 @@ class SQLStore:
         items = [task_from_row(row) for row in rows[: query.limit]]
         more = len(rows) > query.limit
         return TaskPage(items=items, next_cursor=encode_cursor(items[-1]) if more else None)
+
+    async def changes(
+        self, *, user_id: str | None, after: ChangeCursor | None, limit: int
+    ) -> Sequence[Task]:
+        """See :meth:`TaskStore.changes` (keyset reads on ``(user_id, updated_at, id)``)."""
+        if limit <= 0:
+            return []
+        async with self._read() as conn:
+            rows = (await conn.execute(q.changes(user_id, after, limit))).mappings().all()
+        return [task_from_row(row) for row in rows]
 
     async def stats(self, *, user_id: str | None = None) -> TaskStats:
         """Counts and render times from SQL aggregates; see :meth:`TaskStore.stats`."""

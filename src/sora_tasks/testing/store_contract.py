@@ -56,7 +56,7 @@ from .._models import (
     TaskStatus,
 )
 from .._states import Phase, is_claimable, phase_of
-from ..storage import TaskStore
+from ..storage import ChangeCursor, TaskStore
 from ._task_factories import make_task, phase_grid
 
 __all__ = ["StoreConformance"]
@@ -580,3 +580,38 @@ class StoreConformance:
         assert (caught.value.limit, caught.value.spent, caught.value.estimate) == (2.0, 2.0, 1.0)
         with pytest.raises(TaskNotFoundError):
             await store.get(refused.id)
+
+    async def test_changes_page_by_update_time_then_id_without_gaps_or_repeats(
+        self, store: TaskStore
+    ) -> None:
+        base = await store.now() - timedelta(hours=1)
+        tasks = [
+            await store.insert(make_task(base + timedelta(seconds=index // 3), user_id=user))
+            for index, user in enumerate(["u1", "u2", "u1"] * 6)
+        ]
+        expected = sorted((task for task in tasks if task.user_id == "u1"), key=ChangeCursor.of)
+        seen: list[Task] = []
+        after = None
+        while page := await store.changes(user_id="u1", after=after, limit=4):
+            assert len(page) <= 4
+            seen.extend(page)
+            after = ChangeCursor.of(page[-1])
+        assert seen == expected  # ties on updated_at (three tasks a second) are ordered by id
+        everyone = await store.changes(user_id=None, after=None, limit=100)
+        assert everyone == sorted(tasks, key=ChangeCursor.of)
+        start_of_second = ChangeCursor(expected[2].updated_at)
+        assert await store.changes(user_id="u1", after=start_of_second, limit=100) == expected[2:]
+        assert await store.changes(user_id="u1", after=None, limit=0) == []
+
+    async def test_changes_bring_a_task_again_in_its_latest_state_only(
+        self, store: TaskStore
+    ) -> None:
+        now = await store.now()
+        first = await store.insert(make_task(now, user_id="u1"))
+        second = await store.insert(make_task(now, user_id="u1"))
+        mark = ChangeCursor.of(max(first, second, key=ChangeCursor.of))
+        assert await store.changes(user_id="u1", after=mark, limit=10) == []
+        await store.update(first.id, progress=10)
+        latest = await store.update(first.id, progress=20)
+        assert await store.changes(user_id="u1", after=mark, limit=10) == [latest]
+        assert await store.changes(user_id="u2", after=None, limit=10) == []
