@@ -64,3 +64,28 @@ def test_a_request_for_another_host_name_is_refused(tmp_path: Path, simulator_ur
         local = client.get("/api/video/tasks", headers={"host": "localhost:8000"})
     assert rebound.status_code == 400
     assert local.status_code == 200
+
+
+def test_serve_stops_on_sigterm_with_a_live_event_stream_open(
+    tmp_path: Path, simulator_url: str
+) -> None:
+    with (
+        serving_console(tmp_path, simulator_url) as served,
+        httpx2.Client(base_url=served.url, timeout=30) as client,
+    ):
+        created = client.post("/api/video/tasks", json={"prompt": "a calico cat"})
+        assert created.status_code == 201, created.text
+        with client.stream("GET", "/api/video/events") as events:
+            lines = events.iter_lines()
+            assert next(line for line in lines if line.startswith("event:")) == "event: task"
+            stopping = time.monotonic()
+            served.process.send_signal(signal.SIGTERM)
+            for _ in lines:
+                pass
+            code = served.process.wait(timeout=30)
+            took = time.monotonic() - stopping
+    stderr = "".join(served.lines)
+    assert code == 0, stderr
+    assert took < 15, f"took {took:.1f} s to stop with a stream open"
+    assert "console stopped" in stderr
+    assert "Traceback" not in stderr
