@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx2
 import pytest
-from playwright.sync_api import Browser, Dialog, Locator, Page
+from playwright.sync_api import Browser, Dialog, Locator, Page, Route
 
 from sora_tasks.testing import create_simulator_app, serve_in_thread
 from tests.console_server import KEY, Served, serving_console
@@ -185,3 +185,26 @@ def test_create_watch_play_and_cancel_from_the_page(
     assert page.locator("#tasks img").count() == 0
     assert dialogs == []
     assert not [url for url in requested if url.rstrip("/").endswith("/x")]
+
+
+def test_the_page_listens_again_after_the_event_route_answers_an_error(
+    served: Served, api: httpx2.Client, page: Page
+) -> None:
+    refused: list[str] = []
+
+    def refuse_once(route: Route) -> None:
+        if refused:
+            route.continue_()
+        else:
+            refused.append(route.request.url)
+            route.fulfill(status=503, body="a proxy's error page")
+
+    page.route("**/api/video/events", refuse_once)
+    page.goto(f"{served.url}/")
+    # a browser gives up on an error answer: the page says so, then tries again by itself
+    page.wait_for_selector("#live[data-state=closed]", timeout=WAIT_MS)
+    created = api.post("/api/video/tasks", json={"prompt": "made while the page was not live"})
+    assert created.status_code == 201, created.text
+    page.wait_for_selector("#live[data-state=open]", timeout=WAIT_MS)
+    wait_on_row(page, created.json()["videoId"], "row.dataset.status !== ''")
+    assert refused == [f"{served.url}/api/video/events"]

@@ -118,7 +118,7 @@ async def test_the_page_tells_the_script_where_the_api_is_mounted() -> None:
         httpx2.AsyncClient(base_url=url, timeout=10) as client,
     ):
         answer = await client.get("/", headers={"x-user": "u1"})
-    assert '<body data-api="/v2">' in answer.text
+    assert '<body data-api="/v2" data-page-size="50">' in answer.text
     assert '<script src="/static/console.js?v=' in answer.text
 
 

@@ -29,6 +29,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, Response
 
 from .._manager import TaskManager
+from .._models import TaskStatus
 from ._rest_models import TaskBody
 
 __all__ = ["create_console_router"]
@@ -103,6 +104,7 @@ def create_console_router(
         tasks = [_view(TaskBody.of(task, None), api) for task in page.items]
         html = template.render(
             api=api,
+            page_size=page_size,
             user=user,
             tasks=tasks,
             script=_asset_path(request, "console.js", assets),
@@ -131,6 +133,6 @@ def _asset_path(request: Request, name: str, assets: dict[str, _Asset]) -> str:
 def _view(body: TaskBody, api: str) -> dict[str, Any]:
     """The task in the REST shape the script receives, with the content path it plays."""
     shown = body.model_dump(mode="json", by_alias=True)
-    if body.status == "COMPLETED":
+    if body.status is TaskStatus.COMPLETED:
         shown["videoUrl"] = f"{api}/tasks/{body.video_id}/content"
     return shown

@@ -5,6 +5,7 @@
 
 (() => {
   const api = document.body.dataset.api;
+  const pageSize = Number(document.body.dataset.pageSize);
   const list = document.getElementById("tasks");
   const template = document.getElementById("task-template");
   const form = document.getElementById("create");
@@ -138,20 +139,31 @@
     live.textContent = text;
   }
 
-  function listen() {
+  // a new EventSource cannot send the last event id, so after one the list is read again
+  async function resync() {
+    const response = await fetch(`${api}/tasks?limit=${pageSize}`, { credentials: "same-origin" });
+    if (response.ok) {
+      (await response.json()).items.reverse().forEach(show);
+    }
+  }
+
+  function listen(again) {
     const source = new EventSource(`${api}/events`);
-    source.addEventListener("open", () => setLive("open", "live"));
+    source.addEventListener("open", () => {
+      setLive("open", "live");
+      if (again) resync();
+    });
     source.addEventListener("task", (event) => show(JSON.parse(event.data)));
     source.addEventListener("error", () => {
       if (source.readyState === EventSource.CLOSED) {
         // the browser gives up on an error answer; a restarted server is worth another try
         setLive("closed", "live updates stopped; retrying");
-        setTimeout(listen, RECONNECT_MS);
+        setTimeout(() => listen(true), RECONNECT_MS);
       } else {
         setLive("connecting", "reconnecting…");
       }
     });
   }
 
-  listen();
+  listen(false);
 })();
