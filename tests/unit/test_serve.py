@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import pytest
@@ -43,3 +44,16 @@ def test_bad_flags_are_one_error_line_and_exit_2(
 ) -> None:
     assert serve(*args) == 2
     assert message in capsys.readouterr().err
+
+
+def test_a_port_in_use_is_one_error_line_naming_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path))
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        assert serve("--port", str(port)) == 1
+    assert f"error: cannot listen on 127.0.0.1 port {port}: Address already in use" in (
+        capsys.readouterr().err
+    )
+    assert not list(tmp_path.iterdir()), "the database is not opened for a server that cannot run"

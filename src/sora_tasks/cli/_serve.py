@@ -22,7 +22,7 @@ from .._build import open_manager
 from .._manager import TaskManager
 from ..testing._server import base_url, bind
 from ._common import ConfigOption, DatabaseOption, prepare, run
-from ._output import USAGE, fail, say
+from ._output import FAILED, USAGE, fail, say
 
 if TYPE_CHECKING:
     import uvicorn
@@ -76,12 +76,15 @@ def serve(
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    try:
+        sock = bind(host, port)
+    except OSError as exc:
+        fail(f"cannot listen on {host} port {port}: {exc.strerror or exc}", FAILED)
 
     async def main() -> None:
         async with open_manager(settings, poll=True) as manager:
             server = _server(_local_app(manager, user, host), log_level)
-            sock = bind(host, port)
-            with sock, anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
                 async with anyio.create_task_group() as group:
 
                     async def stop_on_signal() -> None:
@@ -93,7 +96,9 @@ def serve(
                     await server.serve([sock])
                     group.cancel_scope.cancel()
 
-    run(main)
+    # Ctrl-C before the signal receiver is in place (while the store opens) is a normal stop too
+    with sock, contextlib.suppress(KeyboardInterrupt):
+        run(main)
     say("console stopped")
 
 
