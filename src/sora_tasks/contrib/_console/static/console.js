@@ -112,7 +112,9 @@
     createError.textContent = "";
     try {
       show(await post(`${api}/tasks`, await requestFrom(new FormData(form))));
+      // the other fields stay for the next task; an image rarely fits two prompts
       form.elements.prompt.value = "";
+      form.elements.image.value = "";
     } catch (error) {
       createError.textContent = error.message;
     } finally {
