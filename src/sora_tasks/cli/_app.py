@@ -11,7 +11,7 @@ from typing import Annotated, Any
 import typer
 
 from .._version import __version__
-from . import _archive, _ops, _tasks, _webhooks
+from . import _archive, _ops, _serve, _tasks, _webhooks
 from ._output import USAGE, say
 
 __all__ = ["app", "main"]
@@ -69,6 +69,7 @@ app.command()(_ops.stats)
 app.command()(_ops.health)
 app.command()(_ops.cleanup)
 app.command()(_ops.worker)
+app.command()(_serve.serve)
 app.command(
     context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
     add_help_option=False,
