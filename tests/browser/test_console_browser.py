@@ -75,6 +75,11 @@ def create_from_page(page: Page, prompt: str) -> str:
     page.wait_for_function(
         "(n) => document.querySelectorAll('#tasks > .task').length > n", arg=rows, timeout=WAIT_MS
     )
+    # the form is ready for the next task once its answer is in (the row may come first, from
+    # the event stream)
+    page.wait_for_function(
+        "() => !document.querySelector('#create button[type=submit]').disabled", timeout=WAIT_MS
+    )
     first: Locator = page.locator("#tasks > .task").first
     assert first.locator(".prompt").text_content() == prompt
     video_id = first.get_attribute("data-id")

@@ -110,10 +110,12 @@
     const button = form.querySelector("button[type=submit]");
     button.disabled = true;
     createError.textContent = "";
+    const sent = form.elements.prompt.value;
     try {
       show(await post(`${api}/tasks`, await requestFrom(new FormData(form))));
-      // the other fields stay for the next task; an image rarely fits two prompts
-      form.elements.prompt.value = "";
+      // the other fields stay for the next task; an image rarely fits two prompts. A prompt
+      // typed while the request was out is the next task's, and stays
+      if (form.elements.prompt.value === sent) form.elements.prompt.value = "";
       form.elements.image.value = "";
     } catch (error) {
       createError.textContent = error.message;
