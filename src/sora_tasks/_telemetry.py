@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
@@ -78,13 +78,36 @@ def _instruments() -> _Instruments:
     return _Instruments()
 
 
+# the hooks run several times per poll, so "nothing is configured" must cost next to nothing:
+# a context manager that does nothing is shared, and a provider once set is remembered (the
+# API accepts one per process and never replaces it)
+_NOTHING: AbstractContextManager[None] = nullcontext()
+_tracer_provider: trace.TracerProvider | None = None
+_metering = False
+
+
 def _tracer() -> trace.Tracer | None:
     """The tracer, or None while the application has set no tracer provider: a span that
     nothing records still costs tens of microseconds, on every poll."""
-    provider = trace.get_tracer_provider()
-    if isinstance(provider, trace.ProxyTracerProvider | trace.NoOpTracerProvider):
-        return None
+    global _tracer_provider
+    provider = _tracer_provider
+    if provider is None:
+        provider = trace.get_tracer_provider()
+        if isinstance(provider, trace.ProxyTracerProvider | trace.NoOpTracerProvider):
+            return None
+        _tracer_provider = provider
     return provider.get_tracer(_NAME)
+
+
+def _metered() -> bool:
+    """Whether the application has set a meter provider: until it does, the API's instruments
+    drop every measurement, so none is taken."""
+    global _metering
+    if not _metering:
+        # the API's own providers (its proxy and its no-op) record nothing; any other does
+        module = type(metrics.get_meter_provider()).__module__
+        _metering = not module.startswith("opentelemetry.metrics")
+    return _metering
 
 
 def _task_attributes(task: Task) -> dict[str, Any]:
@@ -98,31 +121,40 @@ def _task_attributes(task: Task) -> dict[str, Any]:
     return attributes
 
 
-@contextmanager
-def engine_span(operation: str, task: Task) -> Iterator[None]:
+def engine_span(operation: str, task: Task) -> AbstractContextManager[object]:
     """A span over one engine operation on ``task`` (``submit``, ``poll``, ...)."""
     tracer = _tracer() if _ENABLED else None
     if tracer is None:
-        yield
-        return
-    with tracer.start_as_current_span(
+        return _NOTHING
+    return tracer.start_as_current_span(
         f"sora_tasks.engine.{operation}", attributes=_task_attributes(task)
-    ):
-        yield
+    )
+
+
+def provider_span(operation: str, task: Task) -> AbstractContextManager[None]:
+    """A span over one provider call for ``task``; a :class:`ProviderError` is recorded on it
+    (with the provider's request id) and counted in ``sora_tasks.provider.errors``."""
+    if not _ENABLED:
+        return _NOTHING
+    tracer = _tracer()
+    if tracer is not None:
+        return _provider_span(tracer, operation, task)
+    if _metered():
+        return _counting_errors(operation, task)
+    return _NOTHING
 
 
 @contextmanager
-def provider_span(operation: str, task: Task) -> Iterator[None]:
-    """A span over one provider call for ``task``; a :class:`ProviderError` is recorded on it
-    (with the provider's request id) and counted in ``sora_tasks.provider.errors``."""
-    tracer = _tracer() if _ENABLED else None
-    if tracer is None:
-        try:
-            yield
-        except ProviderError as exc:
-            _count_error(task, operation, exc)
-            raise
-        return
+def _counting_errors(operation: str, task: Task) -> Iterator[None]:
+    try:
+        yield
+    except ProviderError as exc:
+        _count_error(task, operation, exc)
+        raise
+
+
+@contextmanager
+def _provider_span(tracer: trace.Tracer, operation: str, task: Task) -> Iterator[None]:
     attributes = {**_task_attributes(task), "sora_tasks.operation": operation}
     # the exception is recorded below, with its kind, request id and status: not twice
     with tracer.start_as_current_span(
@@ -146,7 +178,7 @@ def provider_span(operation: str, task: Task) -> Iterator[None]:
 
 
 def _count_error(task: Task, operation: str, exc: ProviderError) -> None:
-    if not _ENABLED:
+    if not (_ENABLED and _metered()):
         return
     attributes: dict[str, Any] = {
         "sora_tasks.provider": task.provider,
@@ -173,7 +205,7 @@ def note_http(method: str, status_code: int | None, retries: int) -> None:
 
 def record_transition(before: Task | None, after: Task) -> None:
     """Count ``after`` reaching its status, when it changed."""
-    if not _ENABLED or (before is not None and before.status is after.status):
+    if not _ENABLED or (before is not None and before.status is after.status) or not _metered():
         return
     _instruments().transitions.add(
         1, {"sora_tasks.status": after.status.value, "sora_tasks.provider": after.provider}
@@ -182,7 +214,7 @@ def record_transition(before: Task | None, after: Task) -> None:
 
 def record_poll(provider: str, outcome: str) -> None:
     """Count one status call to ``provider``: ``outcome`` is ``ok`` or ``error``."""
-    if _ENABLED:
+    if _ENABLED and _metered():
         _instruments().polls.add(
             1, {"sora_tasks.provider": provider, "sora_tasks.outcome": outcome}
         )
@@ -190,16 +222,19 @@ def record_poll(provider: str, outcome: str) -> None:
 
 def record_detection_delay(provider: str, seconds: float) -> None:
     """Record how long after the provider finished a job the engine saw it."""
-    if _ENABLED:
+    if _ENABLED and _metered():
         _instruments().detection_delay.record(max(0.0, seconds), {"sora_tasks.provider": provider})
 
 
-@contextmanager
-def store_timer(operation: str) -> Iterator[None]:
+def store_timer(operation: str) -> AbstractContextManager[None]:
     """Time one store operation into ``sora_tasks.store.duration``."""
-    if not _ENABLED:
-        yield
-        return
+    if not (_ENABLED and _metered()):
+        return _NOTHING
+    return _timing(operation)
+
+
+@contextmanager
+def _timing(operation: str) -> Iterator[None]:
     started = time.perf_counter()
     outcome = "error"
     try:
