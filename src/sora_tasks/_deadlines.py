@@ -9,8 +9,6 @@ no extra argument and an adapter cannot forget to pass it on. Nested bounds keep
 from __future__ import annotations
 
 import contextvars
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import anyio
 
@@ -21,16 +19,24 @@ _deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar(
 )
 
 
-@contextmanager
-def bounded(seconds: float) -> Iterator[None]:
-    """Provider calls made inside must finish within ``seconds`` from now, all told."""
-    deadline = anyio.current_time() + max(0.0, seconds)
-    outer = _deadline.get()
-    token = _deadline.set(deadline if outer is None else min(outer, deadline))
-    try:
-        yield
-    finally:
-        _deadline.reset(token)
+class bounded:
+    """Provider calls made inside must finish within ``seconds`` from now, all told.
+
+    A class rather than a generator: the engine enters one on every provider call.
+    """
+
+    __slots__ = ("_seconds", "_token")
+
+    def __init__(self, seconds: float) -> None:
+        self._seconds = seconds
+
+    def __enter__(self) -> None:
+        deadline = anyio.current_time() + max(0.0, self._seconds)
+        outer = _deadline.get()
+        self._token = _deadline.set(deadline if outer is None else min(outer, deadline))
+
+    def __exit__(self, *exc_info: object) -> None:
+        _deadline.reset(self._token)
 
 
 def remaining() -> float | None:

@@ -18,6 +18,7 @@ engine seeing it, where the provider says when it finished), ``sora_tasks.provid
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
@@ -31,10 +32,17 @@ if TYPE_CHECKING:
 
 try:
     from opentelemetry import metrics, trace
+    from opentelemetry.metrics import _internal as _metrics_api
 except ImportError:  # the otel extra is not installed
     _ENABLED = False
 else:
     _ENABLED = True
+
+_ENVIRONMENT_AT_IMPORT = frozenset(
+    name
+    for name in ("OTEL_PYTHON_TRACER_PROVIDER", "OTEL_PYTHON_METER_PROVIDER")
+    if name in os.environ
+)
 
 __all__ = [
     "engine_span",
@@ -84,6 +92,18 @@ def _instruments() -> _Instruments:
 _NOTHING: AbstractContextManager[None] = nullcontext()
 _tracer_provider: trace.TracerProvider | None = None
 _metering = False
+_UNKNOWN = object()
+
+
+def _unset(api: object, name: str, variable: str) -> bool:
+    """Whether the API holds no provider in its global ``name`` (certainly none recording).
+
+    The API's own getters look in the environment on every call while no provider is set
+    (``os.environ`` raises and catches a ``KeyError`` each time), several times per poll; its
+    global is read instead. A provider named by the environment is left to the getter, which
+    loads it; an API that keeps its provider elsewhere is asked through the getter as well.
+    """
+    return getattr(api, name, _UNKNOWN) is None and variable not in _ENVIRONMENT_AT_IMPORT
 
 
 def _tracer() -> trace.Tracer | None:
@@ -92,10 +112,12 @@ def _tracer() -> trace.Tracer | None:
     global _tracer_provider
     provider = _tracer_provider
     if provider is None:
+        if _unset(trace, "_TRACER_PROVIDER", "OTEL_PYTHON_TRACER_PROVIDER"):
+            return None
         provider = trace.get_tracer_provider()
         if isinstance(provider, trace.ProxyTracerProvider | trace.NoOpTracerProvider):
             return None
-        _tracer_provider = provider
+        _tracer_provider = provider  # the API accepts one provider per process, for good
     return provider.get_tracer(_NAME)
 
 
@@ -104,6 +126,8 @@ def _metered() -> bool:
     drop every measurement, so none is taken."""
     global _metering
     if not _metering:
+        if _unset(_metrics_api, "_METER_PROVIDER", "OTEL_PYTHON_METER_PROVIDER"):
+            return False
         # the API's own providers (its proxy and its no-op) record nothing; any other does
         module = type(metrics.get_meter_provider()).__module__
         _metering = not module.startswith("opentelemetry.metrics")

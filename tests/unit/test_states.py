@@ -8,7 +8,15 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from sora_tasks import InvalidTransitionError, Task, TaskError, TaskResult, TaskStatus
-from sora_tasks._states import ALLOWED_TRANSITIONS, PHASES, Phase, apply, can_transition, phase_of
+from sora_tasks._states import (
+    ALLOWED_TRANSITIONS,
+    PHASES,
+    Phase,
+    TaskChanges,
+    apply,
+    can_transition,
+    phase_of,
+)
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 LATER = NOW + timedelta(seconds=5)
@@ -163,3 +171,17 @@ def test_phase_of_follows_the_table_on_every_combination(status: TaskStatus) -> 
             }
         )
         assert phase_of(task) is _phase_by_table(task), (submission_id, external_id, pending)
+
+
+def test_apply_builds_what_model_copy_would() -> None:
+    task = task_in(TaskStatus.PROCESSING, external_id="job_1", submission_id="sub_1")
+    changes: TaskChanges = {"progress": 40, "lease_owner": "w1", "lease_expires_at": LATER}
+    applied = apply(task, changes, now=LATER)
+    expected = task.model_copy(
+        update={**changes, "content_pending": False, "version": 2, "updated_at": LATER}
+    )
+    assert applied == expected
+    assert applied.model_fields_set == expected.model_fields_set
+    assert applied.model_dump() == expected.model_dump()
+    assert task.progress == 0 and task.version == 1  # the input is left as it was
+    assert applied.model_copy(update={"progress": 50}).progress == 50
