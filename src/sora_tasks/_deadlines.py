@@ -1,7 +1,7 @@
 """The total time a provider call may take, set by whoever makes the call.
 
 The engine runs each provider call under a bound derived from the task's lease and deadline; the
-HTTP seam reads it (:func:`remaining`) and fails the call, classified as any other transport
+HTTP seam reads it (:func:`deadline`) and fails the call, classified as any other transport
 failure, once it passes. A context variable carries it, so the :class:`Provider` interface needs
 no extra argument and an adapter cannot forget to pass it on. Nested bounds keep the earliest.
 """
@@ -12,7 +12,7 @@ import contextvars
 
 import anyio
 
-__all__ = ["bounded", "remaining"]
+__all__ = ["bounded", "deadline"]
 
 _deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar(
     "sora_tasks_call_deadline", default=None
@@ -39,9 +39,6 @@ class bounded:
         _deadline.reset(self._token)
 
 
-def remaining() -> float | None:
-    """Seconds left under the innermost :func:`bounded` (never negative), or ``None``."""
-    deadline = _deadline.get()
-    if deadline is None:
-        return None
-    return max(0.0, deadline - anyio.current_time())
+def deadline() -> float | None:
+    """The innermost :func:`bounded`'s end on ``anyio.current_time()``'s clock, or ``None``."""
+    return _deadline.get()
