@@ -164,17 +164,23 @@ def main(size: int, rounds: int) -> None:
                 runs[variant].append(run)
     print(f"{size / 2**20:.0f} MiB into moto's S3 server on 127.0.0.1, {rounds} rounds")
     print(
-        f"{'path':32}{'MiB/s (median)':>16}{'ratio':>8}{'client CPU s':>14}"
-        f"{'peak RSS growth (max)':>24}"
+        f"{'path':32}{'MiB/s (median)':>16}{'ratio':>8}{'ratio, rounds':>16}"
+        f"{'client CPU s':>14}{'peak RSS growth (max)':>24}"
     )
     baseline = statistics.median(size / r["seconds"] for r in runs[VARIANTS[0]])
     for variant, results in runs.items():
         speed = statistics.median(size / r["seconds"] for r in results)
         cpu = statistics.median(r["cpu"] for r in results)
         growth = max(r["rss_growth_kib"] for r in results) / 1024
+        # each round ran every path in turn: a round's ratio compares neighbours in time
+        ratios = [
+            base["seconds"] / r["seconds"]
+            for r, base in zip(results, runs[VARIANTS[0]], strict=True)
+        ]
+        spread = f"{min(ratios):.2f} to {max(ratios):.2f}x"
         print(
-            f"{variant:32}{speed / 2**20:>16.0f}{speed / baseline:>7.2f}x{cpu:>14.2f}"
-            f"{growth:>20.1f} MiB"
+            f"{variant:32}{speed / 2**20:>16.0f}{speed / baseline:>7.2f}x{spread:>16}"
+            f"{cpu:>14.2f}{growth:>20.1f} MiB"
         )
 
 

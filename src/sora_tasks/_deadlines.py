@@ -1,7 +1,7 @@
 """The total time a provider call may take, set by whoever makes the call.
 
 The engine runs each provider call under a bound derived from the task's lease and deadline; the
-HTTP seam reads it (:func:`remaining`) and fails the call, classified as any other transport
+HTTP seam reads it (:func:`deadline`) and fails the call, classified as any other transport
 failure, once it passes. A context variable carries it, so the :class:`Provider` interface needs
 no extra argument and an adapter cannot forget to pass it on. Nested bounds keep the earliest.
 """
@@ -9,33 +9,36 @@ no extra argument and an adapter cannot forget to pass it on. Nested bounds keep
 from __future__ import annotations
 
 import contextvars
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import anyio
 
-__all__ = ["bounded", "remaining"]
+__all__ = ["bounded", "deadline"]
 
 _deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar(
     "sora_tasks_call_deadline", default=None
 )
 
 
-@contextmanager
-def bounded(seconds: float) -> Iterator[None]:
-    """Provider calls made inside must finish within ``seconds`` from now, all told."""
-    deadline = anyio.current_time() + max(0.0, seconds)
-    outer = _deadline.get()
-    token = _deadline.set(deadline if outer is None else min(outer, deadline))
-    try:
-        yield
-    finally:
-        _deadline.reset(token)
+class bounded:
+    """Provider calls made inside must finish within ``seconds`` from now, all told.
+
+    A class rather than a generator: the engine enters one on every provider call.
+    """
+
+    __slots__ = ("_seconds", "_token")
+
+    def __init__(self, seconds: float) -> None:
+        self._seconds = seconds
+
+    def __enter__(self) -> None:
+        deadline = anyio.current_time() + max(0.0, self._seconds)
+        outer = _deadline.get()
+        self._token = _deadline.set(deadline if outer is None else min(outer, deadline))
+
+    def __exit__(self, *exc_info: object) -> None:
+        _deadline.reset(self._token)
 
 
-def remaining() -> float | None:
-    """Seconds left under the innermost :func:`bounded` (never negative), or ``None``."""
-    deadline = _deadline.get()
-    if deadline is None:
-        return None
-    return max(0.0, deadline - anyio.current_time())
+def deadline() -> float | None:
+    """The innermost :func:`bounded`'s end on ``anyio.current_time()``'s clock, or ``None``."""
+    return _deadline.get()

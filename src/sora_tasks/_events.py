@@ -48,6 +48,8 @@ class EventHub:
     def publish(self, previous: Task | None, task: Task) -> None:
         """Announce ``task``'s new snapshot, classified against ``previous``."""
         record_transition(previous, task)
+        if not self._subscribers and not self._callbacks:
+            return  # nobody listens (the engine publishes on every poll)
         if previous is None:
             event = TaskEvent("created", task)
         elif previous.status is not task.status:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from contextlib import AbstractAsyncContextManager, nullcontext
 from datetime import datetime, timedelta
 
 import anyio
@@ -29,6 +30,8 @@ from .storage._base import TaskStore
 from .storage._lanes import engine_work
 
 __all__ = ["LIVENESS_GRACE", "Engine"]
+
+_FREE: AbstractAsyncContextManager[object] = nullcontext()
 
 LIVENESS_GRACE = 60.0
 """Seconds the loop may take beyond a planned wait before it counts as stalled (a claim that
@@ -68,7 +71,7 @@ class Engine:
         self._idle_until: datetime | None = None
         self._claiming: anyio.CancelScope | None = None
         self._stopped = False
-        self._limiters: dict[str, anyio.Semaphore] = {}
+        self._limiters: dict[str, AbstractAsyncContextManager[object]] = {}
         self._collect = collect
         self._store_failures = 0
         self._running = False
@@ -138,9 +141,13 @@ class Engine:
 
     async def _run(self) -> None:
         await self._learn_from_store()
-        # fast_acquire: a free slot must not cost a trip through the event loop on every poll
+        # fast_acquire: a free slot must not cost a trip through the event loop on every poll;
+        # with no more workers than the cap allows, no cap can bind and none is kept
+        cap = self._policy.max_concurrent_polls
         self._limiters = {
-            name: anyio.Semaphore(self._policy.max_concurrent_polls, fast_acquire=True)
+            name: anyio.Semaphore(cap, fast_acquire=True)
+            if cap < self._policy.batch_size
+            else _FREE
             for name in self._providers
         }
         self._wake = anyio.Event()

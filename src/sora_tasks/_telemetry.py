@@ -22,10 +22,11 @@ cost, counted once per task when it ends: the actual cost, else the estimate).
 
 from __future__ import annotations
 
+import os
 import time
 import weakref
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
@@ -37,10 +38,17 @@ if TYPE_CHECKING:
 
 try:
     from opentelemetry import metrics, trace
+    from opentelemetry.metrics import _internal as _metrics_api
 except ImportError:  # the otel extra is not installed
     _ENABLED = False
 else:
     _ENABLED = True
+
+_ENVIRONMENT_AT_IMPORT = frozenset(
+    name
+    for name in ("OTEL_PYTHON_TRACER_PROVIDER", "OTEL_PYTHON_METER_PROVIDER")
+    if name in os.environ
+)
 
 __all__ = [
     "engine_span",
@@ -108,13 +116,52 @@ def _instruments() -> _Instruments:
     return _Instruments()
 
 
+# the hooks run several times per poll, so "nothing is configured" must cost next to nothing:
+# a context manager that does nothing is shared, and a provider once set is remembered (the
+# API accepts one per process and never replaces it)
+_NOTHING: AbstractContextManager[None] = nullcontext()
+_tracer_provider: trace.TracerProvider | None = None
+_metering = False
+_UNKNOWN = object()
+
+
+def _unset(api: object, name: str, variable: str) -> bool:
+    """Whether the API holds no provider in its global ``name`` (certainly none recording).
+
+    The API's own getters look in the environment on every call while no provider is set
+    (``os.environ`` raises and catches a ``KeyError`` each time), several times per poll; its
+    global is read instead. A provider named by the environment is left to the getter, which
+    loads it; an API that keeps its provider elsewhere is asked through the getter as well.
+    """
+    return getattr(api, name, _UNKNOWN) is None and variable not in _ENVIRONMENT_AT_IMPORT
+
+
 def _tracer() -> trace.Tracer | None:
     """The tracer, or None while the application has set no tracer provider: a span that
     nothing records still costs tens of microseconds, on every poll."""
-    provider = trace.get_tracer_provider()
-    if isinstance(provider, trace.ProxyTracerProvider | trace.NoOpTracerProvider):
-        return None
+    global _tracer_provider
+    provider = _tracer_provider
+    if provider is None:
+        if _unset(trace, "_TRACER_PROVIDER", "OTEL_PYTHON_TRACER_PROVIDER"):
+            return None
+        provider = trace.get_tracer_provider()
+        if isinstance(provider, trace.ProxyTracerProvider | trace.NoOpTracerProvider):
+            return None
+        _tracer_provider = provider  # the API accepts one provider per process, for good
     return provider.get_tracer(_NAME)
+
+
+def _metered() -> bool:
+    """Whether the application has set a meter provider: until it does, the API's instruments
+    drop every measurement, so none is taken."""
+    global _metering
+    if not _metering:
+        if _unset(_metrics_api, "_METER_PROVIDER", "OTEL_PYTHON_METER_PROVIDER"):
+            return False
+        # the API's own providers (its proxy and its no-op) record nothing; any other does
+        module = type(metrics.get_meter_provider()).__module__
+        _metering = not module.startswith("opentelemetry.metrics")
+    return _metering
 
 
 def _task_attributes(task: Task) -> dict[str, Any]:
@@ -128,31 +175,40 @@ def _task_attributes(task: Task) -> dict[str, Any]:
     return attributes
 
 
-@contextmanager
-def engine_span(operation: str, task: Task) -> Iterator[None]:
+def engine_span(operation: str, task: Task) -> AbstractContextManager[object]:
     """A span over one engine operation on ``task`` (``submit``, ``poll``, ...)."""
     tracer = _tracer() if _ENABLED else None
     if tracer is None:
-        yield
-        return
-    with tracer.start_as_current_span(
+        return _NOTHING
+    return tracer.start_as_current_span(
         f"sora_tasks.engine.{operation}", attributes=_task_attributes(task)
-    ):
-        yield
+    )
+
+
+def provider_span(operation: str, task: Task) -> AbstractContextManager[None]:
+    """A span over one provider call for ``task``; a :class:`ProviderError` is recorded on it
+    (with the provider's request id) and counted in ``sora_tasks.provider.errors``."""
+    if not _ENABLED:
+        return _NOTHING
+    tracer = _tracer()
+    if tracer is not None:
+        return _provider_span(tracer, operation, task)
+    if _metered():
+        return _counting_errors(operation, task)
+    return _NOTHING
 
 
 @contextmanager
-def provider_span(operation: str, task: Task) -> Iterator[None]:
-    """A span over one provider call for ``task``; a :class:`ProviderError` is recorded on it
-    (with the provider's request id) and counted in ``sora_tasks.provider.errors``."""
-    tracer = _tracer() if _ENABLED else None
-    if tracer is None:
-        try:
-            yield
-        except ProviderError as exc:
-            _count_error(task, operation, exc)
-            raise
-        return
+def _counting_errors(operation: str, task: Task) -> Iterator[None]:
+    try:
+        yield
+    except ProviderError as exc:
+        _count_error(task, operation, exc)
+        raise
+
+
+@contextmanager
+def _provider_span(tracer: trace.Tracer, operation: str, task: Task) -> Iterator[None]:
     attributes = {**_task_attributes(task), "sora_tasks.operation": operation}
     # the exception is recorded below, with its kind, request id and status: not twice
     with tracer.start_as_current_span(
@@ -176,7 +232,7 @@ def provider_span(operation: str, task: Task) -> Iterator[None]:
 
 
 def _count_error(task: Task, operation: str, exc: ProviderError) -> None:
-    if not _ENABLED:
+    if not (_ENABLED and _metered()):
         return
     attributes: dict[str, Any] = {
         "sora_tasks.provider": task.provider,
@@ -203,7 +259,7 @@ def note_http(method: str, status_code: int | None, retries: int) -> None:
 
 def record_transition(before: Task | None, after: Task) -> None:
     """Count ``after`` reaching its status, when it changed; the cost of a task that ends."""
-    if not _ENABLED or (before is not None and before.status is after.status):
+    if not _ENABLED or (before is not None and before.status is after.status) or not _metered():
         return
     instruments = _instruments()
     instruments.transitions.add(
@@ -248,7 +304,7 @@ def _observe_circuits(_options: metrics.CallbackOptions) -> Iterable[metrics.Obs
 
 def record_poll(provider: str, outcome: str) -> None:
     """Count one status call to ``provider``: ``outcome`` is ``ok`` or ``error``."""
-    if _ENABLED:
+    if _ENABLED and _metered():
         _instruments().polls.add(
             1, {"sora_tasks.provider": provider, "sora_tasks.outcome": outcome}
         )
@@ -256,13 +312,13 @@ def record_poll(provider: str, outcome: str) -> None:
 
 def record_detection_delay(provider: str, seconds: float) -> None:
     """Record how long after the provider finished a job the engine saw it."""
-    if _ENABLED:
+    if _ENABLED and _metered():
         _instruments().detection_delay.record(max(0.0, seconds), {"sora_tasks.provider": provider})
 
 
 def wait_started() -> float | None:
     """A start time for :func:`record_connection_wait`; ``None`` without OpenTelemetry."""
-    return time.perf_counter() if _ENABLED else None
+    return time.perf_counter() if _ENABLED and _metered() else None
 
 
 def record_connection_wait(started: float, *, engine: bool) -> None:
@@ -272,12 +328,15 @@ def record_connection_wait(started: float, *, engine: bool) -> None:
     )
 
 
-@contextmanager
-def store_timer(operation: str) -> Iterator[None]:
+def store_timer(operation: str) -> AbstractContextManager[None]:
     """Time one store operation into ``sora_tasks.store.duration``."""
-    if not _ENABLED:
-        yield
-        return
+    if not (_ENABLED and _metered()):
+        return _NOTHING
+    return _timing(operation)
+
+
+@contextmanager
+def _timing(operation: str) -> Iterator[None]:
     started = time.perf_counter()
     outcome = "error"
     try:

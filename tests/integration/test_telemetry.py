@@ -322,3 +322,43 @@ async def test_the_cost_of_each_ended_task_is_counted_once(otel: Telemetry) -> N
     # a failed job keeps its estimate: the budgets count it as spent
     (estimated,) = otel.points("sora_tasks.cost", **{"sora_tasks.provider": "sim-cost-fail"})
     assert (estimated.value, estimated.attributes["sora_tasks.cost.estimated"]) == (2.0, True)
+
+
+def test_providers_set_while_the_engine_runs_are_reported_to_from_then_on() -> None:
+    # the hooks skip all work while no provider is set: one set later must still be used
+    code = """
+import anyio
+from opentelemetry import metrics, trace
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from sora_tasks import TaskManager, TaskStatus
+from sora_tasks.testing import FakeBehaviour, FakeProvider
+
+async def main():
+    fake = FakeProvider(behaviour=FakeBehaviour(render_for=0.05, poll_after=0.01))
+    async with TaskManager(providers={"late": fake}) as manager:
+        before = await manager.wait((await manager.create("a cat")).id, timeout=10)
+        exporter, reader = InMemorySpanExporter(), InMemoryMetricReader()
+        tracer_provider = TracerProvider()
+        tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
+        trace.set_tracer_provider(tracer_provider)
+        metrics.set_meter_provider(MeterProvider(metric_readers=[reader]))
+        after = await manager.wait((await manager.create("a dog")).id, timeout=10)
+    assert before.status is after.status is TaskStatus.COMPLETED
+    ids = {span.attributes["sora_tasks.task_id"] for span in exporter.get_finished_spans()}
+    assert ids == {after.id}, ids
+    names = {span.name for span in exporter.get_finished_spans()}
+    assert {"sora_tasks.engine.poll", "sora_tasks.provider.status"} <= names, names
+    data = reader.get_metrics_data()
+    found = {m.name for r in data.resource_metrics for s in r.scope_metrics for m in s.metrics}
+    assert {"sora_tasks.polls", "sora_tasks.store.duration"} <= found, found
+
+anyio.run(main)
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=os.environ
+    )
+    assert done.returncode == 0, done.stderr

@@ -8,7 +8,15 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from sora_tasks import InvalidTransitionError, Task, TaskError, TaskResult, TaskStatus
-from sora_tasks._states import ALLOWED_TRANSITIONS, apply, can_transition
+from sora_tasks._states import (
+    ALLOWED_TRANSITIONS,
+    PHASES,
+    Phase,
+    TaskChanges,
+    apply,
+    can_transition,
+    phase_of,
+)
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 LATER = NOW + timedelta(seconds=5)
@@ -134,3 +142,46 @@ def test_a_cancelled_task_may_still_record_the_job_it_started() -> None:
 def test_unknown_fields_are_refused() -> None:
     with pytest.raises(InvalidTransitionError, match="cannot be changed"):
         apply(task_in(TaskStatus.QUEUED), {"prompt": "new"}, now=LATER)  # type: ignore[typeddict-unknown-key]
+
+
+def _phase_by_table(task: Task) -> Phase:
+    """The phase as :data:`PHASES` defines it, evaluated condition by condition."""
+    matches = [
+        phase
+        for phase, alternatives in PHASES.items()
+        if any(
+            all(condition.holds(getattr(task, name)) for name, condition in conditions.items())
+            for conditions in alternatives
+        )
+    ]
+    assert len(matches) == 1, matches  # the phases partition every task
+    return matches[0]
+
+
+@pytest.mark.parametrize("status", list(TaskStatus))
+def test_phase_of_follows_the_table_on_every_combination(status: TaskStatus) -> None:
+    for submission_id, external_id, pending in itertools.product(
+        (None, "sub_1"), (None, "job_1"), (False, True)
+    ):
+        task = task_in(status).model_copy(
+            update={
+                "submission_id": submission_id,
+                "external_id": external_id,
+                "content_pending": pending,
+            }
+        )
+        assert phase_of(task) is _phase_by_table(task), (submission_id, external_id, pending)
+
+
+def test_apply_builds_what_model_copy_would() -> None:
+    task = task_in(TaskStatus.PROCESSING, external_id="job_1", submission_id="sub_1")
+    changes: TaskChanges = {"progress": 40, "lease_owner": "w1", "lease_expires_at": LATER}
+    applied = apply(task, changes, now=LATER)
+    expected = task.model_copy(
+        update={**changes, "content_pending": False, "version": 2, "updated_at": LATER}
+    )
+    assert applied == expected
+    assert applied.model_fields_set == expected.model_fields_set
+    assert applied.model_dump() == expected.model_dump()
+    assert task.progress == 0 and task.version == 1  # the input is left as it was
+    assert applied.model_copy(update={"progress": 50}).progress == 50

@@ -31,7 +31,7 @@ import httpx2
 import tenacity
 from pydantic import SecretStr
 
-from .._deadlines import remaining
+from .._deadlines import deadline
 from .._exceptions import (
     DownloadError,
     ProviderError,
@@ -230,11 +230,12 @@ class ProviderClient:
         :class:`SubmissionUncertainError`). A body over ``max_response_bytes`` is refused with
         :class:`ProviderResponseError` (for a create: uncertain, since the job may exist).
         """
-        left = remaining()
-        if left is None or left >= self._call_timeout:
-            call = _Call(self._call_timeout, "call_timeout")
+        now = anyio.current_time()
+        until = deadline()
+        if until is None or until - now >= self._call_timeout:
+            call = _Call(self._call_timeout, "call_timeout", now)
         else:
-            call = _Call(left, "the caller's bound")
+            call = _Call(max(0.0, until - now), "the caller's bound", now)
         target = _Target(method, self.url(path), own_origin=True)
         if create:
             kwargs = {**kwargs, "extensions": {**kwargs.get("extensions", {}), "trace": call.trace}}
@@ -549,10 +550,10 @@ class _Call:
 
     __slots__ = ("attempts", "bound", "deadline", "limit_name", "phase")
 
-    def __init__(self, bound: float, limit_name: str) -> None:
+    def __init__(self, bound: float, limit_name: str, now: float) -> None:
         self.attempts = 0
         self.bound = bound
-        self.deadline = anyio.current_time() + bound
+        self.deadline = now + bound
         self.limit_name = limit_name
         self.phase = _Phase.IDLE
 

@@ -113,7 +113,9 @@ class InMemoryStore:
         self, task_id: str, *, expected_version: int | None = None, **changes: Unpack[TaskChanges]
     ) -> Task:
         """See :meth:`TaskStore.update`."""
-        current = await self.get(task_id)
+        current = self._tasks.get(task_id)
+        if current is None:
+            raise TaskNotFoundError(task_id)
         if expected_version is not None and current.version != expected_version:
             raise ConflictError(
                 f"task {task_id} is at version {current.version}, not {expected_version}"
