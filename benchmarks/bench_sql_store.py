@@ -192,14 +192,8 @@ async def run(store: SQLStore, label: str, count: int, path: Path | None) -> Non
             "user page": q.list_tasks(
                 TaskQuery(user_id=user, status=TaskStatus.COMPLETED, limit=20)
             ),
-            "stats by status, user": q.count_by("status", user),
-            "stats by status, global": q.count_by("status", None),
-            "stats by provider, global": q.count_by("provider", None),
-            "render percentiles, global": (
-                q.render_value_at(None, count // 3)
-                if dialect == "sqlite"
-                else q.render_percentiles(None)
-            ),
+            "stats, user": q.stats_rows(dialect, user),
+            "stats, global": q.stats_rows(dialect, None),
             "claim": q.claim_due(
                 dialect, owner="bench", limit=100, lease_seconds=300, content=True
             ),

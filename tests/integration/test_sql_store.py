@@ -1,8 +1,9 @@
-"""SQLStore on real databases: schema, migrations, errors, time zones and image storage."""
+"""SQLStore on real databases: schema, migrations, errors, time zones, image storage, stats."""
 
 from __future__ import annotations
 
 import hashlib
+import random
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -22,12 +23,13 @@ from sora_tasks import (
     InvalidTransitionError,
     ReferenceImage,
     Task,
+    TaskCost,
     TaskNotFoundError,
     TaskStatus,
 )
 from sora_tasks._models import ImageData
 from sora_tasks._states import Phase, phase_of
-from sora_tasks.storage import SQLStore
+from sora_tasks.storage import InMemoryStore, SQLStore
 from sora_tasks.storage._sql_schema import VERSION_TABLE, images, in_phase, metadata, tasks
 from tests.factories import make_task, phase_grid
 from tests.sql_databases import open_sql_store, postgres_database
@@ -184,3 +186,40 @@ async def test_the_sql_phase_predicates_agree_with_the_python_ones(
             for phase in Phase:
                 rows = (await conn.execute(select(tasks.c.id).where(in_phase(phase)))).scalars()
                 assert set(rows) == {t.id for t in grid if phase_of(t) is phase}, phase
+
+
+async def test_stats_in_one_statement_match_the_memory_store_exactly(sql_store: SQLStore) -> None:
+    # whole-second render times and quarter costs add up exactly in any order, so the SQL
+    # aggregates and the Python ones must agree to the bit, interpolated percentiles included
+    rng = random.Random(14)
+    memory = InMemoryStore()
+    now = await sql_store.now()
+    users = ["u1", "u2", "u3", None]
+    for index in range(83):
+        created = now - timedelta(days=2, seconds=index)
+        status = rng.choice(list(TaskStatus))
+        fields: dict[str, Any] = {
+            "user_id": users[index % 4],
+            "provider": rng.choice(["fake", "other", "third"]),
+            "model": rng.choice(["sora-2", "sora-2-pro"]),
+            "status": status,
+        }
+        if status is TaskStatus.COMPLETED:
+            fields["completed_at"] = created + timedelta(seconds=rng.randrange(20, 900))
+        if rng.random() < 0.4:
+            fields["cost"] = TaskCost(amount=rng.randrange(1, 40) / 4, source="test")
+        task = make_task(created, **fields)
+        await sql_store.insert(task)
+        await memory.insert(task)
+    # u4 has tasks but none completed: no render times, a success rate of none finished
+    for store in (sql_store, memory):
+        await store.insert(make_task(now, user_id="u4", status=TaskStatus.QUEUED))
+    try:
+        for user in ["u1", "u2", "u3", "u4", "nobody"]:
+            expected = await memory.stats(user_id=user)
+            assert await sql_store.stats(user_id=user) == expected, user
+        everyone = await sql_store.stats()
+        assert everyone == await memory.stats()
+        assert everyone.render_seconds_p50 is not None and everyone.cost_by_user
+    finally:
+        await memory.close()

@@ -7,23 +7,29 @@ leases mean the same thing on every machine sharing the database.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Final
 
 from sqlalchemy import (
+    CompoundSelect,
     Delete,
     Float,
     Insert,
+    Integer,
     Interval,
     Select,
+    String,
     Update,
     and_,
+    cast,
     delete,
     exists,
     func,
     literal,
+    null,
     or_,
     select,
     type_coerce,
+    union_all,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.elements import ColumnElement
@@ -38,10 +44,8 @@ __all__ = [
     "changes",
     "claim_due",
     "claim_submissions",
-    "cost_sums",
     "lock_budgets",
     "spent_within",
-    "count_by",
     "count_in_flight",
     "db_now",
     "delete_finished",
@@ -54,13 +58,11 @@ __all__ = [
     "list_tasks",
     "lock_images",
     "lock_provider_admission",
-    "render_percentiles",
-    "render_summary",
-    "render_value_at",
     "select_image",
     "select_now",
     "select_task",
     "select_task_by_external_id",
+    "stats_rows",
     "update_task",
 ]
 
@@ -154,52 +156,78 @@ def changes(user_id: str | None, after: ChangeCursor | None, limit: int) -> Sele
     return stmt.order_by(updated, ident).limit(limit)
 
 
-def count_by(column: str, user_id: str | None) -> Select[Any]:
-    """Task counts grouped by ``status`` or ``provider``, for one user or all."""
-    key = tasks.c[column]
-    stmt = select(key, func.count()).group_by(key)
-    return stmt if user_id is None else stmt.where(tasks.c.user_id == user_id)
+def stats_rows(dialect: str, user_id: str | None) -> CompoundSelect[*tuple[Any, ...]]:
+    """Every figure of the stats, for one user or all, in one statement: one round trip (on a
+    loaded event loop each one waits its turn) and one snapshot.
 
+    Each row is ``(kind, k1, k2, k3, k4, v1, v2, v3, v4)``; the kinds are
 
-def cost_sums(user_id: str | None) -> Select[Any]:
-    """Task costs summed by user, provider, model and currency, for one user or all."""
-    keys = (tasks.c.user_id, tasks.c.provider, tasks.c.model, tasks.c.cost_currency)
-    stmt = (
-        select(*keys, func.sum(tasks.c.cost_amount))
-        .where(tasks.c.cost_amount.is_not(None))
-        .group_by(*keys)
-    )
-    return stmt if user_id is None else stmt.where(tasks.c.user_id == user_id)
-
-
-def render_summary(user_id: str | None) -> Select[Any]:
-    """Count and mean of the render times of completed tasks."""
-    return select(func.count(tasks.c.render_seconds), func.avg(tasks.c.render_seconds)).where(
-        *_rendered(user_id)
-    )
-
-
-def render_percentiles(user_id: str | None) -> Select[Any]:
-    """PostgreSQL: count, mean, median and 90th percentile of render times in one pass."""
+    - ``status`` and ``provider``: the key in ``k1``, the task count in ``v1``;
+    - ``cost``: user, provider, model and currency in ``k1`` to ``k4``, the summed cost in ``v1``;
+    - ``renders``: the count and mean of the render times in ``v1`` and ``v2`` (PostgreSQL: their
+      median and 90th percentile in ``v3`` and ``v4``, from ``percentile_cont``);
+    - SQLite only, ``p50`` and ``p90``: the render times at the sorted positions ``floor((count -
+      1) * f)`` and the next one in ``v1``, up to two rows each, walked in the render-time index
+      from an offset the statement computes itself (never a sort of every completed task).
+    """
+    owned = [] if user_id is None else [tasks.c.user_id == user_id]
     seconds = tasks.c.render_seconds
-    return select(
-        func.count(seconds),
-        func.avg(seconds),
-        func.percentile_cont(0.5).within_group(seconds),
-        func.percentile_cont(0.9).within_group(seconds),
-    ).where(*_rendered(user_id))
+    renders: list[ColumnElement[Any]] = [func.count(seconds), func.avg(seconds)]
+    if dialect == "postgresql":
+        renders += [
+            func.percentile_cont(0.5).within_group(seconds),
+            func.percentile_cont(0.9).within_group(seconds),
+        ]
+    branches: list[Select[*tuple[Any, ...]]] = [
+        _stats_row("status", [tasks.c.status], [func.count()], owned),
+        _stats_row("provider", [tasks.c.provider], [func.count()], owned),
+        _stats_row(
+            "cost",
+            [tasks.c.user_id, tasks.c.provider, tasks.c.model, tasks.c.cost_currency],
+            [func.sum(tasks.c.cost_amount)],
+            [*owned, tasks.c.cost_amount.is_not(None)],
+        ),
+    ]
+    if dialect == "postgresql":
+        branches.append(_stats_row("renders", [], renders, _rendered(user_id)))
+        return union_all(*branches)
+    # one count for the summary row and both offsets
+    counted = select(*renders).where(*_rendered(user_id)).cte("rendered")
+    branches.append(_stats_row("renders", [], list(counted.c), []))
+    for kind, fraction in (("p50", 0.5), ("p90", 0.9)):
+        offset = select(cast((counted.c[0] - 1) * fraction, Integer)).scalar_subquery()
+        walk = (
+            select(seconds.label("value"))
+            .where(*_rendered(user_id))
+            .order_by(seconds)
+            .offset(offset)
+            .limit(2)
+            .subquery()
+        )
+        branches.append(
+            select(literal(kind), *_NO_KEYS, cast(walk.c.value, Float), *_NO_VALUES[1:])
+        )
+    return union_all(*branches)
 
 
-def render_value_at(user_id: str | None, offset: int) -> Select[Any]:
-    """The render times at sorted positions ``offset`` and ``offset + 1`` (an index walk)."""
-    seconds = tasks.c.render_seconds
-    return (
-        select(type_coerce(seconds, Float()))
-        .where(*_rendered(user_id))
-        .order_by(seconds)
-        .offset(offset)
-        .limit(2)
-    )
+_NO_KEYS: Final = tuple(cast(null(), String) for _ in range(4))
+_NO_VALUES: Final = tuple(cast(null(), Float) for _ in range(4))
+
+
+def _stats_row(
+    kind: str,
+    keys: list[ColumnElement[Any]],
+    values: list[ColumnElement[Any]],
+    where: list[ColumnElement[bool]],
+) -> Select[*tuple[Any, ...]]:
+    stmt = select(
+        literal(kind),
+        *keys,
+        *_NO_KEYS[len(keys) :],
+        *(cast(value, Float) for value in values),
+        *_NO_VALUES[len(values) :],
+    ).where(*where)
+    return stmt.group_by(*keys) if keys else stmt
 
 
 def claim_due(

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Unpack
+from typing import Any, Final, Unpack
 
 import anyio
 from sqlalchemy import URL, RowMapping
@@ -233,20 +233,17 @@ class SQLStore:
     async def stats(self, *, user_id: str | None = None) -> TaskStats:
         """Counts and render times from SQL aggregates; see :meth:`TaskStore.stats`."""
         async with self._read() as conn:
-            statuses = (await conn.execute(q.count_by("status", user_id))).all()
-            providers = (await conn.execute(q.count_by("provider", user_id))).all()
-            renders = await self._render_stats(conn, user_id)
-            costs = (await conn.execute(q.cost_sums(user_id))).all()
+            rows = (await conn.execute(q.stats_rows(self._dialect, user_id))).all()
+        by_kind: dict[str, list[tuple[Any, ...]]] = {}
+        for row in rows:
+            by_kind.setdefault(row[0], []).append(tuple(row))
         counts = stats_from(
-            {TaskStatus(status): n for status, n in statuses},
-            {str(provider): int(n) for provider, n in providers},
+            {TaskStatus(row[1]): int(row[5]) for row in by_kind.get("status", ())},
+            {str(row[1]): int(row[5]) for row in by_kind.get("provider", ())},
             (),
-            [
-                (user, provider, model, currency, float(amount))
-                for user, provider, model, currency, amount in costs
-            ],
+            [(row[1], row[2], row[3], row[4], float(row[5])) for row in by_kind.get("cost", ())],
         )
-        return counts.model_copy(update=renders)
+        return counts.model_copy(update=_renders(by_kind))
 
     async def get_image(self, sha256: str) -> ImageData:
         """See :meth:`TaskStore.get_image`."""
@@ -384,18 +381,6 @@ class SQLStore:
         """Close every pooled connection."""
         await self._engine.dispose()
 
-    async def _render_stats(
-        self, conn: AsyncConnection, user_id: str | None
-    ) -> dict[str, float | None]:
-        if self._dialect == "postgresql":
-            count, mean, p50, p90 = (await conn.execute(q.render_percentiles(user_id))).one()
-            return _renders(mean, p50, p90) if count else _renders(None, None, None)
-        count, mean = (await conn.execute(q.render_summary(user_id))).one()
-        if not count:
-            return _renders(None, None, None)
-        p50, p90 = [await _sqlite_percentile(conn, user_id, count, f) for f in (0.5, 0.9)]
-        return _renders(mean, p50, p90)
-
     async def _raise_insert_conflict(self, task: Task) -> None:
         async with self._read() as conn:
             if (await conn.execute(q.select_task(self._dialect, task.id))).first() is not None:
@@ -519,22 +504,27 @@ class SQLStore:
         )
 
 
-async def _sqlite_percentile(
-    conn: AsyncConnection, user_id: str | None, count: int, fraction: float
-) -> float:
+def _renders(by_kind: dict[str, list[tuple[Any, ...]]]) -> dict[str, float | None]:
+    (summary,) = by_kind["renders"]
+    count, mean, p50, p90 = summary[5:9]
+    if not count:
+        p50 = p90 = mean = None
+    elif "p50" in by_kind:  # SQLite: interpolate between the two values walked to
+        p50, p90 = (_interpolated(int(count), f, by_kind[k]) for k, f in _PERCENTILES)
+    return {
+        "render_seconds_mean": mean,
+        "render_seconds_p50": p50,
+        "render_seconds_p90": p90,
+    }
+
+
+_PERCENTILES: Final = (("p50", 0.5), ("p90", 0.9))
+
+
+def _interpolated(count: int, fraction: float, rows: list[tuple[Any, ...]]) -> float:
+    # the same position as the statement's offset, floor((count - 1) * fraction)
     position = (count - 1) * fraction
     low, high = math.floor(position), math.ceil(position)
-    values = (await conn.execute(q.render_value_at(user_id, low))).scalars().all()
+    values = sorted(float(row[5]) for row in rows)
     weight = position - low
-    return float(values[0] * (1 - weight) + values[min(high - low, len(values) - 1)] * weight)
-
-
-def _renders(mean: Any, p50: Any, p90: Any) -> dict[str, float | None]:
-    def number(value: Any) -> float | None:
-        return None if value is None else float(value)
-
-    return {
-        "render_seconds_mean": number(mean),
-        "render_seconds_p50": number(p50),
-        "render_seconds_p90": number(p90),
-    }
+    return values[0] * (1 - weight) + values[min(high - low, len(values) - 1)] * weight
