@@ -25,6 +25,7 @@ from sqlalchemy import (
     exists,
     func,
     literal,
+    literal_column,
     null,
     or_,
     select,
@@ -178,12 +179,17 @@ def stats_rows(dialect: str, user_id: str | None) -> CompoundSelect[*tuple[Any, 
             func.percentile_cont(0.5).within_group(seconds),
             func.percentile_cont(0.9).within_group(seconds),
         ]
+    user: ColumnElement[Any] = tasks.c.user_id
+    if dialect == "sqlite" and user_id is None:
+        # grouped by the bare column, SQLite walks the (user_id, updated_at, id) index and looks
+        # up every row; by an expression no index has, it scans the table: 8x less time
+        user = user.concat(literal_column("''"))
     branches: list[Select[*tuple[Any, ...]]] = [
         _stats_row("status", [tasks.c.status], [func.count()], owned),
         _stats_row("provider", [tasks.c.provider], [func.count()], owned),
         _stats_row(
             "cost",
-            [tasks.c.user_id, tasks.c.provider, tasks.c.model, tasks.c.cost_currency],
+            [user, tasks.c.provider, tasks.c.model, tasks.c.cost_currency],
             [func.sum(tasks.c.cost_amount)],
             [*owned, tasks.c.cost_amount.is_not(None)],
         ),
