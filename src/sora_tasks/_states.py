@@ -19,6 +19,7 @@ small predicate over stored columns (:data:`PHASES`) that the Python code evalua
 from __future__ import annotations
 
 import enum
+import itertools
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -157,20 +158,51 @@ ENGINE_PHASES: Final = (Phase.SUBMITTING, Phase.RENDERING, Phase.COLLECTING)
 """The phases :meth:`TaskStore.claim_due` hands out (``WAITING`` goes through admission)."""
 
 
-def phase_of(task: Task) -> Phase:
-    """The phase ``task`` is in, by the predicates of :data:`PHASES`.
+def _phase_table() -> dict[tuple[TaskStatus, bool, bool, bool], Phase]:
+    """:data:`PHASES` evaluated once for every combination of the columns it reads.
 
-    Written out as the decision :data:`PHASES` describes rather than evaluated from it: it runs
-    several times per poll (a test checks the two agree on every combination of the columns).
+    Keyed by status, whether ``submission_id`` and ``external_id`` are null, and
+    ``content_pending``; a predicate over any other column (or comparing those ids with values)
+    fails here, at import, rather than being read wrongly.
     """
-    status = task.status
-    if status is TaskStatus.QUEUED or status is TaskStatus.PROCESSING:
-        if task.external_id is not None:
-            return Phase.RENDERING
-        return Phase.WAITING if task.submission_id is None else Phase.SUBMITTING
-    if status is TaskStatus.COMPLETED and task.content_pending:
-        return Phase.COLLECTING
-    return Phase.DONE
+    read = {name for alternatives in PHASES.values() for c in alternatives for name in c}
+    if not read <= {"status", "submission_id", "external_id", "content_pending"} or any(
+        condition.values is not None
+        for alternatives in PHASES.values()
+        for conditions in alternatives
+        for name, condition in conditions.items()
+        if name in ("submission_id", "external_id")
+    ):
+        raise AssertionError("PHASES reads more than phase_of's table is keyed by")
+    table = {}
+    for status, no_submission, no_job, pending in itertools.product(
+        TaskStatus, (True, False), (True, False), (True, False)
+    ):
+        columns = {
+            "status": status,
+            "submission_id": None if no_submission else "set",
+            "external_id": None if no_job else "set",
+            "content_pending": pending,
+        }
+        (phase,) = {
+            phase
+            for phase, alternatives in PHASES.items()
+            for conditions in alternatives
+            if all(condition.holds(columns[name]) for name, condition in conditions.items())
+        }  # the phases partition every task: exactly one holds
+        table[status, no_submission, no_job, pending] = phase
+    return table
+
+
+_PHASE_OF: Final = _phase_table()
+
+
+def phase_of(task: Task) -> Phase:
+    """The phase ``task`` is in, by the predicates of :data:`PHASES` (evaluated once, at import,
+    for every combination of the columns they read: this runs several times per poll)."""
+    return _PHASE_OF[
+        task.status, task.submission_id is None, task.external_id is None, task.content_pending
+    ]
 
 
 def is_claimable(task: Task, now: datetime) -> bool:
