@@ -202,7 +202,13 @@ class WebhookSender:
     async def _post(self, client: httpx2.AsyncClient, delivery: WebhookDelivery) -> str | None:
         """Send one attempt; ``None`` when the receiver took it, else why not."""
         try:
-            address = await resolve_target(delivery.url, allow_private=self._policy.allow_private)
+            # a resolver that hangs holds this place no longer than a receiver may
+            with anyio.fail_after(self._policy.connect_timeout):
+                address = await resolve_target(
+                    delivery.url, allow_private=self._policy.allow_private
+                )
+        except TimeoutError:
+            return f"the host did not resolve within {self._policy.connect_timeout:g} s"
         except (NotifyTargetRefused, ValueError) as exc:
             return str(exc)
         url, host = pinned_url(delivery.url, address)

@@ -89,13 +89,14 @@ class WebhookPolicy(BaseModel):
     capped at ``max_retry``, each wait drawn at random between half and all of it (jitter, so
     a receiver that was down is not hit by every retry at once). A delivery is given up
     (``failed``, the last error kept) after ``max_attempts`` attempts or once ``max_age`` has
-    passed since it was recorded (or re-armed), whichever comes first. Each POST may take
-    ``connect_timeout`` seconds to connect and ``timeout`` seconds in all. A sender keeps up to
-    ``batch_size`` deliveries in flight, each under a lease of ``lease_seconds`` (longer than
-    ``timeout``: a peer takes a delivery over only once its sender is surely gone), and looks
+    passed since it was recorded (or re-armed), whichever comes first. Each attempt may take
+    ``connect_timeout`` seconds to resolve the host, then the POST ``connect_timeout`` seconds to
+    connect and ``timeout`` seconds in all. A sender keeps up to
+    ``batch_size`` deliveries in flight, each under a lease of ``lease_seconds`` (longer than an
+    attempt can take: a peer takes a delivery over only once its sender is surely gone), and looks
     for due ones every ``idle_wait`` seconds when it has room. ``allow_private``
     lets notify URLs name loopback, private and link-local addresses (tests, one-host setups);
-    metadata addresses stay refused unless it is set too.
+    metadata addresses stay refused even then.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -113,10 +114,11 @@ class WebhookPolicy(BaseModel):
 
     @model_validator(mode="after")
     def _lease_outlasts_a_post(self) -> Self:
-        if self.lease_seconds <= self.timeout:
+        attempt = self.connect_timeout + self.timeout  # the host lookup, then the POST
+        if self.lease_seconds <= attempt:
             raise ValueError(
-                f"lease_seconds ({self.lease_seconds:g}) must be longer than timeout "
-                f"({self.timeout:g}), or a peer could send a delivery still in flight again"
+                f"lease_seconds ({self.lease_seconds:g}) must be longer than connect_timeout "
+                f"+ timeout ({attempt:g}), or a peer could send a delivery still in flight again"
             )
         return self
 

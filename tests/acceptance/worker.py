@@ -69,6 +69,7 @@ async def main(config: dict[str, object]) -> None:
                 first_retry=0.5,
                 max_retry=1.0,
                 lease_seconds=lease,
+                connect_timeout=0.1 * lease,
                 timeout=0.8 * lease,
                 idle_wait=0.05,
             ),

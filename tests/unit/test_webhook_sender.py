@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 
+import anyio
 import httpx2
 import pytest
 import trustme
@@ -403,3 +404,30 @@ async def test_a_slow_receiver_holds_one_place_not_the_others(
 def test_a_lease_shorter_than_a_post_is_refused() -> None:
     with pytest.raises(ValueError, match="lease_seconds"):
         WebhookPolicy(timeout=30, lease_seconds=20)
+    # the host lookup counts too
+    with pytest.raises(ValueError, match=r"connect_timeout \+ timeout \(35\)"):
+        WebhookPolicy(connect_timeout=5, timeout=30, lease_seconds=32)
+
+
+async def test_a_resolver_that_hangs_fails_the_attempt_within_the_connect_timeout(
+    receiver: Receiver, hook_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def hang(url: str, *, allow_private: bool) -> str:
+        await anyio.sleep_forever()
+        raise AssertionError("unreachable")
+
+    monkeypatch.setattr("sora_tasks._notify.resolve_target", hang)
+    store = InMemoryStore()
+    task = await store.insert(make_task(await store.now(), notify_url=hook_url))
+    await store.update(task.id, status=TaskStatus.CANCELLED)
+    policy = HOOKS.model_copy(update={"connect_timeout": 0.2})
+    sender = WebhookSender(
+        store=store, secret=check_webhook_secret(SECRET), policy=policy, owner="w1"
+    )
+    async with httpx2.AsyncClient(trust_env=False) as client:
+        with anyio.fail_after(5):
+            await sender.turn(client)
+    (row,) = await store.list_webhooks()
+    assert row.state is WebhookState.PENDING
+    assert row.last_error == "the host did not resolve within 0.2 s"
+    assert receiver.received == []
